@@ -1,0 +1,398 @@
+"""Every error tether raises or records, classified on two axes.
+
+``where`` says which part failed (``tool``, ``model``, ``agent``, ``infra``,
+``input``); ``retryable`` says whether trying again can help. ``error_class`` is
+the stable name operators alert on. Messages say what happened, to which
+tenant/session/task/step, and what to do.
+
+    TetherError
+    ├── InputError (input)            InvalidInput, UnknownAgent, NotFound, Conflict
+    ├── ToolError (tool)              ToolFailed, ToolRetryable, InvalidToolArguments,
+    │                                 UnknownTool, ToolTimeout, StepStuck
+    ├── ModelError (model)            RateLimited, ServerError, ModelTimeout,
+    │                                 ModelConnectionError, ModelRejected, ContextOverflow,
+    │                                 OutputTruncated, ModelProtocolError
+    ├── AgentError (agent)            MaxStepsExceeded, BudgetExhausted, NonDeterminismError,
+    │                                 ContextBudgetExceeded, WorkflowFailed
+    └── InfraError (infra)            StoreUnavailable, StoreVersionError, StoreCorrupt,
+                                      PayloadVersionError, MissingExtra
+    TetherSignal (BaseException: unwinds through user code's ``except Exception``)
+    ├── LeaseLost
+    └── TaskCancelled
+
+This module imports nothing from tether, so any module may import it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+Where = Literal["tool", "model", "agent", "infra", "input"]
+
+
+def _ids(
+    tenant: str | None = None,
+    session: str | None = None,
+    task: str | None = None,
+    step: int | None = None,
+) -> str:
+    parts = []
+    if tenant is not None:
+        parts.append(f"tenant {tenant}")
+    if session is not None:
+        parts.append(f"session {session}")
+    if task is not None:
+        parts.append(f"task {task}")
+    if step is not None:
+        parts.append(f"step {step}")
+    return ", ".join(parts)
+
+
+class TetherError(Exception):
+    """Something went wrong in tether."""
+
+    where: ClassVar[Where] = "infra"
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        tenant: str | None = None,
+        session: str | None = None,
+        task: str | None = None,
+        step: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.detail = message or (self.__doc__ or type(self).__name__).strip()
+        self.tenant = tenant
+        self.session = session
+        self.task = task
+        self.step = step
+        self.retry_after = retry_after
+        super().__init__(self.message)
+
+    @property
+    def error_class(self) -> str:
+        return _ERROR_CLASS.get(type(self).__name__, type(self).__name__)
+
+    @property
+    def message(self) -> str:
+        where = _ids(self.tenant, self.session, self.task, self.step)
+        return f"{self.detail} ({where})" if where else self.detail
+
+    def with_ids(
+        self,
+        *,
+        tenant: str | None = None,
+        session: str | None = None,
+        task: str | None = None,
+        step: int | None = None,
+    ) -> TetherError:
+        """Fill in ids the raiser did not know; keeps ids already set."""
+        self.tenant = self.tenant or tenant
+        self.session = self.session or session
+        self.task = self.task or task
+        self.step = self.step if self.step is not None else step
+        self.args = (self.message,)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The contract's error object: ``{type, error_class, retryable, message}``."""
+        return {
+            "type": self.where,
+            "error_class": self.error_class,
+            "retryable": self.retryable,
+            "message": self.message,
+        }
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild,
+            (
+                type(self).__name__,
+                self.detail,
+                self.tenant,
+                self.session,
+                self.task,
+                self.step,
+                self.retry_after,
+            ),
+        )
+
+
+def _rebuild(
+    name: str,
+    detail: str,
+    tenant: str | None,
+    session: str | None,
+    task: str | None,
+    step: int | None,
+    retry_after: float | None,
+) -> TetherError:
+    cls = ERROR_TYPES.get(name, TetherError)
+    return cls(detail, tenant=tenant, session=session, task=task, step=step, retry_after=retry_after)
+
+
+# ---- input -----------------------------------------------------------------
+
+
+class InputError(TetherError):
+    """The request was invalid; fix the input and submit again."""
+
+    where: ClassVar[Where] = "input"
+
+
+class InvalidInput(InputError):
+    """The input was invalid; fix it and submit again."""
+
+
+class UnknownAgent(InputError):
+    """No agent or workflow is registered under that name; register it with Runtime.register."""
+
+
+class NotFound(InputError):
+    """No such object for this tenant."""
+
+
+class Conflict(InputError):
+    """The object is not in a state that allows this operation."""
+
+
+# ---- tool ------------------------------------------------------------------
+
+
+class ToolError(TetherError):
+    """A tool failed."""
+
+    where: ClassVar[Where] = "tool"
+
+
+class ToolFailed(ToolError):
+    """A tool raised an error that retrying will not fix."""
+
+
+class ToolRetryable(ToolError):
+    """A tool failed in a way that may succeed if tried again (raise it from a tool on purpose)."""
+
+    retryable: ClassVar[bool] = True
+
+
+class InvalidToolArguments(ToolError):
+    """The model called a tool with arguments that do not match its schema."""
+
+
+class UnknownTool(ToolError):
+    """The model called a tool that the agent does not have."""
+
+
+class ToolTimeout(ToolError):
+    """A tool ran past its timeout."""
+
+    retryable: ClassVar[bool] = True
+
+
+class StepStuck(ToolError):
+    """A step stopped reporting heartbeats past its heartbeat timeout."""
+
+    retryable: ClassVar[bool] = True
+
+
+# ---- model -----------------------------------------------------------------
+
+
+class ModelError(TetherError):
+    """The model endpoint failed."""
+
+    where: ClassVar[Where] = "model"
+
+
+class RateLimited(ModelError):
+    """The model endpoint answered 429 Too Many Requests."""
+
+    retryable: ClassVar[bool] = True
+
+
+class ServerError(ModelError):
+    """The model endpoint answered with a 5xx status."""
+
+    retryable: ClassVar[bool] = True
+
+
+class ModelTimeout(ModelError):
+    """The model endpoint did not answer within the timeout."""
+
+    retryable: ClassVar[bool] = True
+
+
+class ModelConnectionError(ModelError):
+    """The connection to the model endpoint failed or was reset."""
+
+    retryable: ClassVar[bool] = True
+
+
+class ModelRejected(ModelError):
+    """The model endpoint rejected the request (a 4xx status); retrying the same request will not help."""
+
+
+class ContextOverflow(ModelError):
+    """The model endpoint said the request exceeds its context length; compact the context or fail."""
+
+
+class OutputTruncated(ModelError):
+    """The model's answer was cut off by its token limit (finish_reason "length")."""
+
+    retryable: ClassVar[bool] = True
+
+
+class ModelProtocolError(ModelError):
+    """The model endpoint answered with something that is not a chat completion."""
+
+
+# ---- agent -----------------------------------------------------------------
+
+
+class AgentError(TetherError):
+    """The agent or workflow logic failed."""
+
+    where: ClassVar[Where] = "agent"
+
+
+class MaxStepsExceeded(AgentError):
+    """The agent reached max_steps without a final answer; raise max_steps or fix the prompt."""
+
+
+class BudgetExhausted(AgentError):
+    """The task spent its whole retry budget."""
+
+
+class NonDeterminismError(AgentError):
+    """On replay the workflow asked for a different step than the journal recorded.
+
+    Check that the workflow is deterministic, or version the agent so old tasks
+    finish on the recorded path."""
+
+
+class ContextBudgetExceeded(AgentError):
+    """The request does not fit the context budget and the policy is "fail"."""
+
+
+class WorkflowFailed(AgentError):
+    """The workflow function raised an error."""
+
+
+# ---- infra -----------------------------------------------------------------
+
+
+class InfraError(TetherError):
+    """The infrastructure under tether failed."""
+
+    where: ClassVar[Where] = "infra"
+
+
+class StoreUnavailable(InfraError):
+    """The store could not be reached; tether retries with backoff."""
+
+    retryable: ClassVar[bool] = True
+
+
+class StoreVersionError(InfraError):
+    """The store's schema version does not match this code."""
+
+
+class StoreCorrupt(InfraError):
+    """The store holds data that breaks an invariant."""
+
+
+class PayloadVersionError(InfraError):
+    """A stored payload has a format version this code cannot read."""
+
+
+class MissingExtra(InfraError):
+    """An optional dependency is not installed."""
+
+
+class WorkerLost(InfraError):
+    """The worker running the task stopped before finishing it; the task resumes from its journal."""
+
+    retryable: ClassVar[bool] = True
+
+
+# ---- signals ---------------------------------------------------------------
+
+
+class TetherSignal(BaseException):
+    """Control flow that must unwind through user code, not an error to handle."""
+
+    error_class: ClassVar[str] = "Signal"
+
+    def __init__(self, message: str, *, task: str | None = None) -> None:
+        self.task = task
+        super().__init__(message)
+
+
+class LeaseLost(TetherSignal):
+    """This worker's lease on the task was taken over; its writes are fenced off."""
+
+    error_class: ClassVar[str] = "LeaseLost"
+
+
+class TaskCancelled(TetherSignal):
+    """The task was cancelled; it stops at the next step boundary."""
+
+    error_class: ClassVar[str] = "TaskCancelled"
+
+
+# Stable class names where the Python name differs from the operator's name.
+_ERROR_CLASS: dict[str, str] = {
+    "ModelTimeout": "Timeout",
+    "ToolTimeout": "Timeout",
+    "ModelConnectionError": "ConnectionLost",
+    "NonDeterminismError": "NonDeterminism",
+    "ContextBudgetExceeded": "ContextOverflow",
+    "ToolRetryable": "ToolFailed",
+}
+
+
+def _all_subclasses(cls: type[TetherError]) -> list[type[TetherError]]:
+    out: list[type[TetherError]] = [cls]
+    for sub in cls.__subclasses__():
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+ERROR_TYPES: dict[str, type[TetherError]] = {c.__name__: c for c in _all_subclasses(TetherError)}
+
+
+def error_from_dict(data: dict[str, Any]) -> TetherError:
+    """Rebuild an error recorded in the journal (the inverse of ``to_dict`` plus ``type_name``)."""
+    cls = ERROR_TYPES.get(str(data.get("python_type", "")), None)
+    if cls is None:
+        cls = _RecordedError.make(str(data.get("type", "infra")), bool(data.get("retryable")))
+    err = cls(str(data.get("detail") or data.get("message", "")))
+    if isinstance(err, _RecordedError):
+        err.recorded_class = str(data.get("error_class", "Unknown"))
+    return err
+
+
+def error_record(err: TetherError) -> dict[str, Any]:
+    """What the journal stores for an error: the contract dict plus what rebuilds it."""
+    return {**err.to_dict(), "python_type": type(err).__name__, "detail": err.detail}
+
+
+class _RecordedError(TetherError):
+    """An error recorded by another version of the code, kept as it was recorded."""
+
+    recorded_class: str = "Unknown"
+
+    @property
+    def error_class(self) -> str:
+        return self.recorded_class
+
+    @staticmethod
+    def make(where: str, retryable: bool) -> type[_RecordedError]:
+        return type(
+            "_RecordedError",
+            (_RecordedError,),
+            {"where": where, "retryable": retryable},
+        )

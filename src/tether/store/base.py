@@ -1,0 +1,187 @@
+"""The Store protocol: every durable operation tether needs, in domain words.
+
+Nothing here is engine-specific. ``SQLiteStore`` and ``PostgresStore`` implement
+it; ``tests/contract/`` states what each method promises and runs on both.
+
+Rules every implementation keeps:
+- Every write made on behalf of a running task carries its ``Lease``; the write is
+  applied only if the task's current ``lease_epoch`` equals ``lease.epoch`` and the
+  task is still ``running``, otherwise it raises ``LeaseLost`` and changes nothing.
+- ``commit_steps`` writes each commit (journal row, messages, session state, events)
+  in one transaction; many commits may share one transaction (group commit), but a
+  fenced commit never takes its neighbours down with it.
+- Reads and writes for one step are O(size of that step), never O(session length).
+- ``tenant=None`` on a read means "any tenant" (the operator's view); a tenant given
+  scopes the read, and another tenant's object is ``NotFound``.
+- Driver errors never leave the store: they become ``StoreUnavailable`` (retryable,
+  connection-level) or another ``TetherError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tether import types
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A task claimed by a worker, with the lease that fences its writes."""
+
+    task: types.TaskRecord
+    lease: types.Lease
+    reason: str
+    """``start``, ``recovery``, ``handover`` or ``resume`` (see ``TaskRun.reason``)."""
+
+
+class Store(Protocol):
+    url: str
+
+    async def open(self) -> None:
+        """Connect and check the schema version (migrating when ``migrate=True`` was asked)."""
+
+    async def close(self) -> None: ...
+
+    # ---- schema ------------------------------------------------------------
+
+    async def schema_version(self) -> int: ...
+
+    async def migrate(self, *, dry_run: bool = False) -> list[str]:
+        """Apply pending migrations; return the names applied (or that would be)."""
+
+    # ---- sessions ----------------------------------------------------------
+
+    async def create_session(
+        self, tenant: str, agent: str, *, session_id: str | None = None
+    ) -> types.SessionRecord: ...
+
+    async def get_session(
+        self, session_id: str, *, tenant: str | None = None
+    ) -> types.SessionRecord:
+        """Raises ``NotFound`` for an unknown id or another tenant's session."""
+
+    async def list_sessions(
+        self, *, tenant: str | None = None, limit: int = 100
+    ) -> list[types.SessionRecord]: ...
+
+    async def list_messages(
+        self,
+        session_id: str,
+        *,
+        tenant: str | None = None,
+        after_seq: int = 0,
+        upto_seq: int | None = None,
+        limit: int | None = None,
+    ) -> list[types.StoredMessage]:
+        """Messages with ``after_seq < seq <= upto_seq``, in order."""
+
+    # ---- tasks -------------------------------------------------------------
+
+    async def submit_task(self, new: types.NewTask) -> types.TaskRecord:
+        """One transaction: create the session if ``session_id`` is None, then the task as
+        ``queued`` with its input. The input joins the session's history when the task
+        first starts (see ``claim_task``), so tasks of one session never interleave.
+
+        With an ``idempotency_key`` already used by this tenant, returns that task and
+        writes nothing. Raises ``NotFound`` for a session of another tenant."""
+
+    async def get_task(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord: ...
+
+    async def list_tasks(
+        self,
+        *,
+        tenant: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[types.TaskRecord]:
+        """Newest first."""
+
+    async def request_cancel(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
+        """A queued task becomes ``cancelled`` at once; a running one gets
+        ``cancel_requested`` and stops at its next step boundary. A finished task is
+        returned unchanged."""
+
+    # ---- leases ------------------------------------------------------------
+
+    async def claim_task(
+        self,
+        worker: str,
+        *,
+        lease_ttl: float,
+        agents: Collection[str] | None = None,
+        task_id: str | None = None,
+    ) -> Claim | None:
+        """Claim one task in one transaction, or return None.
+
+        Candidates, oldest first: a ``running`` task whose lease is held by ``worker``
+        itself (a restarted worker takes its own leases back at once; reason
+        ``resume``); a ``running`` task whose lease expired (``recovery``); a
+        ``queued`` task whose session has no other ``running`` task and no older
+        ``queued`` task (``start`` the first time, ``handover`` after a release).
+        ``agents`` limits the candidates to those agent names; ``task_id`` to one task.
+
+        Claiming bumps ``lease_epoch``, sets owner and expiry, increments ``runs``,
+        records a ``TaskRun``, and on the task's first start appends its input to the
+        session as a user message and sets ``input_seq``."""
+
+    async def renew_lease(self, lease: types.Lease, *, lease_ttl: float) -> types.Lease:
+        """Extend the lease; raises ``LeaseLost`` if it was taken over."""
+
+    async def release_lease(self, lease: types.Lease) -> None:
+        """Give a running task back (drain): it becomes ``queued`` with no owner, so
+        another worker claims it at once. Fenced."""
+
+    async def expire_lease(self, task_id: str) -> None:
+        """Operator and test hook: mark a task's lease as expired now."""
+
+    # ---- journal -----------------------------------------------------------
+
+    async def load_journal(self, task_id: str) -> list[types.StepRecord]:
+        """The task's steps in index order."""
+
+    async def commit_steps(
+        self, commits: Sequence[types.StepCommit]
+    ) -> list[types.CommitResult | BaseException]:
+        """Commit each step with its messages, session state and events; one result per
+        commit, in order: ``CommitResult`` or the ``LeaseLost`` that fenced it."""
+
+    async def record_attempt(self, lease: types.Lease, attempt: types.StepAttempt) -> None:
+        """Journal one failed try of a step before it is retried. Fenced."""
+
+    async def list_attempts(self, task_id: str) -> list[types.StepAttempt]: ...
+
+    async def list_runs(self, task_id: str) -> list[types.TaskRun]: ...
+
+    async def finish_task(
+        self,
+        lease: types.Lease,
+        *,
+        status: types.TaskStatus,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+        events: Sequence[types.NewEvent] = (),
+    ) -> types.TaskRecord:
+        """Set the final status, output and error, clear the lease. Fenced."""
+
+    async def fail_task(self, task_id: str, *, error: dict[str, Any]) -> types.TaskRecord:
+        """Operator path, no lease: fail a task that cannot run (unknown agent, say)."""
+
+    # ---- events ------------------------------------------------------------
+
+    async def append_events(
+        self, task_id: str, events: Sequence[types.NewEvent], *, lease: types.Lease | None = None
+    ) -> None:
+        """Append in order; fenced when a lease is given."""
+
+    async def list_events(
+        self, task_id: str, *, tenant: str | None = None, after_seq: int = 0, limit: int = 1000
+    ) -> list[types.EventRecord]: ...
+
+    # ---- measurement -------------------------------------------------------
+
+    async def step_storage_bytes(self, task_id: str, index: int) -> int:
+        """Bytes stored for one step (journal row plus its messages), as the engine
+        reports them, so tests and benchmarks can check storage does not grow."""
