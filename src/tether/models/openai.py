@@ -1,0 +1,235 @@
+"""OpenAIModel: a Model that speaks the OpenAI-compatible chat-completions API.
+
+Works with vLLM, the llama.cpp server, Ollama and OpenAI itself: one
+``POST {base_url}/chat/completions`` per call, no streaming. The wire format
+(messages, tools, tool calls) is converted here in both directions so the
+stand-in server in ``tether.testing`` reads exactly what this client writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+import httpx
+
+from tether import errors, types
+from tether.models import errors as http_errors
+
+
+def message_to_wire(message: types.Message) -> dict[str, Any]:
+    """One message as the chat-completions API expects it."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        out["tool_call_id"] = message.tool_call_id
+    if message.name is not None:
+        out["name"] = message.name
+    return out
+
+
+def tool_to_wire(tool: types.ToolSpec) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.parameters,
+        },
+    }
+
+
+def _tool_call_from_wire(data: Any, position: int) -> types.ToolCall:
+    if not isinstance(data, dict):
+        raise ValueError(f"tool_calls[{position}] is not an object")
+    function = data.get("function")
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise ValueError(f"tool_calls[{position}] has no function name")
+    arguments = function.get("arguments")
+    if arguments is None:
+        arguments = "{}"
+    elif not isinstance(arguments, str):
+        # Some servers (older Ollama) send the arguments as an object.
+        arguments = json.dumps(arguments)
+    call_id = data.get("id")
+    return types.ToolCall(
+        id=call_id if isinstance(call_id, str) and call_id else f"call_{position}",
+        name=function["name"],
+        arguments=arguments,
+    )
+
+
+def message_from_wire(data: Any) -> types.Message:
+    """Parse one wire message; raises ValueError when it is not a chat message."""
+    if not isinstance(data, dict):
+        raise ValueError("message is not an object")
+    role = data.get("role")
+    if role not in ("system", "user", "assistant", "tool"):
+        raise ValueError(f"unknown message role {role!r}")
+    content = data.get("content")
+    if isinstance(content, list):
+        # Content parts: keep the text ones.
+        content = "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    elif content is not None and not isinstance(content, str):
+        raise ValueError("message content is neither text nor null")
+    raw_calls = data.get("tool_calls") or ()
+    if not isinstance(raw_calls, list | tuple):
+        raise ValueError("tool_calls is not a list")
+    tool_call_id = data.get("tool_call_id")
+    name = data.get("name")
+    return types.Message(
+        role=role,
+        content=content,
+        tool_calls=tuple(_tool_call_from_wire(c, i) for i, c in enumerate(raw_calls)),
+        tool_call_id=tool_call_id if isinstance(tool_call_id, str) else None,
+        name=name if isinstance(name, str) else None,
+    )
+
+
+def response_from_wire(body: Any, default_model: str) -> types.ModelResponse:
+    """Parse a chat completion body; raises ValueError when it is not one."""
+    if not isinstance(body, dict):
+        raise ValueError("the body is not a JSON object")
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise ValueError("the body has no choices")
+    choice = choices[0]
+    message = message_from_wire(choice.get("message"))
+    if message.role != "assistant":
+        raise ValueError(f"choices[0].message has role {message.role!r}, not 'assistant'")
+    finish = choice.get("finish_reason")
+    usage = body.get("usage")
+    parsed_usage: types.Usage | None = None
+    if isinstance(usage, dict):
+        parsed_usage = types.Usage(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+        )
+    model = body.get("model")
+    return types.ModelResponse(
+        message=message,
+        finish_reason=finish if isinstance(finish, str) and finish else "stop",
+        usage=parsed_usage,
+        model=model if isinstance(model, str) and model else default_model,
+    )
+
+
+class OpenAIModel:
+    """A chat model behind an OpenAI-compatible endpoint (vLLM, llama.cpp, Ollama, OpenAI).
+
+    The httpx client is created lazily, one per event loop (a Runtime's background
+    loop and a worker's loop each get their own); ``aclose`` closes the current
+    loop's client. A finish_reason of ``"length"`` is returned as is.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        context_window: int = 8192,
+        max_output_tokens: int = 1024,
+        timeout: float = 60.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        if context_window <= 0 or max_output_tokens <= 0:
+            raise errors.InvalidInput(
+                f"OpenAIModel {model!r}: context_window ({context_window}) and "
+                f"max_output_tokens ({max_output_tokens}) must be positive."
+            )
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.name = model
+        self.context_window = context_window
+        self.max_output_tokens = max_output_tokens
+        self.timeout = timeout
+        self._headers = dict(headers or {})
+        if api_key is not None:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/chat/completions"
+
+    def __repr__(self) -> str:
+        return f"OpenAIModel(base_url={self.base_url!r}, model={self.model!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_clients"] = {}
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def request_body(self, request: types.ModelRequest) -> dict[str, Any]:
+        """The JSON body sent for ``request``."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [message_to_wire(m) for m in request.messages],
+            "max_tokens": (
+                request.max_tokens if request.max_tokens is not None else self.max_output_tokens
+            ),
+        }
+        if request.tools:
+            body["tools"] = [tool_to_wire(t) for t in request.tools]
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        return body
+
+    def _client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._clients.get(loop)
+            if client is None:
+                # Clients of loops that have ended cannot be awaited any more; forget them.
+                for old in [old for old in self._clients if old.is_closed()]:
+                    del self._clients[old]
+                client = httpx.AsyncClient(
+                    timeout=httpx.Timeout(self.timeout), headers=self._headers
+                )
+                self._clients[loop] = client
+            return client
+
+    async def complete(self, request: types.ModelRequest) -> types.ModelResponse:
+        body = self.request_body(request)
+        client = self._client()
+        with http_errors.translate(self.url, self.timeout):
+            response = await client.post(self.url, json=body)
+            http_errors.raise_for_status(response, self.url)
+            try:
+                return response_from_wire(response.json(), self.model)
+            except (ValueError, TypeError) as exc:
+                raise errors.ModelProtocolError(
+                    f"POST {self.url} answered {response.status_code} with a body that is not "
+                    f"a chat completion ({exc}): {response.text[:200]!r}. Check that base_url "
+                    "points at an OpenAI-compatible API."
+                ) from exc
+
+    async def aclose(self) -> None:
+        """Close the client of the running loop, and schedule closing the clients of
+        loops still running in other threads."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            clients = dict(self._clients)
+            self._clients.clear()
+        for owner, client in clients.items():
+            if owner is loop:
+                await client.aclose()
+            elif owner.is_running():
+                asyncio.run_coroutine_threadsafe(client.aclose(), owner)
