@@ -1,0 +1,394 @@
+"""Prometheus metrics: every metric DESIGN.md names, declared once, fed from task events.
+
+``Metrics`` owns its own ``CollectorRegistry`` (a process normally has one; tests make
+many). ``MetricsObserver`` turns the execution layer's ``TaskEvent`` stream into those
+metrics; the HTTP service calls ``Metrics.observe_request`` and the store's group
+commit ``Metrics.observe_commit``.
+
+Mapping from events (``agent`` is the ``task_type`` label):
+
+- ``step.started`` with attempt 1 → ``task_steps_started_total{task_type, step}``;
+  ``step.completed`` → ``task_steps_completed_total{task_type, step}``. ``step`` is the
+  step index as a string, ``"100+"`` from index 100 on, so the label set stays bounded.
+- ``task.started`` with reason ``start`` → ``tasks_started_total``; ``task.recovered``
+  → ``task_recoveries_total``; ``step.replayed`` → ``steps_replayed_total``.
+- ``task.completed|failed|cancelled`` → ``tasks_finished_total{outcome}`` and
+  ``session_duration_seconds{end_reason}`` observing the event's ``session_age``;
+  ``lease.lost`` and ``task.released`` observe it with ``end_reason="abandoned"``
+  (the session's age then is its age at ``task.started`` plus the time since).
+- ``step.retrying`` → ``task_retries_total{error_type=error_class}``; every
+  ``step.retrying`` and ``step.failed`` error, and a ``task.failed`` error that no
+  ``step.failed`` reported already (``step_error`` false), → ``errors_total{type, error_class}``.
+- a model ``step.completed`` sets ``session_context_tokens`` and
+  ``session_context_limit_tokens{session_id}``; the task's end, release or lost lease
+  removes those series (absent, not zero: only running sessions are exported).
+- ``sessions_stuck`` counts tasks whose latest event is ``step.stuck``.
+- ``worker_memory_bytes`` is read from the process when scraped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import prometheus_client
+from prometheus_client import exposition
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from tether.observe import events, process
+
+PREFIX = "tether_"
+
+# The exposed metric names, exactly DESIGN.md's "Observability" list (a contract).
+METRIC_NAMES: tuple[str, ...] = (
+    "tether_task_steps_started_total",
+    "tether_task_steps_completed_total",
+    "tether_tasks_started_total",
+    "tether_tasks_finished_total",
+    "tether_task_retries_total",
+    "tether_errors_total",
+    "tether_requests_total",
+    "tether_session_context_tokens",
+    "tether_session_context_limit_tokens",
+    "tether_context_compactions_total",
+    "tether_output_truncations_total",
+    "tether_session_duration_seconds",
+    "tether_sessions_stuck",
+    "tether_steps_replayed_total",
+    "tether_task_recoveries_total",
+    "tether_leases_lost_total",
+    "tether_journal_commit_seconds",
+    "tether_worker_memory_bytes",
+)
+
+STEP_CAP = 100
+STEP_CAPPED = f"{STEP_CAP}+"
+
+# Sessions live seconds to days.
+SESSION_BUCKETS = (
+    1.0,
+    5.0,
+    15.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    1800.0,
+    3600.0,
+    3 * 3600.0,
+    6 * 3600.0,
+    12 * 3600.0,
+    86400.0,
+    3 * 86400.0,
+    7 * 86400.0,
+    math.inf,
+)
+# A journal commit is an fsync or a network round trip: sub-millisecond to seconds.
+COMMIT_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    math.inf,
+)
+
+
+def step_label(index: int) -> str:
+    """The ``step`` label for a step index: the index, or ``"100+"`` from 100 on."""
+    return STEP_CAPPED if index >= STEP_CAP else str(index)
+
+
+class Metrics:
+    """Every tether metric, registered in one registry of its own."""
+
+    def __init__(self, registry: prometheus_client.CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else prometheus_client.CollectorRegistry()
+        r = self.registry
+        counter, gauge = prometheus_client.Counter, prometheus_client.Gauge
+        hist = prometheus_client.Histogram
+        self.task_steps_started = counter(
+            "tether_task_steps_started",
+            "Steps started (attempt 1 only), by step index.",
+            ["task_type", "step"],
+            registry=r,
+        )
+        self.task_steps_completed = counter(
+            "tether_task_steps_completed",
+            "Steps completed, by step index.",
+            ["task_type", "step"],
+            registry=r,
+        )
+        self.tasks_started = counter(
+            "tether_tasks_started",
+            "Tasks started from the beginning (not resumed).",
+            ["task_type"],
+            registry=r,
+        )
+        self.tasks_finished = counter(
+            "tether_tasks_finished",
+            "Tasks that ended, by outcome (completed, failed, cancelled).",
+            ["task_type", "outcome"],
+            registry=r,
+        )
+        self.task_retries = counter(
+            "tether_task_retries",
+            "Step retries, by the error_class that caused them.",
+            ["task_type", "error_type"],
+            registry=r,
+        )
+        self.errors = counter(
+            "tether_errors",
+            "Errors, by where they happened (type) and error_class.",
+            ["type", "error_class"],
+            registry=r,
+        )
+        self.requests = counter(
+            "tether_requests",
+            "HTTP requests served, by route template and status code.",
+            ["route", "code"],
+            registry=r,
+        )
+        self.session_context_tokens = gauge(
+            "tether_session_context_tokens",
+            "Context tokens of a session with a running task.",
+            ["session_id"],
+            registry=r,
+        )
+        self.session_context_limit_tokens = gauge(
+            "tether_session_context_limit_tokens",
+            "Context limit in tokens of a session with a running task.",
+            ["session_id"],
+            registry=r,
+        )
+        self.context_compactions = counter(
+            "tether_context_compactions",
+            "Context compactions, by strategy.",
+            ["task_type", "strategy"],
+            registry=r,
+        )
+        self.output_truncations = counter(
+            "tether_output_truncations",
+            "Model answers cut off by their token limit.",
+            ["task_type"],
+            registry=r,
+        )
+        self.session_duration = hist(
+            "tether_session_duration_seconds",
+            "Session age when a task ended, by how (abandoned: lease lost or released).",
+            ["end_reason"],
+            buckets=SESSION_BUCKETS,
+            registry=r,
+        )
+        self.sessions_stuck = gauge(
+            "tether_sessions_stuck", "Tasks whose running step stopped heartbeating.", registry=r
+        )
+        self.steps_replayed = counter(
+            "tether_steps_replayed", "Steps answered from the journal on resume.", registry=r
+        )
+        self.task_recoveries = counter(
+            "tether_task_recoveries",
+            "Tasks resumed from their journal (recovery, handover, resume).",
+            registry=r,
+        )
+        self.leases_lost = counter(
+            "tether_leases_lost", "Task leases this worker lost to another.", registry=r
+        )
+        self.journal_commit = hist(
+            "tether_journal_commit_seconds",
+            "Time to commit a batch of steps to the journal.",
+            buckets=COMMIT_BUCKETS,
+            registry=r,
+        )
+        self.worker_memory = gauge(
+            "tether_worker_memory_bytes",
+            "Resident memory of this process, read at scrape time.",
+            registry=r,
+        )
+        self.worker_memory.set_function(process.rss_bytes)
+        # What is scraped: the same metrics without prometheus_client's "_created"
+        # series, which would add names outside DESIGN.md's list and that Prometheus
+        # ignores in the text format anyway.
+        self.exposed = prometheus_client.CollectorRegistry(auto_describe=False)
+        self.exposed.register(_WithoutCreated(self.registry))
+
+    def observe_request(self, route: str, code: int | str) -> None:
+        """Count one HTTP request; ``route`` is the route template, never the raw path."""
+        self.requests.labels(route=route, code=str(code)).inc()
+
+    def observe_commit(self, seconds: float) -> None:
+        """Record how long one journal commit took."""
+        self.journal_commit.observe(seconds)
+
+    def render(self) -> bytes:
+        """The metrics in the Prometheus text exposition format."""
+        return exposition.generate_latest(self.exposed)
+
+
+def serve_metrics(
+    metrics: Metrics, port: int, host: str = "127.0.0.1"
+) -> tuple[Any, threading.Thread]:
+    """Serve ``metrics`` over HTTP on ``host:port`` (``/metrics``) from a daemon thread.
+
+    Returns prometheus_client's ``(server, thread)``; ``server.server_port`` is the
+    bound port (useful with ``port=0``) and ``server.shutdown()`` stops it.
+    """
+    server, thread = prometheus_client.start_http_server(port, addr=host, registry=metrics.exposed)
+    return server, thread
+
+
+class _WithoutCreated(Collector):
+    """A registry's metrics minus every ``*_created`` sample."""
+
+    def __init__(self, registry: prometheus_client.CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self._registry.collect():
+            family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield family
+
+
+@dataclass(slots=True)
+class _Running:
+    """What the observer remembers about a task running in this process."""
+
+    session_id: str
+    started_at: float | None = None
+    session_age_at_start: float | None = None
+    stuck: bool = False
+    context: bool = False
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _error(data: dict[str, Any]) -> tuple[str, str] | None:
+    err = data.get("error")
+    if not isinstance(err, dict):
+        return None
+    return str(err.get("type") or "unknown"), str(err.get("error_class") or "Unknown")
+
+
+@dataclass(slots=True)
+class MetricsObserver:
+    """An ``Observer`` that keeps ``metrics`` up to date from task events."""
+
+    metrics: Metrics
+    _tasks: dict[str, _Running] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def on_event(self, event: events.TaskEvent) -> None:
+        with self._lock:
+            self._handle(event)
+
+    def _task(self, event: events.TaskEvent) -> _Running:
+        running = self._tasks.get(event.task_id)
+        if running is None:
+            running = self._tasks[event.task_id] = _Running(session_id=event.session_id)
+        return running
+
+    def _handle(self, event: events.TaskEvent) -> None:
+        # State is kept only for tasks that started here (or got stuck or set context
+        # here), and dropped when they end, so a long-lived process does not grow.
+        m, name, data = self.metrics, event.name, event.data
+        running = self._tasks.get(event.task_id)
+        if running is not None and running.stuck and name != events.STEP_STUCK:
+            running.stuck = False
+            self._set_stuck()
+
+        if name == events.TASK_STARTED:
+            running = self._task(event)
+            running.started_at = event.at
+            running.session_age_at_start = _number(data.get("session_age"))
+            if data.get("reason", "start") == "start":
+                m.tasks_started.labels(task_type=event.agent).inc()
+        elif name == events.TASK_RECOVERED:
+            m.task_recoveries.inc()
+        elif name == events.STEP_STARTED:
+            if event.step is not None and event.attempt in (None, 1):
+                step = step_label(event.step)
+                m.task_steps_started.labels(task_type=event.agent, step=step).inc()
+        elif name == events.STEP_COMPLETED:
+            if event.step is not None:
+                step = step_label(event.step)
+                m.task_steps_completed.labels(task_type=event.agent, step=step).inc()
+            self._set_context(event)
+        elif name == events.STEP_REPLAYED:
+            m.steps_replayed.inc()
+        elif name == events.STEP_RETRYING:
+            err = _error(data)
+            if err is not None:
+                m.task_retries.labels(task_type=event.agent, error_type=err[1]).inc()
+                m.errors.labels(type=err[0], error_class=err[1]).inc()
+        elif name == events.STEP_FAILED:
+            err = _error(data)
+            if err is not None:
+                m.errors.labels(type=err[0], error_class=err[1]).inc()
+        elif name == events.STEP_STUCK:
+            self._task(event).stuck = True
+            self._set_stuck()
+        elif name == events.CONTEXT_COMPACTED:
+            strategy = str(data.get("strategy") or "unknown")
+            m.context_compactions.labels(task_type=event.agent, strategy=strategy).inc()
+        elif name == events.OUTPUT_TRUNCATED:
+            m.output_truncations.labels(task_type=event.agent).inc()
+        elif name in (events.TASK_COMPLETED, events.TASK_FAILED, events.TASK_CANCELLED):
+            outcome = name.removeprefix("task.")
+            m.tasks_finished.labels(task_type=event.agent, outcome=outcome).inc()
+            if name == events.TASK_FAILED and not data.get("step_error", False):
+                err = _error(data)
+                if err is not None:
+                    m.errors.labels(type=err[0], error_class=err[1]).inc()
+            self._end(event, outcome)
+        elif name == events.TASK_RELEASED:
+            self._end(event, "abandoned")
+        elif name == events.LEASE_LOST:
+            m.leases_lost.inc()
+            self._end(event, "abandoned")
+
+    def _set_context(self, event: events.TaskEvent) -> None:
+        tokens = _number(event.data.get("context_tokens"))
+        limit = _number(event.data.get("context_limit"))
+        if tokens is None or limit is None:
+            return
+        self.metrics.session_context_tokens.labels(session_id=event.session_id).set(tokens)
+        self.metrics.session_context_limit_tokens.labels(session_id=event.session_id).set(limit)
+        self._task(event).context = True
+
+    def _set_stuck(self) -> None:
+        self.metrics.sessions_stuck.set(sum(1 for t in self._tasks.values() if t.stuck))
+
+    def _end(self, event: events.TaskEvent, end_reason: str) -> None:
+        running = self._tasks.pop(event.task_id, None)
+        age = _number(event.data.get("session_age"))
+        if age is None and running is not None and running.session_age_at_start is not None:
+            started_at = running.started_at if running.started_at is not None else event.at
+            age = running.session_age_at_start + max(0.0, event.at - started_at)
+        if age is not None:
+            self.metrics.session_duration.labels(end_reason=end_reason).observe(age)
+        if running is not None and running.context:
+            gauges = (
+                self.metrics.session_context_tokens,
+                self.metrics.session_context_limit_tokens,
+            )
+            for gauge in gauges:
+                # prometheus_client before 0.21 raises KeyError for an absent series.
+                with contextlib.suppress(KeyError):
+                    gauge.remove(running.session_id)
