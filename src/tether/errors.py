@@ -52,7 +52,7 @@ class TetherError(Exception):
     """Something went wrong in tether."""
 
     where: ClassVar[Where] = "infra"
-    retryable: ClassVar[bool] = False
+    retryable: bool = False
 
     def __init__(
         self,
@@ -63,7 +63,10 @@ class TetherError(Exception):
         task: str | None = None,
         step: int | None = None,
         retry_after: float | None = None,
+        retryable: bool | None = None,
     ) -> None:
+        if retryable is not None:
+            self.retryable = retryable
         self.detail = message or (self.__doc__ or type(self).__name__).strip()
         self.tenant = tenant
         self.session = session
@@ -117,6 +120,7 @@ class TetherError(Exception):
                 self.task,
                 self.step,
                 self.retry_after,
+                self.retryable,
             ),
         )
 
@@ -129,9 +133,18 @@ def _rebuild(
     task: str | None,
     step: int | None,
     retry_after: float | None,
+    retryable: bool,
 ) -> TetherError:
     cls = ERROR_TYPES.get(name, TetherError)
-    return cls(detail, tenant=tenant, session=session, task=task, step=step, retry_after=retry_after)
+    return cls(
+        detail,
+        tenant=tenant,
+        session=session,
+        task=task,
+        step=step,
+        retry_after=retry_after,
+        retryable=retryable,
+    )
 
 
 # ---- input -----------------------------------------------------------------
@@ -175,7 +188,7 @@ class ToolFailed(ToolError):
 class ToolRetryable(ToolError):
     """A tool failed in a way that may succeed if tried again (raise it from a tool on purpose)."""
 
-    retryable: ClassVar[bool] = True
+    retryable: bool = True
 
 
 class InvalidToolArguments(ToolError):
@@ -189,13 +202,13 @@ class UnknownTool(ToolError):
 class ToolTimeout(ToolError):
     """A tool ran past its timeout."""
 
-    retryable: ClassVar[bool] = True
+    retryable: bool = True
 
 
 class StepStuck(ToolError):
     """A step stopped reporting heartbeats past its heartbeat timeout."""
 
-    retryable: ClassVar[bool] = True
+    retryable: bool = True
 
 
 # ---- model -----------------------------------------------------------------
@@ -210,25 +223,25 @@ class ModelError(TetherError):
 class RateLimited(ModelError):
     """The model endpoint answered 429 Too Many Requests."""
 
-    retryable: ClassVar[bool] = True
+    retryable: bool = True
 
 
 class ServerError(ModelError):
     """The model endpoint answered with a 5xx status."""
 
-    retryable: ClassVar[bool] = True
+    retryable: bool = True
 
 
 class ModelTimeout(ModelError):
     """The model endpoint did not answer within the timeout."""
 
-    retryable: ClassVar[bool] = True
+    retryable: bool = True
 
 
 class ModelConnectionError(ModelError):
     """The connection to the model endpoint failed or was reset."""
 
-    retryable: ClassVar[bool] = True
+    retryable: bool = True
 
 
 class ModelRejected(ModelError):
@@ -242,7 +255,7 @@ class ContextOverflow(ModelError):
 class OutputTruncated(ModelError):
     """The model's answer was cut off by its token limit (finish_reason "length")."""
 
-    retryable: ClassVar[bool] = True
+    retryable: bool = True
 
 
 class ModelProtocolError(ModelError):
@@ -293,7 +306,7 @@ class InfraError(TetherError):
 class StoreUnavailable(InfraError):
     """The store could not be reached; tether retries with backoff."""
 
-    retryable: ClassVar[bool] = True
+    retryable: bool = True
 
 
 class StoreVersionError(InfraError):
@@ -315,7 +328,7 @@ class MissingExtra(InfraError):
 class WorkerLost(InfraError):
     """The worker running the task stopped before finishing it; the task resumes from its journal."""
 
-    retryable: ClassVar[bool] = True
+    retryable: bool = True
 
 
 # ---- signals ---------------------------------------------------------------
@@ -366,10 +379,12 @@ ERROR_TYPES: dict[str, type[TetherError]] = {c.__name__: c for c in _all_subclas
 
 def error_from_dict(data: dict[str, Any]) -> TetherError:
     """Rebuild an error recorded in the journal (the inverse of ``to_dict`` plus ``type_name``)."""
-    cls = ERROR_TYPES.get(str(data.get("python_type", "")), None)
+    cls = ERROR_TYPES.get(str(data.get("python_type", "")))
     if cls is None:
         cls = _RecordedError.make(str(data.get("type", "infra")), bool(data.get("retryable")))
-    err = cls(str(data.get("detail") or data.get("message", "")))
+    err = cls(
+        str(data.get("detail") or data.get("message", "")), retryable=bool(data.get("retryable"))
+    )
     if isinstance(err, _RecordedError):
         err.recorded_class = str(data.get("error_class", "Unknown"))
     return err

@@ -41,7 +41,9 @@ class ToolCall:
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> ToolCall:
-        return ToolCall(id=str(data["id"]), name=str(data["name"]), arguments=str(data["arguments"]))
+        return ToolCall(
+            id=str(data["id"]), name=str(data["name"]), arguments=str(data["arguments"])
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,602 @@
+"""The durable-function context: every side effect is a journaled step.
+
+Each ``await ctx.<step>(…)`` first looks in the journal. A recorded step returns its
+recorded output without running (replay), after proving by fingerprint that it is
+the same step; the first unrecorded step runs for real and is committed, with the
+session messages it produced, before the function goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from tether import errors, retry, tools, types
+from tether.execution.committer import Committer
+from tether.execution.emitter import Emitter
+from tether.execution.fingerprint import describe, fingerprint
+from tether.execution.settings import ExecutionSettings
+from tether.models.base import Model
+from tether.observe import events
+from tether.store.base import Store
+
+T = TypeVar("T")
+
+
+class Heartbeat:
+    """Liveness of one running step; a sync tool in a thread may beat it."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.last = self.started
+        self.beats = 0
+
+    def beat(self) -> None:
+        self.last = time.monotonic()
+        self.beats += 1
+
+
+class LeaseView:
+    """What a context needs from the lease keeper: the current lease and its flags."""
+
+    lease: types.Lease
+    lost: bool = False
+    cancel_requested: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class StepOutcome:
+    """How a step's value maps to what is stored: its JSON, messages and session state."""
+
+    encode: Callable[[Any], Any] = lambda v: v
+    decode: Callable[[Any], Any] = lambda v: v
+    messages: Callable[[Any], Sequence[types.Message]] = lambda v: ()
+    session_state: Callable[[Any], dict[str, Any] | None] = lambda v: None
+
+
+class TaskContext:
+    """The ``ctx`` a durable function receives. Not shared between tasks."""
+
+    def __init__(
+        self,
+        *,
+        task: types.TaskRecord,
+        lease: LeaseView,
+        journal: list[types.StepRecord],
+        attempts: list[types.StepAttempt],
+        history: list[types.StoredMessage],
+        session: types.SessionRecord,
+        store: Store,
+        committer: Committer,
+        emitter: Emitter,
+        settings: ExecutionSettings,
+        retries: retry.Retries,
+        worker: str,
+    ) -> None:
+        self.task = task
+        self.history = history
+        self.session_state: dict[str, Any] = dict(session.state)
+        self.session_created_at = session.created_at
+        self._lease = lease
+        self._journal = journal
+        self._store = store
+        self._committer = committer
+        self.emitter = emitter
+        self.settings = settings
+        self.retries = retries
+        self.worker = worker
+        self._index = 0
+        self._attempts_before: dict[int, int] = {}
+        for a in attempts:
+            self._attempts_before[a.index] = max(self._attempts_before.get(a.index, 0), a.attempt)
+        self.budget = retry.RetryBudget(retries.budget, spent=len(attempts))
+        self.replayed = 0
+        self.last_message_seqs: tuple[int, ...] = ()
+
+    # ---- identity ----------------------------------------------------------
+
+    @property
+    def task_id(self) -> str:
+        return self.task.id
+
+    @property
+    def session_id(self) -> str:
+        return self.task.session_id
+
+    @property
+    def tenant(self) -> str:
+        return self.task.tenant
+
+    @property
+    def step_index(self) -> int:
+        """The index the next step will get."""
+        return self._index
+
+    @property
+    def replaying(self) -> bool:
+        return self._index < len(self._journal)
+
+    def _ids(self, step: int | None = None) -> dict[str, Any]:
+        return {
+            "tenant": self.task.tenant,
+            "session": self.task.session_id,
+            "task": self.task.id,
+            "step": step,
+        }
+
+    # ---- the step API ------------------------------------------------------
+
+    async def step(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` once as a journaled step; its result must be JSON."""
+
+        async def execute(attempt: int, beat: Heartbeat) -> Any:
+            result = fn(*args, **kwargs)
+            if asyncio.iscoroutine(result):
+                result = await result
+            _require_json(result, f"step {name!r}")
+            return result
+
+        return await self.run_step(
+            "custom",
+            name,
+            {"args": list(args), "kwargs": kwargs},
+            execute,
+            policy=self.retries.custom,
+            where="agent",
+        )
+
+    async def sleep(self, seconds: float) -> None:
+        """A journaled pause: on replay it does not wait again."""
+
+        async def execute(attempt: int, beat: Heartbeat) -> None:
+            await asyncio.sleep(seconds)
+
+        await self.run_step("sleep", "sleep", {"seconds": seconds}, execute, policy=retry.NO_RETRY)
+
+    async def call_model(
+        self, model: Model, request: types.ModelRequest, *, name: str | None = None
+    ) -> types.ModelResponse:
+        """One journaled model call; its answer joins the session's messages.
+
+        An answer cut off by its token limit is never returned as complete: it is
+        retried with more room (``Retries.truncation_retries``), then fails with
+        ``OutputTruncated``."""
+        room = {"max_tokens": request.max_tokens or model.max_output_tokens, "truncations": 0}
+        index = self._index
+
+        async def execute(attempt: int, beat: Heartbeat) -> types.ModelResponse:
+            sent = dataclasses.replace(request, max_tokens=room["max_tokens"])
+            response = await model.complete(sent)
+            if response.finish_reason == "length":
+                self.emitter.emit(
+                    events.OUTPUT_TRUNCATED,
+                    step=index,
+                    kind="model",
+                    step_name=model.name,
+                    max_tokens=room["max_tokens"],
+                )
+                grown = _grown_room(room["max_tokens"], model, response)
+                if room["truncations"] < self.retries.truncation_retries and grown is not None:
+                    room["truncations"] += 1
+                    room["max_tokens"] = grown
+                    raise errors.OutputTruncated(
+                        f"the answer of model {model.name!r} was cut off at max_tokens="
+                        f"{sent.max_tokens}; retrying with max_tokens={grown}",
+                        retryable=True,
+                    )
+                raise errors.OutputTruncated(
+                    f"the answer of model {model.name!r} was cut off at max_tokens="
+                    f"{sent.max_tokens} and there is no more room to retry; raise "
+                    "max_output_tokens, shorten the context, or ask for a shorter answer",
+                    retryable=False,
+                )
+            return response
+
+        return await self.run_step(
+            "model",
+            name or model.name,
+            {"model": model.name, "request": request.to_dict()},
+            execute,
+            policy=self.retries.model,
+            where="model",
+            outcome=StepOutcome(
+                encode=lambda r: r.to_dict(),
+                decode=types.ModelResponse.from_dict,
+                messages=lambda r: (r.message,),
+            ),
+            completed_data=lambda r: _model_completed_data(r, model),
+        )
+
+    async def call_tool(
+        self, tool: tools.Tool, arguments: dict[str, Any] | str | None = None
+    ) -> Any:
+        """Run a tool once as a journaled step and return what it returned."""
+        raw = arguments if arguments is not None else {}
+        args = tool.parse_arguments(raw)
+        return await self.run_step(
+            "tool",
+            tool.name,
+            {"arguments": args},
+            self._tool_executor(tool, args, self._index),
+            policy=tool.retry or self.retries.tool,
+            where="tool",
+            timeout=tool.timeout or self.settings.tool_timeout,
+            heartbeat_timeout=tool.heartbeat_timeout,
+        )
+
+    async def run_tool_call(self, tool: tools.Tool | None, call: types.ToolCall) -> types.Message:
+        """Answer a model's tool call with a tool message, in one journaled step.
+
+        Whatever goes wrong (unknown tool, malformed JSON, arguments off-schema, a
+        tool that raises) becomes an error message the model reads, not a crash."""
+        name = tool.name if tool is not None else call.name
+        index = self._index
+
+        def to_message(content: str) -> types.Message:
+            return types.Message(role="tool", content=content, tool_call_id=call.id, name=name)
+
+        async def execute(attempt: int, beat: Heartbeat) -> types.Message:
+            if tool is None:
+                raise errors.UnknownTool(
+                    f"there is no tool named {call.name!r}; call one of the tools offered"
+                )
+            args = tool.parse_arguments(call.arguments)
+            result = await self._tool_executor(tool, args, index)(attempt, beat)
+            return to_message(tools.render_result(result))
+
+        return await self.run_step(
+            "tool",
+            name,
+            {"call_id": call.id, "arguments": call.arguments},
+            execute,
+            policy=(tool.retry if tool is not None else None) or self.retries.tool,
+            where="tool",
+            timeout=(tool.timeout if tool is not None else None) or self.settings.tool_timeout,
+            heartbeat_timeout=tool.heartbeat_timeout if tool is not None else None,
+            outcome=StepOutcome(
+                encode=lambda m: m.to_dict(),
+                decode=types.Message.from_dict,
+                messages=lambda m: (m,),
+            ),
+            on_failure=lambda err: to_message(f"Error ({err.error_class}): {err.detail}"),
+        )
+
+    def _tool_executor(
+        self, tool: tools.Tool, args: dict[str, Any], index: int
+    ) -> Callable[[int, Heartbeat], Awaitable[Any]]:
+        async def execute(attempt: int, beat: Heartbeat) -> Any:
+            tctx = tools.ToolContext(
+                task_id=self.task.id,
+                session_id=self.task.session_id,
+                tenant=self.task.tenant,
+                step_index=index,
+                attempt=attempt,
+                _beat=beat.beat,
+            )
+            result = await tool.invoke(args, tctx)
+            _require_json(result, f"tool {tool.name!r}")
+            return result
+
+        return execute
+
+    # ---- the one mechanism under every step ----------------------------------
+
+    async def run_step(
+        self,
+        kind: types.StepKind,
+        name: str,
+        inputs: Any,
+        execute: Callable[[int, Heartbeat], Awaitable[T]],
+        *,
+        policy: retry.RetryPolicy,
+        where: str = "agent",
+        outcome: StepOutcome | None = None,
+        on_failure: Callable[[errors.TetherError], T] | None = None,
+        timeout: float | None = None,
+        heartbeat_timeout: float | None = None,
+        completed_data: Callable[[T], dict[str, Any]] | None = None,
+        session_state: Callable[[T], dict[str, Any] | None] | None = None,
+    ) -> T:
+        """Replay the step if the journal has it, else run it (with retries) and commit it.
+
+        ``on_failure`` turns a final failure into a value that is committed (status
+        ``failed``) and returned, instead of raising."""
+        outcome = outcome or StepOutcome()
+        if session_state is not None:
+            outcome = dataclasses.replace(outcome, session_state=session_state)
+        index = self._index
+        self._index += 1
+        fp = fingerprint(kind, name, inputs)
+
+        if index < len(self._journal):
+            return self._replay(
+                self._journal[index], index, kind, name, fp, inputs, outcome, on_failure
+            )
+
+        self._boundary()
+        attempt = self._attempts_before.get(index, 0) + 1
+        started = types.now()
+        while True:
+            self.emitter.emit(
+                events.STEP_STARTED, step=index, kind=kind, step_name=name, attempt=attempt
+            )
+            beat = Heartbeat()
+            try:
+                value = await self._guard(
+                    execute(attempt, beat), beat, timeout, heartbeat_timeout, index, kind, name
+                )
+                break
+            except errors.TetherSignal:
+                raise
+            except Exception as exc:
+                err = retry.classify(exc, where=where).with_ids(**self._ids(index))
+                if err.retryable and attempt < policy.max_attempts and self.budget.allows():
+                    delay = policy.delay(
+                        attempt, retry_after=err.retry_after, rand=self.settings.rand
+                    )
+                    self.budget.spend()
+                    await self._store.record_attempt(
+                        self._lease.lease,
+                        types.StepAttempt(
+                            task_id=self.task.id,
+                            index=index,
+                            attempt=attempt,
+                            error=errors.error_record(err),
+                            delay=delay,
+                            worker=self.worker,
+                            at=types.now(),
+                        ),
+                    )
+                    self.emitter.emit(
+                        events.STEP_RETRYING,
+                        step=index,
+                        kind=kind,
+                        step_name=name,
+                        attempt=attempt,
+                        error=err.to_dict(),
+                        delay=delay,
+                    )
+                    await self.settings.sleep(delay)
+                    self._boundary()
+                    attempt += 1
+                    continue
+                final = self._final_error(err, attempt, policy, index, kind, name)
+                self.emitter.emit(
+                    events.STEP_FAILED,
+                    step=index,
+                    kind=kind,
+                    step_name=name,
+                    attempt=attempt,
+                    error=final.to_dict(),
+                )
+                if on_failure is not None:
+                    value = on_failure(final)
+                    await self._commit(
+                        index, kind, name, fp, "failed", value, final, attempt, started, outcome
+                    )
+                    return value
+                await self._commit(
+                    index, kind, name, fp, "failed", None, final, attempt, started, outcome
+                )
+                raise final from exc
+        await self._commit(
+            index, kind, name, fp, "completed", value, None, attempt, started, outcome
+        )
+        extra = completed_data(value) if completed_data is not None else {}
+        self.emitter.emit(
+            events.STEP_COMPLETED,
+            step=index,
+            kind=kind,
+            step_name=name,
+            attempt=attempt,
+            duration=types.now() - started,
+            **extra,
+        )
+        return value
+
+    def _replay(
+        self,
+        record: types.StepRecord,
+        index: int,
+        kind: str,
+        name: str,
+        fp: str,
+        inputs: Any,
+        outcome: StepOutcome,
+        on_failure: Callable[[errors.TetherError], T] | None,
+    ) -> T:
+        if record.kind != kind or record.name != name or record.fingerprint != fp:
+            what = (
+                f"the journal recorded a {record.kind} step {record.name!r}, the code now asks "
+                f"for a {kind} step {name!r}"
+                if (record.kind, record.name) != (kind, name)
+                else f"{kind} step {name!r} was recorded with other inputs (fingerprint "
+                f"{record.fingerprint[:12]}, now {fp[:12]} for {describe(inputs)})"
+            )
+            raise errors.NonDeterminismError(
+                f"replay diverged at step {index}: {what}. Check that the workflow is "
+                "deterministic, or version the agent so old tasks finish on the recorded path",
+                **self._ids(index),
+            )
+        self.replayed += 1
+        self.last_message_seqs = record.message_seqs
+        self.emitter.emit(events.STEP_REPLAYED, step=index, kind=kind, step_name=name)
+        state = record.output
+        if record.status == "failed" and on_failure is None:
+            raise errors.error_from_dict(record.error or {}).with_ids(**self._ids(index))
+        value: T = outcome.decode(state)
+        new_state = outcome.session_state(value)
+        if new_state is not None:
+            self.session_state = new_state
+        return value
+
+    def _final_error(
+        self,
+        err: errors.TetherError,
+        attempt: int,
+        policy: retry.RetryPolicy,
+        index: int,
+        kind: str,
+        name: str,
+    ) -> errors.TetherError:
+        if not err.retryable:
+            return err
+        if not self.budget.allows():
+            return errors.BudgetExhausted(
+                f"the task's retry budget of {self.budget.total} retries is spent; {kind} step "
+                f"{name!r} last failed with {err.error_class}: {err.detail}. Raise the "
+                "budget (Agent(retry_budget=…)) or fix the cause, then resume the task",
+                **self._ids(index),
+            )
+        err.detail = f"{err.detail} (gave up after {attempt} attempts)"
+        err.retryable = False
+        err.args = (err.message,)
+        return err
+
+    async def _guard(
+        self,
+        work: Awaitable[T],
+        beat: Heartbeat,
+        timeout: float | None,
+        heartbeat_timeout: float | None,
+        index: int,
+        kind: str,
+        name: str,
+    ) -> T:
+        """Time a step out when it goes silent: ``timeout`` until its first heartbeat,
+        then ``heartbeat_timeout`` (default ``timeout``) between heartbeats."""
+        if timeout is None:
+            return await work
+        job = asyncio.ensure_future(work)
+        silence_limit = heartbeat_timeout or timeout
+        try:
+            while True:
+                limit = silence_limit if beat.beats else timeout
+                remaining = beat.last + limit - time.monotonic()
+                if remaining <= 0:
+                    job.cancel()
+                    silent = time.monotonic() - beat.last
+                    if beat.beats:
+                        self.emitter.emit(
+                            events.STEP_STUCK,
+                            step=index,
+                            kind=kind,
+                            step_name=name,
+                            silent_for=silent,
+                            heartbeat_timeout=limit,
+                        )
+                        raise errors.StepStuck(
+                            f"{kind} step {name!r} sent no heartbeat for {silent:.1f}s "
+                            f"(heartbeat timeout {limit}s)",
+                            **self._ids(index),
+                        )
+                    raise errors.ToolTimeout(
+                        f"{kind} step {name!r} ran past its timeout of {limit}s; raise the "
+                        "timeout or make the tool call ctx.heartbeat() while it works",
+                        **self._ids(index),
+                    )
+                done, _ = await asyncio.wait({job}, timeout=remaining)
+                if done:
+                    return job.result()
+        finally:
+            if not job.done():
+                job.cancel()
+
+    def _boundary(self) -> None:
+        """Between steps: stop here if the lease is gone or the task was cancelled."""
+        if self._lease.lost:
+            raise errors.LeaseLost(
+                f"task {self.task.id}: this worker's lease was taken over; stopping",
+                task=self.task.id,
+            )
+        if self._lease.cancel_requested:
+            raise errors.TaskCancelled(
+                f"task {self.task.id} was cancelled; stopping at step {self._index}",
+                task=self.task.id,
+            )
+
+    async def _commit(
+        self,
+        index: int,
+        kind: types.StepKind,
+        name: str,
+        fp: str,
+        status: types.StepStatus,
+        value: Any,
+        error: errors.TetherError | None,
+        attempt: int,
+        started: float,
+        outcome: StepOutcome,
+    ) -> None:
+        output = outcome.encode(value) if value is not None else None
+        usage = value.usage if isinstance(value, types.ModelResponse) else None
+        messages = tuple(outcome.messages(value)) if value is not None else ()
+        state = outcome.session_state(value) if value is not None else None
+        record = types.StepRecord(
+            task_id=self.task.id,
+            index=index,
+            kind=kind,
+            name=name,
+            fingerprint=fp,
+            status=status,
+            output=output,
+            error=errors.error_record(error) if error is not None else None,
+            attempts=attempt,
+            started_at=started,
+            finished_at=types.now(),
+            worker=self.worker,
+            usage=usage,
+        )
+        taken = self.emitter.take()
+        try:
+            result = await self._committer.commit(
+                types.StepCommit(
+                    lease=self._lease.lease,
+                    step=record,
+                    messages=messages,
+                    session_state=state,
+                    events=taken,
+                )
+            )
+        except errors.LeaseLost:
+            self._lease.lost = True
+            raise
+        except BaseException:
+            self.emitter.give_back(taken)
+            raise
+        self.last_message_seqs = result.message_seqs
+        if state is not None:
+            self.session_state = state
+
+
+def _grown_room(current: int, model: Model, response: types.ModelResponse) -> int | None:
+    """Twice the output room, within what the model's window leaves after the prompt."""
+    prompt = response.usage.prompt_tokens if response.usage else 0
+    ceiling = model.context_window - prompt
+    grown = min(current * 2, ceiling)
+    return grown if grown > current else None
+
+
+def _model_completed_data(response: types.ModelResponse, model: Model) -> dict[str, Any]:
+    usage = response.usage
+    return {
+        "model": model.name,
+        "finish_reason": response.finish_reason,
+        "usage": usage.to_dict() if usage else None,
+        "context_tokens": usage.prompt_tokens if usage else None,
+        "context_limit": model.context_window,
+    }
+
+
+def _require_json(value: Any, what: str) -> None:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise errors.WorkflowFailed(
+            f"{what} returned {type(value).__name__}, which cannot be journaled as JSON; "
+            "return str, numbers, lists or dicts"
+        ) from exc

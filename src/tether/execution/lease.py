@@ -1,0 +1,83 @@
+"""The lease keeper: renews a running task's lease and notices when it is lost.
+
+It also carries the task's queued events to the store between commits and picks
+up a cancellation request, so a long step costs no extra writes of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from tether import errors, types
+from tether.execution.context import LeaseView
+from tether.execution.emitter import Emitter
+from tether.execution.settings import ExecutionSettings
+from tether.observe import events
+from tether.store.base import Store
+
+_log = logging.getLogger("tether.execution.lease")
+
+
+class LeaseKeeper(LeaseView):
+    def __init__(
+        self,
+        store: Store,
+        lease: types.Lease,
+        settings: ExecutionSettings,
+        emitter: Emitter,
+        *,
+        cancel_requested: bool = False,
+    ) -> None:
+        self.lease = lease
+        self.lost = False
+        self.cancel_requested = cancel_requested
+        self._store = store
+        self._settings = settings
+        self._emitter = emitter
+        self._loop_task: asyncio.Task[None] | None = None
+        self._victim: asyncio.Task[object] | None = None
+
+    def start(self, victim: asyncio.Task[object] | None) -> None:
+        """Begin renewing; ``victim`` is cancelled at once if the lease is lost."""
+        self._victim = victim
+        self._loop_task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+
+    def mark_lost(self) -> None:
+        if not self.lost:
+            self.lost = True
+            self._emitter.emit(events.LEASE_LOST, epoch=self.lease.epoch)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.renew_every)
+            try:
+                self.lease = await self._store.renew_lease(
+                    self.lease, lease_ttl=self._settings.lease_ttl
+                )
+                taken = self._emitter.take()
+                if taken:
+                    try:
+                        await self._store.append_events(self.lease.task_id, taken, lease=self.lease)
+                    except BaseException:
+                        self._emitter.give_back(taken)
+                        raise
+                task = await self._store.get_task(self.lease.task_id)
+                self.cancel_requested = task.cancel_requested
+            except errors.LeaseLost:
+                self.mark_lost()
+                if self._victim is not None:
+                    self._victim.cancel()
+                return
+            except errors.StoreUnavailable as exc:
+                # The next tick tries again; if the lease expires meanwhile, fencing
+                # keeps the store safe and this worker stops at its next write.
+                _log.warning("lease renewal failed for task %s: %s", self.lease.task_id, exc)

@@ -1,0 +1,232 @@
+"""Running one claimed task: rebuild its state from the store, run the function, finish.
+
+The function always runs from its beginning; the journal makes every completed step
+a replay, so the task continues exactly where the last run stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+from tether import errors, retry, types
+from tether.execution.committer import Committer
+from tether.execution.context import TaskContext
+from tether.execution.emitter import Emitter
+from tether.execution.lease import LeaseKeeper
+from tether.execution.settings import ExecutionSettings
+from tether.observe import events
+from tether.store.base import Claim, Store
+
+_log = logging.getLogger("tether.execution.runner")
+
+
+class Workflow(Protocol):
+    """A durable function: ``await workflow(ctx, input)`` returns the task's JSON output."""
+
+    name: str
+    retries: retry.Retries
+
+    def __call__(self, ctx: TaskContext, input: str) -> Awaitable[Any]: ...
+
+
+class FunctionWorkflow:
+    """A plain ``async def fn(ctx, input)`` registered with ``@runtime.workflow``."""
+
+    def __init__(
+        self,
+        fn: Callable[[TaskContext, str], Awaitable[Any]],
+        *,
+        name: str | None = None,
+        retries: retry.Retries | None = None,
+    ) -> None:
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.retries = retries or retry.Retries()
+
+    def __call__(self, ctx: TaskContext, input: str) -> Awaitable[Any]:
+        return self.fn(ctx, input)
+
+
+class TaskRunner:
+    def __init__(
+        self,
+        store: Store,
+        workflows: Mapping[str, Workflow],
+        *,
+        worker: str,
+        settings: ExecutionSettings,
+        observers: events.Observer,
+        committer: Committer,
+    ) -> None:
+        self.store = store
+        self.workflows = workflows
+        self.worker = worker
+        self.settings = settings
+        self.observers = observers
+        self.committer = committer
+
+    async def run(self, claim: Claim) -> types.TaskRecord | None:
+        """Run a claimed task to its end. None when the task left this worker unfinished
+        (lease lost, or released because the worker is stopping)."""
+        task, lease = claim.task, claim.lease
+        emitter = Emitter(task, self.observers, self.worker)
+        keeper = LeaseKeeper(
+            self.store, lease, self.settings, emitter, cancel_requested=task.cancel_requested
+        )
+        journal = await self.store.load_journal(task.id)
+        attempts = await self.store.list_attempts(task.id) if task.runs > 1 else []
+        session = await self.store.get_session(task.session_id)
+        history = await self.store.list_messages(task.session_id, upto_seq=task.input_seq)
+        started = types.now()
+        session_age = started - session.created_at
+        emitter.emit(
+            events.TASK_STARTED,
+            reason=claim.reason,
+            run=task.runs,
+            from_step=len(journal),
+            session_age=session_age,
+            trace_context=task.trace_context,
+        )
+        if claim.reason != "start":
+            emitter.emit(events.TASK_RECOVERED, reason=claim.reason, from_step=len(journal))
+
+        workflow = self.workflows.get(task.agent)
+        if workflow is None:
+            err = errors.UnknownAgent(
+                f"no agent or workflow named {task.agent!r} is registered in this worker; "
+                "start the worker with the spec that defines it",
+                tenant=task.tenant,
+                session=task.session_id,
+                task=task.id,
+            )
+            return await self._finish(keeper, emitter, "failed", None, err, started, session)
+
+        ctx = TaskContext(
+            task=task,
+            lease=keeper,
+            journal=journal,
+            attempts=attempts,
+            history=history,
+            session=session,
+            store=self.store,
+            committer=self.committer,
+            emitter=emitter,
+            settings=self.settings,
+            retries=workflow.retries,
+            worker=self.worker,
+        )
+        me = asyncio.current_task()
+        keeper.start(me)  # type: ignore[arg-type]
+        try:
+            try:
+                output = await workflow(ctx, task.input)
+                _check_output(output, task)
+            finally:
+                await keeper.stop()
+        except errors.LeaseLost:
+            keeper.mark_lost()
+            _log.warning("task %s: lease lost, abandoning this run", task.id)
+            return None
+        except asyncio.CancelledError:
+            if keeper.lost:
+                _log.warning("task %s: lease lost mid-step, abandoning this run", task.id)
+                return None
+            await self._release(keeper, emitter, ctx)
+            raise
+        except errors.TaskCancelled:
+            return await self._finish(keeper, emitter, "cancelled", None, None, started, session)
+        except errors.TetherError as exc:
+            exc.with_ids(tenant=task.tenant, session=task.session_id, task=task.id)
+            return await self._finish(keeper, emitter, "failed", None, exc, started, session)
+        except Exception as exc:
+            err = errors.WorkflowFailed(
+                f"workflow {task.agent!r} raised {type(exc).__name__}: {exc}",
+                tenant=task.tenant,
+                session=task.session_id,
+                task=task.id,
+                step=ctx.step_index,
+            )
+            _log.exception("task %s: workflow raised", task.id)
+            return await self._finish(keeper, emitter, "failed", None, err, started, session)
+        return await self._finish(keeper, emitter, "completed", output, None, started, session)
+
+    async def _finish(
+        self,
+        keeper: LeaseKeeper,
+        emitter: Emitter,
+        status: types.TaskStatus,
+        output: Any,
+        error: errors.TetherError | None,
+        started: float,
+        session: types.SessionRecord,
+    ) -> types.TaskRecord | None:
+        name = {
+            "completed": events.TASK_COMPLETED,
+            "failed": events.TASK_FAILED,
+            "cancelled": events.TASK_CANCELLED,
+        }[status]
+        data: dict[str, Any] = {
+            "duration": types.now() - started,
+            "session_age": types.now() - session.created_at,
+        }
+        if error is not None:
+            data["error"] = error.to_dict()
+            data["step_error"] = error.step is not None and not isinstance(
+                error, errors.BudgetExhausted | errors.NonDeterminismError
+            )
+        event = events.TaskEvent(
+            name=name,
+            tenant=emitter.task.tenant,
+            session_id=emitter.task.session_id,
+            task_id=emitter.task.id,
+            agent=emitter.task.agent,
+            worker=self.worker,
+            data=data,
+        )
+        taken = emitter.take()
+        try:
+            record = await self.store.finish_task(
+                keeper.lease,
+                status=status,
+                output=output,
+                error=errors.error_record(error) if error is not None else None,
+                events=(*taken, event.stored()),
+            )
+        except errors.LeaseLost:
+            keeper.mark_lost()
+            return None
+        self.observers.on_event(event)
+        return record
+
+    async def _release(self, keeper: LeaseKeeper, emitter: Emitter, ctx: TaskContext) -> None:
+        """Give the task back at once (drain), so another worker continues it now."""
+        emitter.emit(events.TASK_RELEASED, from_step=ctx.step_index)
+        taken = emitter.take()
+        try:
+            await asyncio.shield(self._release_now(keeper, taken))
+        except errors.LeaseLost:
+            keeper.mark_lost()
+        except errors.TetherError as exc:
+            _log.warning(
+                "task %s: release failed (%s); its lease will expire", emitter.task.id, exc
+            )
+
+    async def _release_now(self, keeper: LeaseKeeper, taken: tuple[types.NewEvent, ...]) -> None:
+        if taken:
+            await self.store.append_events(keeper.lease.task_id, taken, lease=keeper.lease)
+        await self.store.release_lease(keeper.lease)
+
+
+def _check_output(output: Any, task: types.TaskRecord) -> None:
+    try:
+        json.dumps(output)
+    except (TypeError, ValueError) as exc:
+        raise errors.WorkflowFailed(
+            f"workflow {task.agent!r} returned {type(output).__name__}, which cannot be stored "
+            "as JSON; return str, numbers, lists or dicts",
+            task=task.id,
+        ) from exc

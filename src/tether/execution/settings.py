@@ -1,0 +1,30 @@
+"""The knobs of execution, with defaults that recover from a lost worker in seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionSettings:
+    lease_ttl: float = 10.0
+    """Seconds a lease lives without renewal; a killed worker's tasks resume after this."""
+    heartbeat_interval: float | None = None
+    """Seconds between lease renewals; default a third of ``lease_ttl``."""
+    poll_interval: float = 0.25
+    """Seconds an idle worker waits before looking for work again."""
+    drain_grace: float = 30.0
+    """Seconds a draining worker lets in-flight steps finish before releasing them."""
+    tool_timeout: float = 300.0
+    """Default seconds a tool may run without a heartbeat before it is timed out."""
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
+    """How backoff waits; tests inject a recorder instead of wall time."""
+    rand: Callable[[], float] = field(default=random.random)
+    """Jitter source; tests inject a fixed one."""
+
+    @property
+    def renew_every(self) -> float:
+        return self.heartbeat_interval or self.lease_ttl / 3

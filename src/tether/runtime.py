@@ -1,0 +1,304 @@
+"""Runtime: the public entry. A registry of agents and workflows over one store.
+
+The store API is async; ``Runtime`` offers a synchronous face for scripts and the
+CLI by running every store call on one private event loop thread (a portal), and
+async twins (``asubmit``, ``arun``) for code that already has a loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from tether import errors, retry, types
+from tether.agent import Agent
+from tether.execution.committer import Committer
+from tether.execution.context import TaskContext
+from tether.execution.runner import FunctionWorkflow, Workflow
+from tether.execution.settings import ExecutionSettings
+from tether.execution.worker import Worker
+from tether.observe import events
+from tether.store import DEFAULT_URL, open_store
+from tether.store.base import Store
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """How a task ended."""
+
+    task: types.TaskRecord
+
+    @property
+    def id(self) -> str:
+        return self.task.id
+
+    @property
+    def status(self) -> types.TaskStatus:
+        return self.task.status
+
+    @property
+    def output(self) -> Any:
+        return self.task.output
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        return self.task.to_public()["error"]
+
+    @property
+    def ok(self) -> bool:
+        return self.task.status == "completed"
+
+
+def default_store_url() -> str:
+    return os.environ.get("TETHER_STORE") or DEFAULT_URL
+
+
+def default_worker_id(role: str = "run") -> str:
+    """Stable across restarts of the same role on the same host, so a restarted
+    process takes its own leases back at once."""
+    return os.environ.get("TETHER_WORKER_ID") or f"{socket.gethostname()}:{role}"
+
+
+class _Portal:
+    """One event loop on a daemon thread; coroutines are sent to it and awaited."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="tether-portal", daemon=True
+        )
+        self._thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    async def acall(self, coro: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        if not self.loop.is_running():
+            self.loop.close()
+
+
+class Runtime:
+    def __init__(
+        self,
+        store: str | None = None,
+        *,
+        worker_id: str | None = None,
+        settings: ExecutionSettings | None = None,
+        observers: Sequence[events.Observer] = (),
+        migrate: bool = True,
+    ) -> None:
+        self.store_url = store or default_store_url()
+        self.worker_id = worker_id or default_worker_id()
+        self.settings = settings or ExecutionSettings()
+        self.observers = events.Observers(list(observers))
+        self.workflows: dict[str, Workflow] = {}
+        self.specs: dict[str, str] = {}
+        self._migrate = migrate
+        self._portal: _Portal | None = None
+        self._store: Store | None = None
+        self._committer: Committer | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"Runtime(store={self.store_url!r}, workflows={sorted(self.workflows)})"
+
+    # ---- registry ------------------------------------------------------------
+
+    def register(self, workflow: Agent | Workflow, *, spec: str | None = None) -> None:
+        """Make an agent (or a durable function) runnable by its name."""
+        name = workflow.name
+        existing = self.workflows.get(name)
+        if existing is not None and existing is not workflow:
+            raise errors.InvalidInput(f"a workflow named {name!r} is already registered")
+        self.workflows[name] = workflow
+        if spec is not None:
+            self.specs[name] = spec
+
+    @overload
+    def workflow(self, fn: Callable[[TaskContext, str], Awaitable[Any]], /) -> FunctionWorkflow: ...
+
+    @overload
+    def workflow(
+        self, *, name: str | None = None, retries: retry.Retries | None = None
+    ) -> Callable[[Callable[[TaskContext, str], Awaitable[Any]]], FunctionWorkflow]: ...
+
+    def workflow(
+        self,
+        fn: Callable[[TaskContext, str], Awaitable[Any]] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        retries: retry.Retries | None = None,
+    ) -> (
+        FunctionWorkflow
+        | Callable[[Callable[[TaskContext, str], Awaitable[Any]]], FunctionWorkflow]
+    ):
+        """Register ``async def fn(ctx, input)`` as a durable function."""
+
+        def wrap(f: Callable[[TaskContext, str], Awaitable[Any]]) -> FunctionWorkflow:
+            wf = FunctionWorkflow(f, name=name, retries=retries)
+            self.register(wf)
+            return wf
+
+        return wrap(fn) if fn is not None else wrap
+
+    # ---- plumbing ------------------------------------------------------------
+
+    def _call(self, fn: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
+        portal = self._ensure_portal()
+        return portal.call(self._with_store(fn))
+
+    async def _acall(self, fn: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
+        portal = self._ensure_portal()
+        return await portal.acall(self._with_store(fn))
+
+    def _ensure_portal(self) -> _Portal:
+        with self._lock:
+            if self._closed:
+                raise errors.InvalidInput("this Runtime is closed; create a new one")
+            if self._portal is None:
+                self._portal = _Portal()
+                atexit.register(self.close)
+            return self._portal
+
+    async def _with_store(self, fn: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
+        if self._store is None:
+            store = open_store(self.store_url, migrate=self._migrate)
+            await store.open()
+            self._store = store
+        return await fn(self._store)
+
+    def _worker(
+        self, store: Store, *, concurrency: int = 1, worker_id: str | None = None
+    ) -> Worker:
+        if self._committer is None:
+            self._committer = Committer(store)
+        return Worker(
+            store,
+            self.workflows,
+            worker_id=worker_id or self.worker_id,
+            concurrency=concurrency,
+            settings=self.settings,
+            observers=self.observers,
+            committer=self._committer,
+        )
+
+    def close(self) -> None:
+        """Close the store and stop the portal thread. Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            portal, self._portal = self._portal, None
+        if portal is None:
+            return
+        try:
+            portal.call(self._aclose_resources())
+        finally:
+            portal.stop()
+
+    async def _aclose_resources(self) -> None:
+        for wf in self.workflows.values():
+            model = getattr(wf, "model", None)
+            if model is not None:
+                await model.aclose()
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- tasks ---------------------------------------------------------------
+
+    def submit(
+        self,
+        agent: str,
+        input: str,
+        *,
+        tenant: str = "default",
+        session: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> types.TaskRecord:
+        """Enqueue a task (and a new session when ``session`` is None); returns at once."""
+        return self._call(lambda s: self._submit(s, agent, input, tenant, session, idempotency_key))
+
+    async def asubmit(
+        self,
+        agent: str,
+        input: str,
+        *,
+        tenant: str = "default",
+        session: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> types.TaskRecord:
+        return await self._acall(
+            lambda s: self._submit(s, agent, input, tenant, session, idempotency_key)
+        )
+
+    async def _submit(
+        self,
+        store: Store,
+        agent: str,
+        input: str,
+        tenant: str,
+        session: str | None,
+        idempotency_key: str | None,
+    ) -> types.TaskRecord:
+        if agent not in self.workflows:
+            raise errors.UnknownAgent(
+                f"no agent or workflow named {agent!r} is registered; registered: "
+                f"{sorted(self.workflows) or 'none'}"
+            )
+        if not isinstance(input, str):
+            raise errors.InvalidInput("a task's input must be text")
+        return await store.submit_task(
+            types.NewTask(
+                tenant=tenant,
+                agent=agent,
+                input=input,
+                session_id=session,
+                spec=self.specs.get(agent),
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    def run(self, task_id: str) -> TaskResult:
+        """Run the task to its end in this process, resuming from its journal."""
+        return self._call(lambda s: self._run(s, task_id))
+
+    resume = run
+
+    async def arun(self, task_id: str) -> TaskResult:
+        return await self._acall(lambda s: self._run(s, task_id))
+
+    async def _run(self, store: Store, task_id: str) -> TaskResult:
+        worker = self._worker(store)
+        return TaskResult(await worker.run_task(task_id))
+
+    def get_task(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
+        return self._call(lambda s: s.get_task(task_id, tenant=tenant))
+
+    def cancel(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
+        return self._call(lambda s: s.request_cancel(task_id, tenant=tenant))
+
+    def store_call(self, fn: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
+        """Run ``fn(store)`` on the runtime's loop: the operator's door to every read."""
+        return self._call(fn)
