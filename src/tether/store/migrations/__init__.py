@@ -1,0 +1,134 @@
+"""Schema migrations: numbered SQL files per engine, and the checks every engine shares.
+
+Each engine keeps its files in ``migrations/<engine>/NNNN_lower_snake.sql``; both
+engines carry the same numbers (one schema, two engines). A store records each
+applied file in ``schema_migrations`` (version, name, sha256 checksum, applied_at).
+The engine applies each pending file in its own transaction together with that row;
+this module only reads the files and decides what is pending, refusing a store that
+is newer than the code or whose recorded checksums differ from the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+from tether import errors
+
+NAME_PATTERN = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9]+(?:_[a-z0-9]+)*)\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+    checksum: str
+
+    @property
+    def label(self) -> str:
+        """``0001_initial``: the file name without its suffix."""
+        return f"{self.version:04d}_{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """A row of ``schema_migrations``."""
+
+    version: int
+    name: str
+    checksum: str
+
+
+def checksum(sql: str) -> str:
+    return hashlib.sha256(sql.encode("utf-8")).hexdigest()
+
+
+def file_names(engine: str) -> list[str]:
+    """The ``.sql`` file names shipped for ``engine``, sorted (none for an engine without files)."""
+    folder = resources.files(__name__).joinpath(engine)
+    if not folder.is_dir():
+        return []
+    return sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
+
+
+def load(engine: str) -> list[Migration]:
+    """Every migration shipped for ``engine``, in version order.
+
+    Raises ``StoreCorrupt`` when a file name is malformed or the numbers are not
+    1, 2, 3, … without gaps: the package itself is broken then."""
+    folder = resources.files(__name__).joinpath(engine)
+    out: list[Migration] = []
+    for expected, file_name in enumerate(file_names(engine), start=1):
+        match = NAME_PATTERN.match(file_name)
+        if match is None:
+            raise errors.StoreCorrupt(
+                f"migration file {engine}/{file_name} is not named NNNN_lower_snake.sql; "
+                "the installed tether package is damaged, reinstall it"
+            )
+        version = int(match["version"])
+        if version != expected:
+            raise errors.StoreCorrupt(
+                f"migration {engine}/{file_name} has number {version}, expected {expected}: "
+                "migration numbers must be contiguous from 0001; reinstall tether"
+            )
+        sql = folder.joinpath(file_name).read_text(encoding="utf-8")
+        out.append(Migration(version=version, name=match["name"], sql=sql, checksum=checksum(sql)))
+    return out
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ``***``, for messages and logs."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username or ''}:***@{host}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def pending(
+    url: str, applied: Mapping[int, Applied], migrations: Sequence[Migration]
+) -> list[Migration]:
+    """The migrations not applied yet, in order, after checking the store against the code.
+
+    Raises ``StoreVersionError`` when the store is newer than the code (it names both
+    versions and says to upgrade tether) or when a recorded checksum differs from the
+    file shipped for that version."""
+    code_version = migrations[-1].version if migrations else 0
+    store_version = max(applied, default=0)
+    if store_version > code_version:
+        raise errors.StoreVersionError(
+            f"store {redact(url)} is at schema version {store_version} but this tether only "
+            f"knows up to version {code_version}: upgrade tether to a release that supports "
+            f"schema version {store_version} (the store was left unchanged)"
+        )
+    by_version = {m.version: m for m in migrations}
+    for version, row in sorted(applied.items()):
+        shipped = by_version.get(version)
+        if shipped is None or shipped.checksum != row.checksum:
+            raise errors.StoreVersionError(
+                f"store {redact(url)} recorded migration {version:04d}_{row.name} with checksum "
+                f"{row.checksum[:12]}…, which differs from the file this tether ships; the "
+                "migration was edited after it was applied: restore the released file or "
+                "migrate a fresh store"
+            )
+    return [m for m in migrations if m.version not in applied]
+
+
+def pending_error(
+    url: str, store_version: int, todo: Sequence[Migration]
+) -> errors.StoreVersionError:
+    """The refusal for a store opened with ``migrate=False`` while migrations are pending."""
+    names = ", ".join(m.label for m in todo)
+    target = todo[-1].version if todo else store_version
+    return errors.StoreVersionError(
+        f"store {redact(url)} is at schema version {store_version}, this tether needs version "
+        f"{target} (pending: {names}): run `tether migrate --store {redact(url)}`"
+    )

@@ -1,0 +1,172 @@
+"""Stored rows to records and back: JSON columns, payload versions, the fencing error.
+
+Engine-neutral: a row is anything indexable by column name (``sqlite3.Row``, a dict
+from psycopg's ``dict_row``), with JSON columns held as JSON text. Column names are
+those of ``migrations/<engine>/0001_initial.sql``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from tether import errors, types
+
+
+class Row(Protocol):
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+STEP_COLUMNS = (
+    "task_id", "idx", "kind", "name", "fingerprint", "status", "output", "error", "attempts",
+    "started_at", "finished_at", "worker", "message_seqs", "usage", "payload_version",
+)  # fmt: skip
+
+
+def dumps(value: Any, what: str) -> str:
+    """Compact JSON text; ``InvalidInput`` naming ``what`` when the value is not JSON."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise errors.InvalidInput(f"{what} is not JSON-serializable: {exc}") from exc
+
+
+def dumps_opt(value: Any, what: str) -> str | None:
+    return None if value is None else dumps(value, what)
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def check_payload(version: int, what: str) -> None:
+    if version > types.PAYLOAD_VERSION:
+        raise errors.PayloadVersionError(
+            f"{what} was written with payload version {version}, this tether reads up to "
+            f"version {types.PAYLOAD_VERSION}: upgrade tether"
+        )
+
+
+def step_values(step: types.StepRecord, message_seqs: tuple[int, ...]) -> tuple[Any, ...]:
+    """A step record as the values of ``STEP_COLUMNS``, in that order."""
+    what = f"step {step.index} of task {step.task_id}"
+    return (
+        step.task_id, step.index, step.kind, step.name, step.fingerprint, step.status,
+        dumps_opt(step.output, f"output of {what}"), dumps_opt(step.error, f"error of {what}"),
+        step.attempts, step.started_at, step.finished_at, step.worker,
+        dumps(list(message_seqs), f"message seqs of {what}"),
+        dumps_opt(step.usage.to_dict() if step.usage else None, f"usage of {what}"),
+        types.PAYLOAD_VERSION,
+    )  # fmt: skip
+
+
+def session(row: Row) -> types.SessionRecord:
+    return types.SessionRecord(
+        id=row["id"],
+        tenant=row["tenant"],
+        agent=row["agent"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        last_seq=row["last_seq"],
+        state=json.loads(row["state"]),
+    )
+
+
+def task(row: Row) -> types.TaskRecord:
+    return types.TaskRecord(
+        id=row["id"],
+        tenant=row["tenant"],
+        session_id=row["session_id"],
+        agent=row["agent"],
+        status=row["status"],
+        input=row["input"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        output=loads(row["output"]),
+        error=loads(row["error"]),
+        spec=row["spec"],
+        input_seq=row["input_seq"],
+        idempotency_key=row["idempotency_key"],
+        lease_owner=row["lease_owner"],
+        lease_expires_at=row["lease_expires_at"],
+        lease_epoch=row["lease_epoch"],
+        runs=row["runs"],
+        cancel_requested=bool(row["cancel_requested"]),
+        trace_context=loads(row["trace_context"]),
+    )
+
+
+def message(row: Row) -> types.StoredMessage:
+    check_payload(row["payload_version"], f"message {row['seq']} of session {row['session_id']}")
+    return types.StoredMessage(
+        seq=row["seq"],
+        message=types.Message.from_dict(json.loads(row["payload"])),
+        task_id=row["task_id"],
+        created_at=row["created_at"],
+    )
+
+
+def step(row: Row) -> types.StepRecord:
+    check_payload(row["payload_version"], f"step {row['idx']} of task {row['task_id']}")
+    return types.StepRecord(
+        task_id=row["task_id"],
+        index=row["idx"],
+        kind=row["kind"],
+        name=row["name"],
+        fingerprint=row["fingerprint"],
+        status=row["status"],
+        output=loads(row["output"]),
+        error=loads(row["error"]),
+        attempts=row["attempts"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        worker=row["worker"],
+        message_seqs=tuple(json.loads(row["message_seqs"])),
+        usage=types.Usage.from_dict(loads(row["usage"])),
+    )
+
+
+def event(row: Row) -> types.EventRecord:
+    check_payload(row["payload_version"], f"event {row['seq']} of task {row['task_id']}")
+    return types.EventRecord(
+        task_id=row["task_id"],
+        seq=row["seq"],
+        name=row["name"],
+        at=row["at"],
+        data=json.loads(row["data"]),
+        step=row["step"],
+    )
+
+
+def attempt(row: Row) -> types.StepAttempt:
+    return types.StepAttempt(
+        task_id=row["task_id"],
+        index=row["idx"],
+        attempt=row["attempt"],
+        error=json.loads(row["error"]),
+        delay=row["delay"],
+        worker=row["worker"],
+        at=row["at"],
+    )
+
+
+def run(row: Row) -> types.TaskRun:
+    return types.TaskRun(
+        task_id=row["task_id"],
+        run=row["run"],
+        worker=row["worker"],
+        epoch=row["epoch"],
+        started_at=row["started_at"],
+        from_step=row["from_step"],
+        reason=row["reason"],
+    )
+
+
+def lease_lost(lease: types.Lease, status: str, epoch: int) -> errors.LeaseLost:
+    """The fencing error for a write whose lease no longer holds the task."""
+    return errors.LeaseLost(
+        f"worker {lease.owner} lost its lease on task {lease.task_id}: it holds epoch "
+        f"{lease.epoch} but the task is {status} at epoch {epoch}, so this write was "
+        "rejected; the task continues from its journal under the current lease",
+        task=lease.task_id,
+    )

@@ -1,0 +1,383 @@
+"""SQLiteStore: the embedded store. One file in WAL mode, shared safely by several processes.
+
+The async face of the store: every method queues one job on the connection thread
+(``sqlite_connection``); writes run in one ``BEGIN IMMEDIATE`` transaction each, with
+the write path in ``sqlite_queries`` and the schema in ``sqlite_schema``. See
+``tether.store.base`` for what each method promises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, TypeVar
+
+from tether import errors, types
+from tether.store import ids, migrations, rows
+from tether.store import sqlite_connection as connection
+from tether.store import sqlite_queries as queries
+from tether.store import sqlite_schema as schema
+from tether.store.base import Claim
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+
+
+class SQLiteStore:
+    """``SQLiteStore("sqlite:///tether.db")``; ``?synchronous=normal`` trades the last
+    commits before a power loss for speed (the default, ``full``, keeps them)."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.path, self._synchronous = connection.parse_url(url)
+        self._auto_migrate = migrate
+        self._migrations = migrations.load(schema.ENGINE)
+        self._thread: connection.ConnectionThread | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    # ---- lifecycle -------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Start the connection thread, connect, and check (or apply) migrations."""
+        if self._thread is not None:
+            return
+        self._thread = connection.ConnectionThread(f"tether-sqlite:{self.path}")
+        try:
+            await self._thread.call(self._connect)
+            await self._run(
+                lambda conn: schema.check(conn, self.url, self._migrations, auto=self._auto_migrate)
+            )
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        await thread.call(self._disconnect)
+        await thread.stop()
+
+    def _connect(self) -> None:
+        with connection.translated(self.url):
+            self._conn = connection.connect(self.path, self._synchronous, self.url)
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):  # closing: nothing is left to lose
+                conn.close()
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        thread = self._thread
+        if thread is None:
+            raise errors.InfraError(f"SQLite store {self.url} is not open: await store.open()")
+
+        def job() -> T:
+            if self._conn is None:
+                raise errors.InfraError(f"SQLite store {self.url} is not connected")
+            with connection.translated(self.url):
+                return fn(self._conn)
+
+        return await thread.call(job)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def job(conn: sqlite3.Connection) -> T:
+            with connection.write(conn):
+                return fn(conn)
+
+        return await self._run(job)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def job(conn: sqlite3.Connection) -> T:
+            with connection.read(conn):
+                return fn(conn)
+
+        return await self._run(job)
+
+    # ---- schema ----------------------------------------------------------------
+
+    async def schema_version(self) -> int:
+        return await self._run(schema.version)
+
+    async def migrate(self, *, dry_run: bool = False) -> list[str]:
+        return await self._run(
+            lambda conn: schema.apply(conn, self.url, self._migrations, dry_run=dry_run)
+        )
+
+    # ---- sessions --------------------------------------------------------------
+
+    async def create_session(
+        self, tenant: str, agent: str, *, session_id: str | None = None
+    ) -> types.SessionRecord:
+        sid = session_id or ids.new_id()
+
+        def write(conn: sqlite3.Connection) -> types.SessionRecord:
+            queries.insert_session(conn, tenant, agent, sid)
+            return rows.session(queries.session_row(conn, sid, tenant))
+
+        return await self._write(write)
+
+    async def get_session(
+        self, session_id: str, *, tenant: str | None = None
+    ) -> types.SessionRecord:
+        return await self._run(
+            lambda conn: rows.session(queries.session_row(conn, session_id, tenant))
+        )
+
+    async def list_sessions(
+        self, *, tenant: str | None = None, limit: int = 100
+    ) -> list[types.SessionRecord]:
+        where, params = ("WHERE tenant = ?", [tenant]) if tenant is not None else ("", [])
+        sql = f"SELECT * FROM sessions {where} ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        return await self._run(
+            lambda conn: [rows.session(r) for r in conn.execute(sql, [*params, limit])]
+        )
+
+    async def list_messages(
+        self,
+        session_id: str,
+        *,
+        tenant: str | None = None,
+        after_seq: int = 0,
+        upto_seq: int | None = None,
+        limit: int | None = None,
+    ) -> list[types.StoredMessage]:
+        def read(conn: sqlite3.Connection) -> list[types.StoredMessage]:
+            queries.session_row(conn, session_id, tenant)
+            found = conn.execute(
+                "SELECT * FROM messages WHERE session_id = ? AND seq > ? AND seq <= ?"
+                " ORDER BY seq LIMIT ?",
+                (
+                    session_id,
+                    after_seq,
+                    upto_seq if upto_seq is not None else 2**62,
+                    limit if limit is not None else -1,
+                ),
+            ).fetchall()
+            return [rows.message(r) for r in found]
+
+        return await self._read(read)
+
+    # ---- tasks -----------------------------------------------------------------
+
+    async def submit_task(self, new: types.NewTask) -> types.TaskRecord:
+        return await self._write(lambda conn: queries.submit(conn, new))
+
+    async def get_task(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
+        return await self._run(lambda conn: rows.task(queries.task_row(conn, task_id, tenant)))
+
+    async def list_tasks(
+        self,
+        *,
+        tenant: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[types.TaskRecord]:
+        filters = {"tenant": tenant, "session_id": session_id, "status": status}
+        given = {k: v for k, v in filters.items() if v is not None}
+        where = " AND ".join(f"{k} = ?" for k in given) or "1"
+        sql = f"SELECT * FROM tasks WHERE {where} ORDER BY position DESC LIMIT ?"
+        return await self._run(
+            lambda conn: [rows.task(r) for r in conn.execute(sql, [*given.values(), limit])]
+        )
+
+    async def request_cancel(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
+        def write(conn: sqlite3.Connection) -> types.TaskRecord:
+            row = queries.task_row(conn, task_id, tenant)
+            if row["status"] == "queued":
+                change = "status = 'cancelled', cancel_requested = 1"
+            elif row["status"] == "running":
+                change = "cancel_requested = 1"
+            else:
+                return rows.task(row)
+            conn.execute(
+                f"UPDATE tasks SET {change}, updated_at = ? WHERE id = ?", (types.now(), task_id)
+            )
+            return rows.task(queries.task_row(conn, task_id))
+
+        return await self._write(write)
+
+    # ---- leases ----------------------------------------------------------------
+
+    async def claim_task(
+        self,
+        worker: str,
+        *,
+        lease_ttl: float,
+        agents: Collection[str] | None = None,
+        task_id: str | None = None,
+    ) -> Claim | None:
+        _check_ttl(lease_ttl)
+        names = None if agents is None else sorted(set(agents))
+        return await self._write(
+            lambda conn: queries.claim(conn, worker, lease_ttl, names, task_id)
+        )
+
+    async def renew_lease(self, lease: types.Lease, *, lease_ttl: float) -> types.Lease:
+        _check_ttl(lease_ttl)
+
+        def write(conn: sqlite3.Connection) -> types.Lease:
+            queries.fence(conn, lease, lease.task_id)
+            now = types.now()
+            conn.execute(
+                "UPDATE tasks SET lease_expires_at = ?, updated_at = ? WHERE id = ?",
+                (now + lease_ttl, now, lease.task_id),
+            )
+            return types.Lease(lease.task_id, lease.owner, lease.epoch, now + lease_ttl)
+
+        return await self._write(write)
+
+    async def release_lease(self, lease: types.Lease) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            queries.fence(conn, lease, lease.task_id)
+            conn.execute(
+                "UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,"
+                " updated_at = ? WHERE id = ?",
+                (types.now(), lease.task_id),
+            )
+
+        await self._write(write)
+
+    async def expire_lease(self, task_id: str) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            queries.task_row(conn, task_id)
+            conn.execute(
+                "UPDATE tasks SET lease_expires_at = ? WHERE id = ? AND status = 'running'",
+                (types.now(), task_id),
+            )
+
+        await self._write(write)
+
+    # ---- journal ---------------------------------------------------------------
+
+    async def load_journal(self, task_id: str) -> list[types.StepRecord]:
+        def read(conn: sqlite3.Connection) -> list[types.StepRecord]:
+            queries.task_row(conn, task_id)
+            sql = "SELECT * FROM steps WHERE task_id = ? ORDER BY idx"
+            return [rows.step(r) for r in conn.execute(sql, (task_id,))]
+
+        return await self._read(read)
+
+    async def commit_steps(
+        self, commits: Sequence[types.StepCommit]
+    ) -> list[types.CommitResult | BaseException]:
+        if not commits:
+            return []
+        return await self._write(lambda conn: queries.commit_batch(conn, commits))
+
+    async def record_attempt(self, lease: types.Lease, attempt: types.StepAttempt) -> None:
+        error = rows.dumps(attempt.error, f"error of attempt {attempt.attempt}")
+
+        def write(conn: sqlite3.Connection) -> None:
+            queries.fence(conn, lease, attempt.task_id)
+            conn.execute(
+                "INSERT INTO step_attempts (task_id, idx, attempt, error, delay, worker, at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task_id, idx, attempt) DO UPDATE"
+                " SET error = excluded.error, delay = excluded.delay, worker = excluded.worker,"
+                " at = excluded.at",
+                (attempt.task_id, attempt.index, attempt.attempt, error, attempt.delay,
+                 attempt.worker, attempt.at),
+            )  # fmt: skip
+
+        await self._write(write)
+
+    async def list_attempts(self, task_id: str) -> list[types.StepAttempt]:
+        def read(conn: sqlite3.Connection) -> list[types.StepAttempt]:
+            queries.task_row(conn, task_id)
+            sql = "SELECT * FROM step_attempts WHERE task_id = ? ORDER BY idx, attempt"
+            return [rows.attempt(r) for r in conn.execute(sql, (task_id,))]
+
+        return await self._read(read)
+
+    async def list_runs(self, task_id: str) -> list[types.TaskRun]:
+        def read(conn: sqlite3.Connection) -> list[types.TaskRun]:
+            queries.task_row(conn, task_id)
+            sql = "SELECT * FROM task_runs WHERE task_id = ? ORDER BY run"
+            return [rows.run(r) for r in conn.execute(sql, (task_id,))]
+
+        return await self._read(read)
+
+    async def finish_task(
+        self,
+        lease: types.Lease,
+        *,
+        status: types.TaskStatus,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+        events: Sequence[types.NewEvent] = (),
+    ) -> types.TaskRecord:
+        if status not in types.FINAL_STATUSES:
+            raise errors.InvalidInput(
+                f"finish_task needs a final status (completed, failed, cancelled), got {status!r}",
+                task=lease.task_id,
+            )
+        output_json = rows.dumps_opt(output, f"output of task {lease.task_id}")
+        error_json = rows.dumps_opt(error, f"error of task {lease.task_id}")
+
+        def write(conn: sqlite3.Connection) -> types.TaskRecord:
+            queries.fence(conn, lease, lease.task_id)
+            conn.execute(
+                "UPDATE tasks SET status = ?, output = ?, error = ?, lease_owner = NULL,"
+                " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+                (status, output_json, error_json, types.now(), lease.task_id),
+            )
+            queries.insert_events(conn, lease.task_id, events)
+            return rows.task(queries.task_row(conn, lease.task_id))
+
+        return await self._write(write)
+
+    async def fail_task(self, task_id: str, *, error: dict[str, Any]) -> types.TaskRecord:
+        error_json = rows.dumps(error, f"error of task {task_id}")
+
+        def write(conn: sqlite3.Connection) -> types.TaskRecord:
+            row = queries.task_row(conn, task_id)
+            if row["status"] in types.FINAL_STATUSES:
+                return rows.task(row)
+            conn.execute(
+                "UPDATE tasks SET status = 'failed', error = ?, lease_owner = NULL,"
+                " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+                (error_json, types.now(), task_id),
+            )
+            return rows.task(queries.task_row(conn, task_id))
+
+        return await self._write(write)
+
+    # ---- events ----------------------------------------------------------------
+
+    async def append_events(
+        self, task_id: str, events: Sequence[types.NewEvent], *, lease: types.Lease | None = None
+    ) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            if lease is not None:
+                queries.fence(conn, lease, task_id)
+            else:
+                queries.task_row(conn, task_id)
+            queries.insert_events(conn, task_id, events)
+
+        await self._write(write)
+
+    async def list_events(
+        self, task_id: str, *, tenant: str | None = None, after_seq: int = 0, limit: int = 1000
+    ) -> list[types.EventRecord]:
+        def read(conn: sqlite3.Connection) -> list[types.EventRecord]:
+            queries.task_row(conn, task_id, tenant)
+            sql = "SELECT * FROM events WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+            return [rows.event(r) for r in conn.execute(sql, (task_id, after_seq, limit))]
+
+        return await self._read(read)
+
+    # ---- measurement -----------------------------------------------------------
+
+    async def step_storage_bytes(self, task_id: str, index: int) -> int:
+        return await self._read(lambda conn: queries.step_storage_bytes(conn, task_id, index))
+
+
+def _check_ttl(lease_ttl: float) -> None:
+    if lease_ttl <= 0:
+        raise errors.InvalidInput(
+            f"lease_ttl must be a positive number of seconds, got {lease_ttl}"
+        )

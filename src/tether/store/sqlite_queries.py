@@ -1,0 +1,285 @@
+"""The SQLite write path: claiming, fencing and group commit, as functions on a connection.
+
+Each function runs on the store's connection thread inside a transaction its caller
+opened (``sqlite_connection.write``); ``SQLiteStore`` is the async face over them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from tether import errors, types
+from tether.store import ids, rows
+from tether.store.base import Claim
+
+_CANDIDATES = (
+    ("resume", "t.status = 'running' AND t.lease_owner = :worker"),
+    ("recovery", "t.status = 'running' AND t.lease_expires_at <= :now"),
+    (
+        "start",
+        "t.status = 'queued'"
+        " AND NOT EXISTS (SELECT 1 FROM tasks r"
+        "  WHERE r.session_id = t.session_id AND r.status = 'running')"
+        " AND NOT EXISTS (SELECT 1 FROM tasks o"
+        "  WHERE o.session_id = t.session_id AND o.status = 'queued' AND o.position < t.position)",
+    ),
+)
+
+
+def session_row(conn: sqlite3.Connection, session_id: str, tenant: str | None) -> sqlite3.Row:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM sessions WHERE id = ?", (session_id,)
+    ).fetchone()
+    if row is None or (tenant is not None and row["tenant"] != tenant):
+        raise errors.NotFound("no such session", tenant=tenant, session=session_id)
+    return row
+
+
+def task_row(conn: sqlite3.Connection, task_id: str, tenant: str | None = None) -> sqlite3.Row:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM tasks WHERE id = ?", (task_id,)
+    ).fetchone()
+    if row is None or (tenant is not None and row["tenant"] != tenant):
+        raise errors.NotFound("no such task", tenant=tenant, task=task_id)
+    return row
+
+
+def fence(conn: sqlite3.Connection, lease: types.Lease, task_id: str) -> sqlite3.Row:
+    """The task row if ``lease`` still holds the task (running, same epoch); else ``LeaseLost``."""
+    if task_id != lease.task_id:
+        raise errors.InvalidInput(
+            f"a write for task {task_id} carried the lease of task {lease.task_id}", task=task_id
+        )
+    row = task_row(conn, task_id)
+    if row["status"] != "running" or row["lease_epoch"] != lease.epoch:
+        raise rows.lease_lost(lease, row["status"], row["lease_epoch"])
+    return row
+
+
+def insert_session(conn: sqlite3.Connection, tenant: str, agent: str, session_id: str) -> None:
+    if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone():
+        raise errors.Conflict(
+            "a session with this id already exists; pass session_id=None for a fresh id",
+            session=session_id,
+        )
+    now = types.now()
+    conn.execute(
+        "INSERT INTO sessions (id, tenant, agent, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+        (session_id, tenant, agent, now, now),
+    )
+
+
+def submit(conn: sqlite3.Connection, new: types.NewTask) -> types.TaskRecord:
+    if new.idempotency_key is not None:
+        row = conn.execute(
+            "SELECT * FROM tasks WHERE tenant = ? AND idempotency_key = ?",
+            (new.tenant, new.idempotency_key),
+        ).fetchone()
+        if row is not None:
+            return rows.task(row)
+    session_id = new.session_id
+    if session_id is None:
+        session_id = ids.new_id()
+        insert_session(conn, new.tenant, new.agent, session_id)
+    else:
+        session_row(conn, session_id, new.tenant)
+    task_id = new.task_id or ids.new_id()
+    if conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task_id,)).fetchone():
+        raise errors.Conflict(
+            "a task with this id already exists; submit without task_id for a fresh id",
+            tenant=new.tenant,
+            task=task_id,
+        )
+    now = types.now()
+    conn.execute(
+        "INSERT INTO tasks (id, tenant, session_id, agent, status, input, spec, idempotency_key,"
+        " trace_context, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+        (
+            task_id, new.tenant, session_id, new.agent, new.input, new.spec, new.idempotency_key,
+            rows.dumps_opt(new.trace_context, "trace context"), now, now,
+        ),
+    )  # fmt: skip
+    return rows.task(task_row(conn, task_id))
+
+
+def append_messages(
+    conn: sqlite3.Connection,
+    session_id: str,
+    task_id: str,
+    messages: Sequence[types.Message],
+    now: float,
+) -> tuple[int, ...]:
+    """Give the messages the session's next seqs (from its ``last_seq`` counter)."""
+    last: int = conn.execute(
+        "SELECT last_seq FROM sessions WHERE id = ?", (session_id,)
+    ).fetchone()[0]
+    seqs = tuple(range(last + 1, last + 1 + len(messages)))
+    conn.executemany(
+        "INSERT INTO messages (session_id, seq, task_id, payload, payload_version, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (session_id, seq, task_id, rows.dumps(m.to_dict(), f"message {seq}"),
+             types.PAYLOAD_VERSION, now)
+            for seq, m in zip(seqs, messages, strict=True)
+        ],
+    )  # fmt: skip
+    conn.execute(
+        "UPDATE sessions SET last_seq = ?, updated_at = ? WHERE id = ?",
+        (last + len(messages), now, session_id),
+    )
+    return seqs
+
+
+def insert_events(conn: sqlite3.Connection, task_id: str, events: Sequence[types.NewEvent]) -> None:
+    """Append events with the task's next event seqs."""
+    if not events:
+        return
+    last: int = conn.execute(
+        "SELECT COALESCE(MAX(seq), 0) FROM events WHERE task_id = ?", (task_id,)
+    ).fetchone()[0]
+    conn.executemany(
+        "INSERT INTO events (task_id, seq, name, at, step, data, payload_version)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (task_id, last + i, e.name, e.at, e.step, rows.dumps(e.data, f"data of event {e.name}"),
+             types.PAYLOAD_VERSION)
+            for i, e in enumerate(events, start=1)
+        ],
+    )  # fmt: skip
+
+
+def claim(
+    conn: sqlite3.Connection,
+    worker: str,
+    lease_ttl: float,
+    agents: Sequence[str] | None,
+    task_id: str | None,
+) -> Claim | None:
+    """Pick the first candidate (own lease, expired lease, next queued task of a free
+    session; oldest first within each) and take it. Runs inside ``BEGIN IMMEDIATE``."""
+    if agents is not None and not agents:
+        return None
+    now = types.now()
+    params: dict[str, Any] = {"worker": worker, "now": now, "task_id": task_id}
+    only = ""
+    if agents is not None:
+        names = {f"agent{i}": a for i, a in enumerate(agents)}
+        params.update(names)
+        only += f" AND t.agent IN ({', '.join(':' + k for k in names)})"
+    if task_id is not None:
+        only += " AND t.id = :task_id"
+    row: sqlite3.Row | None = None
+    reason = ""
+    for reason, condition in _CANDIDATES:  # noqa: B007 - reason names the candidate found
+        row = conn.execute(
+            f"SELECT * FROM tasks t WHERE {condition}{only} ORDER BY t.position LIMIT 1", params
+        ).fetchone()
+        if row is not None:
+            break
+    if row is None:
+        return None
+    if reason == "start" and row["runs"] > 0:
+        reason = "handover"
+    tid: str = row["id"]
+    epoch: int = row["lease_epoch"] + 1
+    runs: int = row["runs"] + 1
+    expires = now + lease_ttl
+    input_seq = row["input_seq"]
+    if input_seq is None:
+        user = types.Message(role="user", content=row["input"])
+        (input_seq,) = append_messages(conn, row["session_id"], tid, [user], now)
+    from_step = conn.execute("SELECT COUNT(*) FROM steps WHERE task_id = ?", (tid,)).fetchone()[0]
+    conn.execute(
+        "UPDATE tasks SET status = 'running', lease_owner = ?, lease_expires_at = ?,"
+        " lease_epoch = ?, runs = ?, input_seq = ?, updated_at = ? WHERE id = ?",
+        (worker, expires, epoch, runs, input_seq, now, tid),
+    )
+    conn.execute(
+        "INSERT INTO task_runs (task_id, run, worker, epoch, started_at, from_step, reason)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (tid, runs, worker, epoch, now, from_step, reason),
+    )
+    lease = types.Lease(task_id=tid, owner=worker, epoch=epoch, expires_at=expires)
+    return Claim(task=rows.task(task_row(conn, tid)), lease=lease, reason=reason)
+
+
+def commit_batch(
+    conn: sqlite3.Connection, commits: Sequence[types.StepCommit]
+) -> list[types.CommitResult | BaseException]:
+    """Group commit inside one transaction: each commit under its own savepoint, so a
+    fenced or rejected commit is rolled back alone and reported in its place."""
+    results: list[types.CommitResult | BaseException] = []
+    now = types.now()
+    for commit in commits:
+        conn.execute("SAVEPOINT step_commit")
+        try:
+            results.append(_commit_one(conn, commit, now))
+        except (errors.TetherError, errors.LeaseLost) as exc:
+            conn.execute("ROLLBACK TO step_commit")
+            results.append(exc)
+        except sqlite3.IntegrityError as exc:
+            conn.execute("ROLLBACK TO step_commit")
+            results.append(_step_rejected(commit.step, exc))
+        conn.execute("RELEASE step_commit")
+    return results
+
+
+def _commit_one(
+    conn: sqlite3.Connection, commit: types.StepCommit, now: float
+) -> types.CommitResult:
+    step = commit.step
+    task = fence(conn, commit.lease, step.task_id)
+    seqs = step.message_seqs
+    if commit.messages:
+        seqs = append_messages(conn, task["session_id"], step.task_id, commit.messages, now)
+    if commit.session_state is not None:
+        conn.execute(
+            "UPDATE sessions SET state = ?, updated_at = ? WHERE id = ?",
+            (rows.dumps(commit.session_state, "session state"), now, task["session_id"]),
+        )
+    conn.execute(
+        f"INSERT INTO steps ({', '.join(rows.STEP_COLUMNS)})"
+        f" VALUES ({', '.join('?' for _ in rows.STEP_COLUMNS)})",
+        rows.step_values(step, seqs),
+    )
+    insert_events(conn, step.task_id, commit.events)
+    conn.execute("UPDATE tasks SET updated_at = ? WHERE id = ?", (now, step.task_id))
+    return types.CommitResult(message_seqs=seqs)
+
+
+def _step_rejected(step: types.StepRecord, exc: sqlite3.IntegrityError) -> errors.TetherError:
+    err: errors.TetherError
+    if "UNIQUE" in str(exc):
+        err = errors.Conflict(
+            "this step is already journaled; each step index is committed once",
+            task=step.task_id,
+            step=step.index,
+        )
+    else:
+        err = errors.InvalidInput(
+            f"the store rejected this step record ({exc}); check its kind and status",
+            task=step.task_id,
+            step=step.index,
+        )
+    err.__cause__ = exc
+    return err
+
+
+def step_storage_bytes(conn: sqlite3.Connection, task_id: str, index: int) -> int:
+    """Bytes of the step's row (every column, as stored) plus its messages' payloads."""
+    size = " + ".join(f"COALESCE(length(CAST({c} AS BLOB)), 0)" for c in rows.STEP_COLUMNS)
+    task = task_row(conn, task_id)
+    row = conn.execute(
+        f"SELECT {size} AS size, message_seqs FROM steps WHERE task_id = ? AND idx = ?",
+        (task_id, index),
+    ).fetchone()
+    if row is None:
+        raise errors.NotFound("no such step in the journal", task=task_id, step=index)
+    payloads: int = conn.execute(
+        "SELECT COALESCE(SUM(length(CAST(m.payload AS BLOB))), 0) FROM json_each(?) j"
+        " JOIN messages m ON m.session_id = ? AND m.seq = j.value",
+        (row["message_seqs"], task["session_id"]),
+    ).fetchone()[0]
+    return int(row["size"]) + payloads
