@@ -222,14 +222,20 @@ class OpenAIModel:
                 ) from exc
 
     async def aclose(self) -> None:
-        """Close the client of the running loop, and schedule closing the clients of
-        loops still running in other threads."""
+        """Close the running loop's client. Clients of loops running in other threads
+        are closed on their loops; a client of an idle loop stays until ``aclose`` is
+        awaited on that loop. Await ``aclose`` on each loop before it ends: a loop
+        closed first leaves its client's sockets to the garbage collector."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            clients = dict(self._clients)
-            self._clients.clear()
-        for owner, client in clients.items():
-            if owner is loop:
-                await client.aclose()
-            elif owner.is_running():
+            mine = self._clients.pop(loop, None)
+            elsewhere = [
+                (owner, self._clients.pop(owner))
+                for owner in list(self._clients)
+                if owner.is_running() or owner.is_closed()
+            ]
+        for owner, client in elsewhere:
+            if owner.is_running():
                 asyncio.run_coroutine_threadsafe(client.aclose(), owner)
+        if mine is not None:
+            await mine.aclose()

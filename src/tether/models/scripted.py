@@ -136,11 +136,13 @@ def tool_call_id(messages: Sequence[types.Message], position: int, name: str) ->
 
 
 class ScriptedModel:
-    """A deterministic Model whose answers follow a script (see the module docstring)."""
+    """A deterministic Model whose answers follow a script (see the module docstring).
+
+    A single reply given as the script is the same as a one-item sequence."""
 
     def __init__(
         self,
-        script: Script,
+        script: Script | Reply,
         *,
         name: str = "scripted",
         context_window: int = 8192,
