@@ -1,0 +1,56 @@
+"""Live progress of a running task on the terminal (stderr), drawn from its events."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from tether.observe import events
+
+
+class ProgressPrinter:
+    """An observer that prints one line per step as it happens."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.replayed = 0
+
+    def on_event(self, event: events.TaskEvent) -> None:
+        what = f"{event.step_kind or ''} {event.step_name or ''}".strip()
+        step = f"step {event.step:>3}" if event.step is not None else ""
+        if event.name == events.STEP_STARTED:
+            attempt = f" (attempt {event.attempt})" if (event.attempt or 1) > 1 else ""
+            self.console.print(f"[dim]…[/] {step} {what}{attempt}", highlight=False)
+        elif event.name == events.STEP_COMPLETED:
+            duration = event.data.get("duration") or 0.0
+            self.console.print(
+                f"[green]✓[/] {step} {what} [dim]{duration:.2f}s[/]", highlight=False
+            )
+        elif event.name == events.STEP_REPLAYED:
+            self.replayed += 1
+            self.console.print(
+                f"[cyan]↺[/] {step} {what} [dim]replayed from the journal[/]", highlight=False
+            )
+        elif event.name == events.STEP_RETRYING:
+            err = event.data.get("error") or {}
+            delay = event.data.get("delay") or 0.0
+            self.console.print(
+                f"[yellow]↻[/] {step} {what}: {err.get('error_class')} — retrying in {delay:.2f}s",
+                highlight=False,
+            )
+        elif event.name == events.STEP_FAILED:
+            err = event.data.get("error") or {}
+            self.console.print(
+                f"[red]✗[/] {step} {what}: {err.get('error_class')}: {err.get('message')}",
+                highlight=False,
+            )
+        elif event.name == events.TASK_RECOVERED:
+            self.console.print(
+                f"[cyan]resuming[/] from step {event.data.get('from_step')} ({event.data.get('reason')})",
+                highlight=False,
+            )
+        elif event.name in (
+            events.CONTEXT_PRESSURE,
+            events.CONTEXT_COMPACTED,
+            events.OUTPUT_TRUNCATED,
+        ):
+            self.console.print(f"[magenta]{event.name}[/] {event.data}", highlight=False)

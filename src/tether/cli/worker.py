@@ -1,0 +1,113 @@
+"""``tether worker``: a long-running process that claims and runs tasks, and drains on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from typing import Annotated
+
+import typer
+
+from tether import errors
+from tether.cli import StoreOpt, _fail, app, err
+from tether.cli.spec import build_runtime
+from tether.execution.committer import Committer
+from tether.execution.identity import worker_identity
+from tether.execution.settings import ExecutionSettings
+from tether.execution.worker import Worker
+from tether.observe import events
+from tether.observe.logging import LogObserver, configure_logging
+from tether.observe.metrics import Metrics, MetricsObserver, serve_metrics
+from tether.runtime import Runtime
+from tether.store import open_store
+
+
+@app.command()
+def worker(
+    specs: Annotated[
+        list[str], typer.Argument(help="One or more path/to/file.py:name or module:name.")
+    ],
+    concurrency: Annotated[int, typer.Option(help="Tasks run at once.")] = 8,
+    worker_id: Annotated[
+        str | None,
+        typer.Option(help="Stable id (default: host and the first free slot on this host)."),
+    ] = None,
+    lease_ttl: Annotated[float, typer.Option(help="Seconds a lease lives without renewal.")] = 10.0,
+    heartbeat: Annotated[float | None, typer.Option(help="Seconds between lease renewals.")] = None,
+    grace: Annotated[
+        float, typer.Option(help="Seconds in-flight steps may finish on SIGTERM.")
+    ] = 30.0,
+    poll: Annotated[float, typer.Option(help="Seconds between looks for work when idle.")] = 0.25,
+    metrics_port: Annotated[int | None, typer.Option(help="Serve /metrics on this port.")] = None,
+    log_json: Annotated[bool, typer.Option("--log-json/--log-text", help="Log format.")] = True,
+    store: StoreOpt = None,
+) -> None:
+    """Claim queued tasks and run them; SIGTERM drains (finish, commit, release, exit 0)."""
+    configure_logging("INFO", json=log_json)
+    try:
+        runtime = build_runtime(specs, store)
+    except errors.TetherError as exc:
+        raise _fail(exc) from exc
+    settings = ExecutionSettings(
+        lease_ttl=lease_ttl, heartbeat_interval=heartbeat, drain_grace=grace, poll_interval=poll
+    )
+    with worker_identity(worker_id, runtime.store_url) as wid:
+        code = asyncio.run(_serve(runtime, wid, concurrency, settings, metrics_port))
+    raise typer.Exit(code)
+
+
+async def _serve(
+    runtime: Runtime,
+    worker_id: str,
+    concurrency: int,
+    settings: ExecutionSettings,
+    metrics_port: int | None,
+) -> int:
+    metrics = Metrics()
+    observers = events.Observers([MetricsObserver(metrics), LogObserver(), runtime.observers])
+    if metrics_port is not None:
+        server, _ = serve_metrics(metrics, metrics_port)
+        err.print(f"metrics on http://127.0.0.1:{server.server_port}/metrics", highlight=False)
+    store = open_store(runtime.store_url)
+    await store.open()
+    w = Worker(
+        store,
+        runtime.workflows,
+        worker_id=worker_id,
+        concurrency=concurrency,
+        settings=settings,
+        observers=observers,
+        committer=Committer(store, on_commit_seconds=metrics.observe_commit),
+    )
+    loop = asyncio.get_running_loop()
+    signals = {"count": 0}
+
+    def on_signal(signum: int) -> None:
+        signals["count"] += 1
+        if signals["count"] > 1:
+            err.print(f"worker {worker_id}: second signal, exiting now", highlight=False)
+            sys.stderr.flush()
+            os._exit(130)
+        err.print(
+            f"worker {worker_id}: {signal.Signals(signum).name}, draining "
+            f"({len(w.in_flight)} in flight, grace {settings.drain_grace}s)",
+            highlight=False,
+        )
+        w.drain()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    err.print(
+        f"worker {worker_id} ready: agents {sorted(runtime.workflows)}, concurrency {concurrency}, "
+        f"store {runtime.store_url}",
+        highlight=False,
+    )
+    try:
+        await w.serve()
+        await w.shutdown()
+    finally:
+        await store.close()
+    err.print(f"worker {worker_id}: drained, leases released, exiting", highlight=False)
+    return 0

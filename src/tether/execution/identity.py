@@ -1,0 +1,43 @@
+"""Stable worker ids: the host plus the first free slot on it.
+
+A worker restarted on the same host gets the same id back, so it takes its own
+leases back at once instead of waiting for them to expire. Slots are held with an
+advisory file lock that the kernel drops when the process dies, even by SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def worker_identity(explicit: str | None, store_url: str, *, max_slots: int = 256) -> Iterator[str]:
+    """Yield ``explicit`` if given, else ``host:worker-N`` for the first free slot N."""
+    if explicit:
+        yield explicit
+        return
+    host = socket.gethostname()
+    tag = hashlib.sha1(store_url.encode()).hexdigest()[:10]
+    folder = os.path.join(tempfile.gettempdir(), "tether-slots")
+    os.makedirs(folder, exist_ok=True)
+    for slot in range(max_slots):
+        path = os.path.join(folder, f"{tag}-{slot}.lock")
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        try:
+            yield f"{host}:worker-{slot}"
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        return
+    raise RuntimeError(f"all {max_slots} worker slots on {host} are taken for this store")
