@@ -8,17 +8,25 @@ tenant/session/task/step, and what to do.
     TetherError
     ├── InputError (input)            InvalidInput, UnknownAgent, NotFound, Conflict
     ├── ToolError (tool)              ToolFailed, ToolRetryable, InvalidToolArguments,
-    │                                 UnknownTool, ToolTimeout, StepStuck
+    │                                 UnknownTool, ToolTimeout, ToolConnectionLost, StepStuck
     ├── ModelError (model)            RateLimited, ServerError, ModelTimeout,
     │                                 ModelConnectionError, ModelRejected, ContextOverflow,
     │                                 OutputTruncated, ModelProtocolError
     ├── AgentError (agent)            MaxStepsExceeded, BudgetExhausted, NonDeterminismError,
-    │                                 ContextBudgetExceeded, WorkflowFailed
+    │                                 ContextBudgetExceeded, WorkflowFailed, StepTimeout,
+    │                                 StepConnectionLost
     └── InfraError (infra)            StoreUnavailable, StoreVersionError, StoreCorrupt,
-                                      PayloadVersionError, MissingExtra
+                                      PayloadVersionError, MissingExtra, WorkerLost
     TetherSignal (BaseException: unwinds through user code's ``except Exception``)
-    ├── LeaseLost
-    └── TaskCancelled
+    ├── LeaseLost (infra, retryable)
+    └── TaskCancelled (agent)
+
+``error_class`` is the class name except where several classes share one operator
+name (``_ERROR_CLASS``): every timeout is ``Timeout``, every lost connection
+``ConnectionLost``. Retryable by class: the transient ones (HTTP 429 and 5xx,
+timeouts, lost connections, a stuck step, an unavailable store, a lost worker or
+lease, a truncated answer while there is room to grow it); everything else is not.
+Any error may be made retryable or not on purpose: ``ToolFailed("…", retryable=True)``.
 
 This module imports nothing from tether, so any module may import it.
 """
@@ -67,7 +75,8 @@ class TetherError(Exception):
     ) -> None:
         if retryable is not None:
             self.retryable = retryable
-        self.detail = message or (self.__doc__ or type(self).__name__).strip()
+        # The default detail is the class's docstring, on one line.
+        self.detail = message or " ".join((self.__doc__ or type(self).__name__).split())
         self.tenant = tenant
         self.session = session
         self.task = task
@@ -205,6 +214,12 @@ class ToolTimeout(ToolError):
     retryable: bool = True
 
 
+class ToolConnectionLost(ToolError):
+    """A tool lost its connection (refused, reset, broken pipe); it is tried again."""
+
+    retryable: bool = True
+
+
 class StepStuck(ToolError):
     """A step stopped reporting heartbeats past its heartbeat timeout."""
 
@@ -245,11 +260,13 @@ class ModelConnectionError(ModelError):
 
 
 class ModelRejected(ModelError):
-    """The model endpoint rejected the request (a 4xx status); retrying the same request will not help."""
+    """The model endpoint rejected the request (a 4xx status); retrying the same
+    request will not help."""
 
 
 class ContextOverflow(ModelError):
-    """The model endpoint said the request exceeds its context length; compact the context or fail."""
+    """The model endpoint said the request exceeds its context length; compact the
+    context or fail."""
 
 
 class OutputTruncated(ModelError):
@@ -259,7 +276,8 @@ class OutputTruncated(ModelError):
 
 
 class ModelProtocolError(ModelError):
-    """The model endpoint answered with something that is not a chat completion."""
+    """The model endpoint answered with something that is not a chat completion (or a
+    Model implementation raised an error that is not a tether error)."""
 
 
 # ---- agent -----------------------------------------------------------------
@@ -294,6 +312,18 @@ class WorkflowFailed(AgentError):
     """The workflow function raised an error."""
 
 
+class StepTimeout(AgentError):
+    """A custom step (``ctx.step``) raised ``TimeoutError``; it is tried again."""
+
+    retryable: bool = True
+
+
+class StepConnectionLost(AgentError):
+    """A custom step (``ctx.step``) raised ``ConnectionError``; it is tried again."""
+
+    retryable: bool = True
+
+
 # ---- infra -----------------------------------------------------------------
 
 
@@ -326,7 +356,8 @@ class MissingExtra(InfraError):
 
 
 class WorkerLost(InfraError):
-    """The worker running the task stopped before finishing it; the task resumes from its journal."""
+    """The worker running the task stopped before finishing it; the task resumes
+    from its journal."""
 
     retryable: bool = True
 
@@ -335,25 +366,58 @@ class WorkerLost(InfraError):
 
 
 class TetherSignal(BaseException):
-    """Control flow that must unwind through user code, not an error to handle."""
+    """Control flow that must unwind through user code, not an error to handle.
+
+    Classified like errors (``where``, ``error_class``, ``retryable``, ``to_dict``)
+    so that events and logs that mention one read the same way."""
 
     error_class: ClassVar[str] = "Signal"
+    where: ClassVar[Where] = "infra"
+    retryable: ClassVar[bool] = False
 
     def __init__(self, message: str, *, task: str | None = None) -> None:
         self.task = task
+        self.message = message
         super().__init__(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.where,
+            "error_class": self.error_class,
+            "retryable": self.retryable,
+            "message": self.message,
+        }
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_signal, (type(self).__name__, self.message, self.task))
 
 
 class LeaseLost(TetherSignal):
-    """This worker's lease on the task was taken over; its writes are fenced off."""
+    """This worker's lease on the task was taken over; its writes are fenced off.
+
+    Retryable: the task itself is fine and continues from its journal under the
+    worker that holds the lease now."""
 
     error_class: ClassVar[str] = "LeaseLost"
+    where: ClassVar[Where] = "infra"
+    retryable: ClassVar[bool] = True
 
 
 class TaskCancelled(TetherSignal):
     """The task was cancelled; it stops at the next step boundary."""
 
     error_class: ClassVar[str] = "TaskCancelled"
+    where: ClassVar[Where] = "agent"
+    retryable: ClassVar[bool] = False
+
+
+SIGNAL_TYPES: dict[str, type[TetherSignal]] = {
+    c.__name__: c for c in (TetherSignal, LeaseLost, TaskCancelled)
+}
+
+
+def _rebuild_signal(name: str, message: str, task: str | None) -> TetherSignal:
+    return SIGNAL_TYPES.get(name, TetherSignal)(message, task=task)
 
 
 # Stable class names where the Python name differs from the operator's name.
@@ -361,6 +425,9 @@ _ERROR_CLASS: dict[str, str] = {
     "ModelTimeout": "Timeout",
     "ToolTimeout": "Timeout",
     "ModelConnectionError": "ConnectionLost",
+    "ToolConnectionLost": "ConnectionLost",
+    "StepTimeout": "Timeout",
+    "StepConnectionLost": "ConnectionLost",
     "NonDeterminismError": "NonDeterminism",
     "ContextBudgetExceeded": "ContextOverflow",
     "ToolRetryable": "ToolFailed",
@@ -378,12 +445,24 @@ ERROR_TYPES: dict[str, type[TetherError]] = {c.__name__: c for c in _all_subclas
 
 
 def error_from_dict(data: dict[str, Any]) -> TetherError:
-    """Rebuild an error recorded in the journal (the inverse of ``to_dict`` plus ``type_name``)."""
+    """Rebuild an error recorded in the journal (the inverse of ``error_record``).
+
+    A record from another version of the code (an unknown ``python_type``, or only
+    the contract's four keys) keeps its recorded ``type``, ``error_class`` and
+    ``retryable``."""
     cls = ERROR_TYPES.get(str(data.get("python_type", "")))
-    if cls is None:
+    if cls is None or cls is _RecordedError:
         cls = _RecordedError.make(str(data.get("type", "infra")), bool(data.get("retryable")))
+    step = data.get("step")
+    retry_after = data.get("retry_after")
     err = cls(
-        str(data.get("detail") or data.get("message", "")), retryable=bool(data.get("retryable"))
+        str(data.get("detail") or data.get("message", "")),
+        tenant=_text_or_none(data.get("tenant")),
+        session=_text_or_none(data.get("session")),
+        task=_text_or_none(data.get("task")),
+        step=step if isinstance(step, int) else None,
+        retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
+        retryable=bool(data.get("retryable")),
     )
     if isinstance(err, _RecordedError):
         err.recorded_class = str(data.get("error_class", "Unknown"))
@@ -391,8 +470,22 @@ def error_from_dict(data: dict[str, Any]) -> TetherError:
 
 
 def error_record(err: TetherError) -> dict[str, Any]:
-    """What the journal stores for an error: the contract dict plus what rebuilds it."""
-    return {**err.to_dict(), "python_type": type(err).__name__, "detail": err.detail}
+    """What the journal stores for an error: the contract dict plus what rebuilds it
+    (the Python class, the detail without ids, the ids and ``retry_after``)."""
+    return {
+        **err.to_dict(),
+        "python_type": type(err).__name__,
+        "detail": err.detail,
+        "tenant": err.tenant,
+        "session": err.session,
+        "task": err.task,
+        "step": err.step,
+        "retry_after": err.retry_after,
+    }
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 class _RecordedError(TetherError):
@@ -403,6 +496,9 @@ class _RecordedError(TetherError):
     @property
     def error_class(self) -> str:
         return self.recorded_class
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (error_from_dict, (error_record(self),))
 
     @staticmethod
     def make(where: str, retryable: bool) -> type[_RecordedError]:

@@ -6,7 +6,6 @@ completed step. Budgets belong to the task; attempts already journaled count.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,22 +74,53 @@ class RetryBudget:
 def classify(exc: BaseException, *, where: str = "tool") -> errors.TetherError:
     """Turn any exception into a classified tether error.
 
-    tether errors keep their class. For foreign exceptions raised by user code (tools,
-    custom steps) the documented rule is: ``TimeoutError`` and ``ConnectionError``
-    (and ``OSError`` subclasses about the network) are transient and retryable;
-    everything else is a permanent failure of its ``where`` (a bug or bad input
-    does not get better by trying again). Raise ``errors.ToolRetryable`` from a tool
-    to ask for a retry explicitly."""
+    tether errors keep their class (and their ``retryable``). The documented rule
+    for foreign exceptions raised by user code (tools, custom steps, a ``Model``
+    implementation), by ``where`` the step runs (``tool``, ``model``, else ``agent``):
+
+    ==========================  =================  ====================  ====================
+    exception                   tool               model                 agent (``ctx.step``)
+    ==========================  =================  ====================  ====================
+    ``TimeoutError``            ToolTimeout        ModelTimeout          StepTimeout
+    ``ConnectionError``         ToolConnectionLost ModelConnectionError  StepConnectionLost
+    anything else               ToolFailed         ModelProtocolError    WorkflowFailed
+    ==========================  =================  ====================  ====================
+
+    Timeouts and lost connections (``ConnectionError`` covers refused, reset,
+    aborted and broken pipe) are transient: retryable. Anything else is a permanent
+    failure: a bug or bad input does not get better by trying again. A tool asks for
+    a retry on purpose by raising ``errors.ToolRetryable`` (or any tether error with
+    ``retryable=True``), and refuses one with ``errors.ToolFailed``."""
     if isinstance(exc, errors.TetherError):
         return exc
-    text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-        return errors.ToolTimeout(text) if where == "tool" else errors.ModelTimeout(text)
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        timeout = _TIMEOUTS.get(where, errors.StepTimeout)
+        return timeout(f"{text}; tried again with backoff")
     if isinstance(exc, ConnectionError):
-        return errors.ToolRetryable(text) if where == "tool" else errors.ModelConnectionError(text)
+        lost = _CONNECTIONS.get(where, errors.StepConnectionLost)
+        return lost(f"{text}; tried again with backoff")
     if where == "tool":
-        return errors.ToolFailed(text)
+        return errors.ToolFailed(
+            f"{text}. Unknown exceptions are not retried; raise tether.ToolRetryable from "
+            "the tool when trying again can help"
+        )
+    if where == "model":
+        return errors.ModelProtocolError(
+            f"the model raised {text}; a Model implementation must raise tether ModelError "
+            "subclasses only"
+        )
     return errors.WorkflowFailed(text)
+
+
+_TIMEOUTS: dict[str, type[errors.TetherError]] = {
+    "tool": errors.ToolTimeout,
+    "model": errors.ModelTimeout,
+}
+_CONNECTIONS: dict[str, type[errors.TetherError]] = {
+    "tool": errors.ToolConnectionLost,
+    "model": errors.ModelConnectionError,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +133,13 @@ class Retries:
     budget: int | None = 20
     truncation_retries: int = 1
     """How many times an answer cut off by its token limit is retried with more room."""
+
+    def __post_init__(self) -> None:
+        if self.budget is not None and self.budget < 0:
+            raise errors.InvalidInput(
+                f"a retry budget must be None (unlimited) or at least 0, not {self.budget}"
+            )
+        if self.truncation_retries < 0:
+            raise errors.InvalidInput(
+                f"truncation_retries must be at least 0, not {self.truncation_retries}"
+            )
