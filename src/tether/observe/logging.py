@@ -48,6 +48,9 @@ _RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict
 }
 
 
+_FIXED = frozenset({"ts", "level", "logger"})
+
+
 @contextlib.contextmanager
 def bind(**ids: Any) -> Iterator[None]:
     """Bind ids (tenant, session, task, step, attempt, worker) to every record logged inside.
@@ -91,7 +94,7 @@ def event_dict(record: logging.LogRecord) -> dict[str, Any]:
     message = record.getMessage()
     for key, value in record.__dict__.items():
         if key not in _RECORD_ATTRS and not key.startswith("_"):
-            out[key] = value
+            out[f"extra_{key}" if key in _FIXED else key] = value
     if out["event"] is None:
         out["event"] = message
     elif message and message != out["event"]:

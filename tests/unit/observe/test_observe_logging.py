@@ -69,9 +69,9 @@ def test_exceptions_and_unserialisable_values(stream: io.StringIO) -> None:
     try:
         raise ValueError("bad")
     except ValueError:
-        log.exception("op.failed", extra={"obj": object()})
+        log.exception("op.failed", extra={"obj": object(), "level": 3})
     (got,) = lines(stream)
-    assert got["level"] == "error"
+    assert got["level"] == "error" and got["extra_level"] == 3
     assert "ValueError: bad" in got["exception"]
     assert got["obj"].startswith("<object object")
 

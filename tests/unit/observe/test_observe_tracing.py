@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
-from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -326,7 +325,6 @@ def test_global_provider_by_default() -> None:
     o = tracing.TracingObserver()
     run_task(o)
     assert o._runs == {}
-    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
 class _Collector(http.server.BaseHTTPRequestHandler):
@@ -344,25 +342,16 @@ class _Collector(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_configure_tracing_exports_otlp_over_http() -> None:
+def test_configure_tracing_exports_otlp_over_http(monkeypatch: pytest.MonkeyPatch) -> None:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        env = {
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
-            "OTEL_SERVICE_NAME": "tether-test",
-        }
-        old = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)  # the OTLP exporter reads the real environment
-        try:
-            provider = tracing.configure_tracing()
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k)
-                else:
-                    os.environ[k] = v
+        # the OTLP exporter reads the real environment
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "tether-test")
+        monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
+        provider = tracing.configure_tracing()
         assert provider is not None
         assert provider.resource.attributes["service.name"] == "tether-test"
         run_task(tracing.TracingObserver(provider))
