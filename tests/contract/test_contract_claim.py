@@ -111,6 +111,20 @@ def test_one_running_task_per_session_in_submission_order(store: StoreCase) -> N
     store.run(body)
 
 
+def test_an_older_queued_task_blocks_its_session_even_when_filtered_out(
+    store: StoreCase,
+) -> None:
+    async def body(s: Store) -> None:
+        first = await submit(s, agent="alpha")
+        second = await submit(s, agent="beta", session_id=first.session_id)
+        assert await s.claim_task("w1", lease_ttl=30, task_id=second.id) is None
+        assert await s.claim_task("w1", lease_ttl=30, agents=["beta"]) is None
+        got = await claim(s, "w1", agents=["alpha", "beta"])
+        assert got.task.id == first.id
+
+    store.run(body)
+
+
 def test_cancelled_task_does_not_block_its_session(store: StoreCase) -> None:
     async def body(s: Store) -> None:
         first = await submit(s)

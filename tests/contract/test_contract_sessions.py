@@ -169,3 +169,14 @@ def test_data_survives_reopening(store: StoreCase) -> None:
 
     store.run(write)
     store.run(read)
+
+
+def test_a_fresh_store_is_at_the_latest_schema(store: StoreCase) -> None:
+    async def body(s: Store) -> None:
+        version = await s.schema_version()
+        assert version >= 1
+        assert await s.migrate(dry_run=True) == []
+        assert await s.migrate() == []
+        assert await s.schema_version() == version
+
+    store.run(body)
