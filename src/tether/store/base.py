@@ -36,6 +36,36 @@ class Claim:
     """``start``, ``recovery``, ``handover`` or ``resume`` (see ``TaskRun.reason``)."""
 
 
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key of the HTTP service: it maps to one tenant. Only its hash is stored."""
+
+    id: str
+    tenant: str
+    key_hash: str
+    """sha256 hex digest of the key's text."""
+    prefix: str
+    """The key's first characters, to tell keys apart in listings."""
+    created_at: float
+    name: str | None = None
+    revoked_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def to_public(self) -> dict[str, Any]:
+        """What an operator may see: never the hash."""
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "prefix": self.prefix,
+            "name": self.name,
+            "created_at": self.created_at,
+            "revoked_at": self.revoked_at,
+        }
+
+
 class Store(Protocol):
     url: str
 
@@ -185,3 +215,20 @@ class Store(Protocol):
     async def step_storage_bytes(self, task_id: str, index: int) -> int:
         """Bytes stored for one step (journal row plus its messages), as the engine
         reports them, so tests and benchmarks can check storage does not grow."""
+
+    # ---- API keys ----------------------------------------------------------
+
+    async def create_api_key(
+        self, tenant: str, key_hash: str, *, prefix: str, name: str | None = None
+    ) -> ApiKey:
+        """Store a new key (by its hash) for ``tenant``. ``Conflict`` if the hash exists."""
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        """The active (not revoked) key with this hash, or None."""
+
+    async def revoke_api_key(self, key_id: str, *, tenant: str | None = None) -> ApiKey:
+        """Revoke a key; later lookups by its hash find nothing. Revoking twice keeps the
+        first time. ``NotFound`` for an unknown id (or another tenant's key)."""
+
+    async def list_api_keys(self, *, tenant: str | None = None) -> list[ApiKey]:
+        """Keys, revoked ones included, newest first."""

@@ -18,7 +18,7 @@ from tether.store import ids, migrations, rows
 from tether.store import sqlite_connection as connection
 from tether.store import sqlite_queries as queries
 from tether.store import sqlite_schema as schema
-from tether.store.base import Claim
+from tether.store.base import ApiKey, Claim
 
 __all__ = ["SQLiteStore"]
 
@@ -375,9 +375,78 @@ class SQLiteStore:
     async def step_storage_bytes(self, task_id: str, index: int) -> int:
         return await self._read(lambda conn: queries.step_storage_bytes(conn, task_id, index))
 
+    # ---- API keys --------------------------------------------------------------
+
+    async def create_api_key(
+        self, tenant: str, key_hash: str, *, prefix: str, name: str | None = None
+    ) -> ApiKey:
+        key_id = ids.new_id()
+
+        def write(conn: sqlite3.Connection) -> ApiKey:
+            if conn.execute("SELECT 1 FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone():
+                raise errors.Conflict(
+                    "an API key with this hash exists already; generate a new key", tenant=tenant
+                )
+            conn.execute(
+                "INSERT INTO api_keys (id, tenant, key_hash, prefix, name, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (key_id, tenant, key_hash, prefix, name, types.now()),
+            )
+            return _api_key(_api_key_row(conn, key_id, None))
+
+        return await self._write(write)
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        def read(conn: sqlite3.Connection) -> ApiKey | None:
+            row = conn.execute(
+                "SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL", (key_hash,)
+            ).fetchone()
+            return None if row is None else _api_key(row)
+
+        return await self._run(read)
+
+    async def revoke_api_key(self, key_id: str, *, tenant: str | None = None) -> ApiKey:
+        def write(conn: sqlite3.Connection) -> ApiKey:
+            _api_key_row(conn, key_id, tenant)
+            conn.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (types.now(), key_id),
+            )
+            return _api_key(_api_key_row(conn, key_id, tenant))
+
+        return await self._write(write)
+
+    async def list_api_keys(self, *, tenant: str | None = None) -> list[ApiKey]:
+        where, params = ("WHERE tenant = ?", [tenant]) if tenant is not None else ("", [])
+        sql = f"SELECT * FROM api_keys {where} ORDER BY created_at DESC, rowid DESC"
+        return await self._run(lambda conn: [_api_key(r) for r in conn.execute(sql, params)])
+
 
 def _check_ttl(lease_ttl: float) -> None:
     if lease_ttl <= 0:
         raise errors.InvalidInput(
             f"lease_ttl must be a positive number of seconds, got {lease_ttl}"
         )
+
+
+def _api_key_row(conn: sqlite3.Connection, key_id: str, tenant: str | None) -> sqlite3.Row:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM api_keys WHERE id = ?", (key_id,)
+    ).fetchone()
+    if row is None or (tenant is not None and row["tenant"] != tenant):
+        raise errors.NotFound(
+            f"no API key {key_id}; `tether keys list` shows the keys", tenant=tenant
+        )
+    return row
+
+
+def _api_key(row: sqlite3.Row) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        tenant=row["tenant"],
+        key_hash=row["key_hash"],
+        prefix=row["prefix"],
+        name=row["name"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
