@@ -335,8 +335,14 @@ class TaskContext:
             except Exception as exc:
                 err = retry.classify(exc, where=where).with_ids(**self._ids(index))
                 if err.retryable and attempt < policy.max_attempts and self.budget.allows():
-                    delay = policy.delay(
-                        attempt, retry_after=err.retry_after, rand=self.settings.rand
+                    # A truncated answer is asked again at once with more room: the
+                    # server is fine, so backing off would only waste time.
+                    delay = (
+                        0.0
+                        if isinstance(err, errors.OutputTruncated)
+                        else policy.delay(
+                            attempt, retry_after=err.retry_after, rand=self.settings.rand
+                        )
                     )
                     self.budget.spend()
                     await self._store.record_attempt(
@@ -373,7 +379,9 @@ class TaskContext:
                     attempt=attempt,
                     error=final.to_dict(),
                 )
-                if on_failure is not None:
+                # A spent budget ends the task: it is never handed back as a value
+                # (a tool message the model would read and carry on after).
+                if on_failure is not None and not isinstance(final, errors.BudgetExhausted):
                     value = on_failure(final)
                     await self._commit(
                         index, kind, name, fp, "failed", value, final, attempt, started, outcome
@@ -426,7 +434,7 @@ class TaskContext:
         self.last_message_seqs = record.message_seqs
         self.emitter.emit(events.STEP_REPLAYED, step=index, kind=kind, step_name=name)
         state = record.output
-        if record.status == "failed" and on_failure is None:
+        if record.status == "failed" and (on_failure is None or state is None):
             raise errors.error_from_dict(record.error or {}).with_ids(**self._ids(index))
         value: T = outcome.decode(state)
         new_state = outcome.session_state(value)
@@ -445,14 +453,18 @@ class TaskContext:
     ) -> errors.TetherError:
         if not err.retryable:
             return err
-        if not self.budget.allows():
+        if attempt < policy.max_attempts and not self.budget.allows():
             return errors.BudgetExhausted(
                 f"the task's retry budget of {self.budget.total} retries is spent; {kind} step "
                 f"{name!r} last failed with {err.error_class}: {err.detail}. Raise the "
                 "budget (Agent(retry_budget=…)) or fix the cause, then resume the task",
                 **self._ids(index),
             )
-        err.detail = f"{err.detail} (gave up after {attempt} attempts)"
+        tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
+        err.detail = (
+            f"{err.detail} (gave up after {tries}, the most its retry policy allows: "
+            f"max_attempts={policy.max_attempts})"
+        )
         err.retryable = False
         err.args = (err.message,)
         return err
