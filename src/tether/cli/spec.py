@@ -99,4 +99,6 @@ def build_runtime(specs: list[str], store: str | None, **kwargs: object) -> Runt
     for item in loaded:
         for wf in item.workflows:
             runtime.register(wf, spec=item.spec)
+        if item.runtime is not None:
+            runtime.observers.add(item.runtime.observers)
     return runtime
