@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 import pytest
 
@@ -70,7 +71,7 @@ def test_retry_after_is_honoured_within_max_delay(
         {"max_attempts": 0},
     ],
 )
-def test_invalid_policies_are_refused(kwargs: dict[str, float]) -> None:
+def test_invalid_policies_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(errors.InvalidInput):
         retry.RetryPolicy(**kwargs)
 
@@ -105,7 +106,7 @@ def test_a_zero_budget_allows_nothing_and_none_is_unlimited() -> None:
 
 
 @pytest.mark.parametrize("kwargs", [{"budget": -1}, {"truncation_retries": -1}])
-def test_invalid_retries_are_refused(kwargs: dict[str, int]) -> None:
+def test_invalid_retries_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(errors.InvalidInput):
         retry.Retries(**kwargs)
 
