@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -9,12 +10,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tether import errors, types
 from tether.cli.progress import ProgressPrinter
 from tether.cli.spec import build_runtime
 from tether.runtime import Runtime, TaskResult, default_store_url
+from tether.store import open_store
 from tether.store.base import Store
 
 app = typer.Typer(
@@ -45,7 +48,9 @@ EXIT_CANCELLED = 3
 
 
 def _fail(exc: errors.TetherError) -> typer.Exit:
-    err.print(f"[red]error[/] [{exc.where}/{exc.error_class}] {exc.message}", highlight=False)
+    err.print(
+        f"[red]error[/] {escape(f'[{exc.where}/{exc.error_class}] {exc.message}')}", highlight=False
+    )
     return typer.Exit(EXIT_USAGE if exc.where == "input" else EXIT_FAILED)
 
 
@@ -64,13 +69,9 @@ def _finish(result: TaskResult, as_json: bool) -> None:
     if result.status == "completed":
         raise typer.Exit(0)
     error = result.error or {}
+    detail = f": [{error.get('type')}/{error.get('error_class')}] {error.get('message')}"
     err.print(
-        f"[red]task {result.id} {result.status}[/]"
-        + (
-            f": [{error.get('type')}/{error.get('error_class')}] {error.get('message')}"
-            if error
-            else ""
-        ),
+        f"[red]task {result.id} {result.status}[/]{escape(detail) if error else ''}",
         highlight=False,
     )
     raise typer.Exit(EXIT_CANCELLED if result.status == "cancelled" else EXIT_FAILED)
@@ -427,10 +428,18 @@ def migrate(
     store: StoreOpt = None,
 ) -> None:
     """Upgrade the store's schema in place (each migration in its own transaction)."""
+    url = store or default_store_url()
+
+    async def go() -> tuple[list[str], int]:
+        s = open_store(url, migrate=False)
+        await s.open(check=False)
+        try:
+            return await s.migrate(dry_run=dry_run), await s.schema_version()
+        finally:
+            await s.close()
+
     try:
-        with Runtime(store, migrate=False) as runtime:
-            applied: list[str] = runtime.store_call(lambda s: s.migrate(dry_run=dry_run))
-            version: int = runtime.store_call(lambda s: s.schema_version())
+        applied, version = asyncio.run(go())
     except errors.TetherError as exc:
         raise _fail(exc) from exc
     verb = "would apply" if dry_run else "applied"

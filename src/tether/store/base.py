@@ -69,8 +69,10 @@ class ApiKey:
 class Store(Protocol):
     url: str
 
-    async def open(self) -> None:
-        """Connect and check the schema version (migrating when ``migrate=True`` was asked)."""
+    async def open(self, *, check: bool = True) -> None:
+        """Connect and check the schema version (migrating when ``migrate=True`` was asked).
+
+        ``check=False`` only connects, so ``tether migrate`` can inspect and upgrade."""
 
     async def close(self) -> None: ...
 

@@ -39,16 +39,21 @@ class SQLiteStore:
 
     # ---- lifecycle -------------------------------------------------------------
 
-    async def open(self) -> None:
-        """Start the connection thread, connect, and check (or apply) migrations."""
+    async def open(self, *, check: bool = True) -> None:
+        """Start the connection thread, connect, and check (or apply) migrations.
+
+        ``check=False`` only connects: ``tether migrate`` opens a store that way."""
         if self._thread is not None:
             return
         self._thread = connection.ConnectionThread(f"tether-sqlite:{self.path}")
         try:
             await self._thread.call(self._connect)
-            await self._run(
-                lambda conn: schema.check(conn, self.url, self._migrations, auto=self._auto_migrate)
-            )
+            if check:
+                await self._run(
+                    lambda conn: schema.check(
+                        conn, self.url, self._migrations, auto=self._auto_migrate
+                    )
+                )
         except BaseException:
             await self.close()
             raise
