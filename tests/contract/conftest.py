@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pg
 import pytest
 from contract_support import StoreCase
 
@@ -19,7 +20,15 @@ def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'contract.db'}"
 
 
+def postgres_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A copy of this run's migrated template database, dropped after the test."""
+    url = pg.fresh_url()
+    request.addfinalizer(lambda: pg.drop_url(url))
+    return url
+
+
 ENGINES: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
+    "postgres": postgres_url,
     "sqlite": sqlite_url,
 }
 

@@ -1,0 +1,494 @@
+"""PostgresStore: the store for many workers on many machines, through psycopg's async pool.
+
+Every method borrows a pooled connection and runs one transaction; the write path is
+in ``postgres_queries``, the schema in ``postgres_schema``, the pool, clock and error
+translation in ``postgres_connection``, and the ``LISTEN`` wake-ups in
+``postgres_listener``. See ``tether.store.base`` for what each method promises: the
+semantics are those of ``SQLiteStore``, and ``tests/contract/`` runs on both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Any, TypeVar
+
+from tether import errors, types
+from tether.store import ids, migrations, rows
+from tether.store import postgres_connection as connection
+from tether.store import postgres_queries as queries
+from tether.store import postgres_schema as schema
+from tether.store.base import ApiKey, Claim
+from tether.store.postgres_listener import Listener
+
+__all__ = ["PostgresStore"]
+
+T = TypeVar("T")
+Conn = queries.Connection
+
+_CLAIM_TRIES = 4
+
+
+class PostgresStore:
+    """``PostgresStore("postgresql://user@host:5432/db?pool_max=10&pool_timeout=5")``."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self._target = connection.parse_url(url)
+        self._auto_migrate = migrate
+        self._migrations = migrations.load(schema.ENGINE)
+        self._pool: connection.Pool | None = None
+        self._listener = Listener(self._target.conninfo, url)
+
+    # ---- lifecycle -------------------------------------------------------------
+
+    async def open(self, *, check: bool = True) -> None:
+        """Open the pool (waiting for its first connection) and check or apply migrations.
+
+        ``check=False`` only connects: ``tether migrate`` opens a store that way."""
+        if self._pool is not None:
+            return
+        pool = connection.make_pool(self._target, self.url)
+        self._pool = pool
+        try:
+            with connection.translated(self.url):
+                await pool.open(wait=True, timeout=self._target.pool_timeout)
+            if check:
+                await self._run(
+                    lambda conn: schema.check(
+                        conn, self.url, self._migrations, auto=self._auto_migrate
+                    )
+                )
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        await self._listener.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with connection.translated(self.url):
+                await pool.close()
+
+    async def _run(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run ``fn`` on a pooled connection in autocommit mode (one statement, or DDL)."""
+        pool = self._pool
+        if pool is None:
+            raise errors.InfraError(
+                f"PostgreSQL store {migrations.redact(self.url)} is not open: await store.open()"
+            )
+        async with connection.borrowed(pool, self.url) as conn:
+            return await fn(conn)
+
+    async def _tx(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run ``fn`` in one transaction; anything raised (``LeaseLost`` too) rolls it back."""
+
+        async def job(conn: Conn) -> T:
+            async with conn.transaction():
+                return await fn(conn)
+
+        return await self._run(job)
+
+    # ---- schema ----------------------------------------------------------------
+
+    async def schema_version(self) -> int:
+        return await self._run(schema.version)
+
+    async def migrate(self, *, dry_run: bool = False) -> list[str]:
+        return await self._run(
+            lambda conn: schema.apply(conn, self.url, self._migrations, dry_run=dry_run)
+        )
+
+    # ---- sessions --------------------------------------------------------------
+
+    async def create_session(
+        self, tenant: str, agent: str, *, session_id: str | None = None
+    ) -> types.SessionRecord:
+        sid = session_id or ids.new_id()
+
+        async def write(conn: Conn) -> types.SessionRecord:
+            await queries.insert_session(conn, tenant, agent, sid)
+            return rows.session(await queries.session_row(conn, sid, tenant))
+
+        return await self._tx(write)
+
+    async def get_session(
+        self, session_id: str, *, tenant: str | None = None
+    ) -> types.SessionRecord:
+        async def read(conn: Conn) -> types.SessionRecord:
+            return rows.session(await queries.session_row(conn, session_id, tenant))
+
+        return await self._run(read)
+
+    async def list_sessions(
+        self, *, tenant: str | None = None, limit: int = 100
+    ) -> list[types.SessionRecord]:
+        where = "WHERE tenant = %(tenant)s" if tenant is not None else ""
+        query = f"SELECT * FROM sessions {where} ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
+
+        async def read(conn: Conn) -> list[types.SessionRecord]:
+            found = await queries.fetch_all(conn, query, {"tenant": tenant, "limit": limit})
+            return [rows.session(r) for r in found]
+
+        return await self._run(read)
+
+    async def list_messages(
+        self,
+        session_id: str,
+        *,
+        tenant: str | None = None,
+        after_seq: int = 0,
+        upto_seq: int | None = None,
+        limit: int | None = None,
+    ) -> list[types.StoredMessage]:
+        async def read(conn: Conn) -> list[types.StoredMessage]:
+            await queries.session_row(conn, session_id, tenant)
+            found = await queries.fetch_all(
+                conn,
+                "SELECT * FROM messages WHERE session_id = %s AND seq > %s AND seq <= %s"
+                " ORDER BY seq LIMIT %s",
+                (session_id, after_seq, upto_seq if upto_seq is not None else 2**62, limit),
+            )
+            return [rows.message(r) for r in found]
+
+        return await self._tx(read)
+
+    # ---- tasks -----------------------------------------------------------------
+
+    async def submit_task(self, new: types.NewTask) -> types.TaskRecord:
+        return await self._tx(lambda conn: queries.submit(conn, new))
+
+    async def get_task(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
+        async def read(conn: Conn) -> types.TaskRecord:
+            return rows.task(await queries.task_row(conn, task_id, tenant))
+
+        return await self._run(read)
+
+    async def list_tasks(
+        self,
+        *,
+        tenant: str | None = None,
+        session_id: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[types.TaskRecord]:
+        filters = {"tenant": tenant, "session_id": session_id, "status": status}
+        given = {k: v for k, v in filters.items() if v is not None}
+        where = " AND ".join(f"{k} = %({k})s" for k in given) or "TRUE"
+        query = f"SELECT * FROM tasks WHERE {where} ORDER BY position DESC LIMIT %(limit)s"
+
+        async def read(conn: Conn) -> list[types.TaskRecord]:
+            found = await queries.fetch_all(conn, query, {**given, "limit": limit})
+            return [rows.task(r) for r in found]
+
+        return await self._run(read)
+
+    async def request_cancel(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
+        async def write(conn: Conn) -> types.TaskRecord:
+            row = await queries.task_row(conn, task_id, tenant, lock=True)
+            if row["status"] == "queued":
+                change = "status = 'cancelled', cancel_requested = TRUE"
+            elif row["status"] == "running":
+                change = "cancel_requested = TRUE"
+            else:
+                return rows.task(row)
+            updated = await queries.fetch_one(
+                conn,
+                f"UPDATE tasks SET {change}, updated_at = %s WHERE id = %s RETURNING *",
+                (types.now(), task_id),
+            )
+            if row["status"] == "queued":  # the session's next task may start now
+                await queries.notify_work(conn, row["agent"])
+            assert updated is not None
+            return rows.task(updated)
+
+        return await self._tx(write)
+
+    # ---- leases ----------------------------------------------------------------
+
+    async def claim_task(
+        self,
+        worker: str,
+        *,
+        lease_ttl: float,
+        agents: Collection[str] | None = None,
+        task_id: str | None = None,
+    ) -> Claim | None:
+        _check_ttl(lease_ttl)
+        names = None if agents is None else sorted(set(agents))
+        for _ in range(_CLAIM_TRIES):
+            try:
+                return await self._tx(
+                    lambda conn: queries.claim(conn, worker, lease_ttl, names, task_id)
+                )
+            except queries.SessionBusy:
+                continue  # another claimer started that session's task first: look again
+        return None
+
+    async def renew_lease(self, lease: types.Lease, *, lease_ttl: float) -> types.Lease:
+        _check_ttl(lease_ttl)
+
+        async def write(conn: Conn) -> types.Lease:
+            await queries.fence(conn, lease, lease.task_id)
+            row = await queries.fetch_one(
+                conn,
+                f"UPDATE tasks SET lease_expires_at = {connection.NOW} + %s, updated_at = %s"
+                " WHERE id = %s RETURNING lease_expires_at",
+                (lease_ttl, types.now(), lease.task_id),
+            )
+            assert row is not None
+            return types.Lease(lease.task_id, lease.owner, lease.epoch, row["lease_expires_at"])
+
+        return await self._tx(write)
+
+    async def release_lease(self, lease: types.Lease) -> None:
+        async def write(conn: Conn) -> None:
+            row = await queries.fence(conn, lease, lease.task_id)
+            await conn.execute(
+                "UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,"
+                " updated_at = %s WHERE id = %s",
+                (types.now(), lease.task_id),
+            )
+            await queries.notify_work(conn, row["agent"])
+
+        await self._tx(write)
+
+    async def expire_lease(self, task_id: str) -> None:
+        async def write(conn: Conn) -> None:
+            row = await queries.task_row(conn, task_id, lock=True)
+            await conn.execute(
+                f"UPDATE tasks SET lease_expires_at = {connection.NOW}"
+                " WHERE id = %s AND status = 'running'",
+                (task_id,),
+            )
+            await queries.notify_work(conn, row["agent"])
+
+        await self._tx(write)
+
+    # ---- journal ---------------------------------------------------------------
+
+    async def load_journal(self, task_id: str) -> list[types.StepRecord]:
+        async def read(conn: Conn) -> list[types.StepRecord]:
+            await queries.task_row(conn, task_id)
+            found = await queries.fetch_all(
+                conn, "SELECT * FROM steps WHERE task_id = %s ORDER BY idx", (task_id,)
+            )
+            return [rows.step(r) for r in found]
+
+        return await self._tx(read)
+
+    async def commit_steps(
+        self, commits: Sequence[types.StepCommit]
+    ) -> list[types.CommitResult | BaseException]:
+        if not commits:
+            return []
+        return await self._tx(lambda conn: queries.commit_batch(conn, commits))
+
+    async def record_attempt(self, lease: types.Lease, attempt: types.StepAttempt) -> None:
+        error = rows.dumps(attempt.error, f"error of attempt {attempt.attempt}")
+
+        async def write(conn: Conn) -> None:
+            await queries.fence(conn, lease, attempt.task_id)
+            await conn.execute(
+                "INSERT INTO step_attempts (task_id, idx, attempt, error, delay, worker, at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (task_id, idx, attempt)"
+                " DO UPDATE SET error = excluded.error, delay = excluded.delay,"
+                " worker = excluded.worker, at = excluded.at",
+                (attempt.task_id, attempt.index, attempt.attempt, error, attempt.delay,
+                 attempt.worker, attempt.at),
+            )  # fmt: skip
+
+        await self._tx(write)
+
+    async def list_attempts(self, task_id: str) -> list[types.StepAttempt]:
+        async def read(conn: Conn) -> list[types.StepAttempt]:
+            await queries.task_row(conn, task_id)
+            found = await queries.fetch_all(
+                conn,
+                "SELECT * FROM step_attempts WHERE task_id = %s ORDER BY idx, attempt",
+                (task_id,),
+            )
+            return [rows.attempt(r) for r in found]
+
+        return await self._tx(read)
+
+    async def list_runs(self, task_id: str) -> list[types.TaskRun]:
+        async def read(conn: Conn) -> list[types.TaskRun]:
+            await queries.task_row(conn, task_id)
+            found = await queries.fetch_all(
+                conn, "SELECT * FROM task_runs WHERE task_id = %s ORDER BY run", (task_id,)
+            )
+            return [rows.run(r) for r in found]
+
+        return await self._tx(read)
+
+    async def finish_task(
+        self,
+        lease: types.Lease,
+        *,
+        status: types.TaskStatus,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+        events: Sequence[types.NewEvent] = (),
+    ) -> types.TaskRecord:
+        if status not in types.FINAL_STATUSES:
+            raise errors.InvalidInput(
+                f"finish_task needs a final status (completed, failed, cancelled), got {status!r}",
+                task=lease.task_id,
+            )
+        output_json = rows.dumps_opt(output, f"output of task {lease.task_id}")
+        error_json = rows.dumps_opt(error, f"error of task {lease.task_id}")
+
+        async def write(conn: Conn) -> types.TaskRecord:
+            row = await queries.fence(conn, lease, lease.task_id)
+            updated = await queries.fetch_one(
+                conn,
+                "UPDATE tasks SET status = %s, output = %s, error = %s, lease_owner = NULL,"
+                " lease_expires_at = NULL, updated_at = %s WHERE id = %s RETURNING *",
+                (status, output_json, error_json, types.now(), lease.task_id),
+            )
+            await queries.insert_events(conn, lease.task_id, events)
+            await queries.notify_work(conn, row["agent"])  # the session's next task may start
+            assert updated is not None
+            return rows.task(updated)
+
+        return await self._tx(write)
+
+    async def fail_task(self, task_id: str, *, error: dict[str, Any]) -> types.TaskRecord:
+        error_json = rows.dumps(error, f"error of task {task_id}")
+
+        async def write(conn: Conn) -> types.TaskRecord:
+            row = await queries.task_row(conn, task_id, lock=True)
+            if row["status"] in types.FINAL_STATUSES:
+                return rows.task(row)
+            updated = await queries.fetch_one(
+                conn,
+                "UPDATE tasks SET status = 'failed', error = %s, lease_owner = NULL,"
+                " lease_expires_at = NULL, updated_at = %s WHERE id = %s RETURNING *",
+                (error_json, types.now(), task_id),
+            )
+            await queries.notify_work(conn, row["agent"])
+            assert updated is not None
+            return rows.task(updated)
+
+        return await self._tx(write)
+
+    # ---- events ----------------------------------------------------------------
+
+    async def append_events(
+        self, task_id: str, events: Sequence[types.NewEvent], *, lease: types.Lease | None = None
+    ) -> None:
+        async def write(conn: Conn) -> None:
+            if lease is not None:
+                await queries.fence(conn, lease, task_id)
+            else:
+                await queries.task_row(conn, task_id, lock=True)
+            await queries.insert_events(conn, task_id, events)
+
+        await self._tx(write)
+
+    async def list_events(
+        self, task_id: str, *, tenant: str | None = None, after_seq: int = 0, limit: int = 1000
+    ) -> list[types.EventRecord]:
+        async def read(conn: Conn) -> list[types.EventRecord]:
+            await queries.task_row(conn, task_id, tenant)
+            found = await queries.fetch_all(
+                conn,
+                "SELECT * FROM events WHERE task_id = %s AND seq > %s ORDER BY seq LIMIT %s",
+                (task_id, after_seq, limit),
+            )
+            return [rows.event(r) for r in found]
+
+        return await self._tx(read)
+
+    # ---- waiting -----------------------------------------------------------------
+
+    async def wait_for_work(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a ``NOTIFY`` that a task may be claimable;
+        True when one came. Never raises for a lost connection: it then just waits."""
+        return await self._listener.wait(timeout)
+
+    # ---- measurement -----------------------------------------------------------
+
+    async def step_storage_bytes(self, task_id: str, index: int) -> int:
+        return await self._tx(lambda conn: queries.step_storage_bytes(conn, task_id, index))
+
+    # ---- API keys ----------------------------------------------------------------
+
+    async def create_api_key(
+        self, tenant: str, key_hash: str, *, prefix: str, name: str | None = None
+    ) -> ApiKey:
+        key_id = ids.new_id()
+
+        async def write(conn: Conn) -> ApiKey:
+            row = await queries.fetch_one(
+                conn,
+                "INSERT INTO api_keys (id, tenant, key_hash, prefix, name, created_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (key_hash) DO NOTHING RETURNING *",
+                (key_id, tenant, key_hash, prefix, name, types.now()),
+            )
+            if row is None:
+                raise errors.Conflict(
+                    "an API key with this hash exists already; generate a new key", tenant=tenant
+                )
+            return _api_key(row)
+
+        return await self._tx(write)
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        async def read(conn: Conn) -> ApiKey | None:
+            row = await queries.fetch_one(
+                conn,
+                "SELECT * FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
+                (key_hash,),
+            )
+            return None if row is None else _api_key(row)
+
+        return await self._run(read)
+
+    async def revoke_api_key(self, key_id: str, *, tenant: str | None = None) -> ApiKey:
+        async def write(conn: Conn) -> ApiKey:
+            await _api_key_row(conn, key_id, tenant)
+            await conn.execute(
+                "UPDATE api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL",
+                (types.now(), key_id),
+            )
+            return _api_key(await _api_key_row(conn, key_id, tenant))
+
+        return await self._tx(write)
+
+    async def list_api_keys(self, *, tenant: str | None = None) -> list[ApiKey]:
+        where = "WHERE tenant = %(tenant)s" if tenant is not None else ""
+        query = f"SELECT * FROM api_keys {where} ORDER BY created_at DESC, position DESC"
+
+        async def read(conn: Conn) -> list[ApiKey]:
+            return [_api_key(r) for r in await queries.fetch_all(conn, query, {"tenant": tenant})]
+
+        return await self._run(read)
+
+
+def _check_ttl(lease_ttl: float) -> None:
+    if lease_ttl <= 0:
+        raise errors.InvalidInput(
+            f"lease_ttl must be a positive number of seconds, got {lease_ttl}"
+        )
+
+
+async def _api_key_row(conn: Conn, key_id: str, tenant: str | None) -> dict[str, Any]:
+    row = await queries.fetch_one(conn, "SELECT * FROM api_keys WHERE id = %s", (key_id,))
+    if row is None or (tenant is not None and row["tenant"] != tenant):
+        raise errors.NotFound(
+            f"no API key {key_id}; `tether keys list` shows the keys", tenant=tenant
+        )
+    return row
+
+
+def _api_key(row: dict[str, Any]) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        tenant=row["tenant"],
+        key_hash=row["key_hash"],
+        prefix=row["prefix"],
+        name=row["name"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )

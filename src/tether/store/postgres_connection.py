@@ -1,0 +1,164 @@
+"""The PostgreSQL connection: its URL, its pool, its transactions, its clock, its errors.
+
+``PostgresStore`` borrows a connection from psycopg's async pool for each operation;
+writes run in one transaction each (``async with conn.transaction()``), and nested
+transactions are savepoints. ``translated`` is the one place where psycopg errors
+become tether errors: anything that means "the connection or the server went away"
+(``OperationalError``, which covers ``AdminShutdown`` and the pool's ``PoolTimeout``)
+or "try the transaction again" (serialization failures, deadlocks) is
+``StoreUnavailable``, retryable; a broken invariant is ``StoreCorrupt``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import urllib.parse
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import psycopg
+import psycopg.errors
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from tether import errors
+from tether.store import migrations
+
+_log = logging.getLogger("tether.store.postgres")
+
+Connection = psycopg.AsyncConnection[DictRow]
+Pool = AsyncConnectionPool[Connection]
+
+NOW = "extract(epoch from clock_timestamp())::double precision"
+"""The database clock as Unix seconds: every lease time comes from here, so workers on
+machines whose clocks disagree still agree on when a lease expires."""
+
+WORK_CHANNEL = "tether_work"
+"""``LISTEN``/``NOTIFY`` channel: a notice means "a task may have become claimable"."""
+
+_POOL_OPTIONS = {"pool_min": 1, "pool_max": 10, "pool_timeout": 5.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A parsed store URL: what psycopg connects to, and the pool's own options."""
+
+    conninfo: str
+    pool_min: int
+    pool_max: int
+    pool_timeout: float
+
+
+def parse_url(url: str) -> Target:
+    """``postgresql://user@host:port/db?pool_max=10&pool_timeout=5`` → a ``Target``.
+
+    ``pool_min``, ``pool_max`` and ``pool_timeout`` (seconds to wait for a free
+    connection) are tether's; every other query option goes to libpq unchanged."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise errors.InvalidInput(
+            f"not a PostgreSQL store URL: {migrations.redact(url)}; "
+            "use postgresql://user@host:5432/database"
+        )
+    params = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    ours = {k: v for k, v in params if k in _POOL_OPTIONS}
+    rest = [(k, v) for k, v in params if k not in _POOL_OPTIONS]
+    values: dict[str, float] = {}
+    for key, default in _POOL_OPTIONS.items():
+        try:
+            values[key] = float(ours.get(key, default))
+        except ValueError as exc:
+            raise errors.InvalidInput(
+                f"PostgreSQL store URL {migrations.redact(url)} has {key}={ours[key]!r}: "
+                "give a number"
+            ) from exc
+    if values["pool_min"] < 1 or values["pool_max"] < values["pool_min"]:
+        raise errors.InvalidInput(
+            f"PostgreSQL store URL {migrations.redact(url)}: need 1 <= pool_min <= pool_max"
+        )
+    conninfo = urllib.parse.urlunsplit(
+        parts._replace(scheme="postgresql", query=urllib.parse.urlencode(rest))
+    )
+    return Target(
+        conninfo=conninfo,
+        pool_min=int(values["pool_min"]),
+        pool_max=int(values["pool_max"]),
+        pool_timeout=values["pool_timeout"],
+    )
+
+
+def make_pool(target: Target, url: str) -> Pool:
+    """A closed pool of autocommit connections returning dict rows (``await pool.open()``)."""
+    return AsyncConnectionPool(
+        target.conninfo,
+        connection_class=psycopg.AsyncConnection[DictRow],
+        kwargs={"autocommit": True, "row_factory": dict_row},
+        min_size=target.pool_min,
+        max_size=target.pool_max,
+        timeout=target.pool_timeout,
+        reconnect_timeout=3600.0,
+        name=f"tether:{migrations.redact(url)}",
+        open=False,
+    )
+
+
+# ---- the driver boundary ---------------------------------------------------------
+
+
+def is_unavailable(exc: psycopg.Error) -> bool:
+    return isinstance(
+        exc,
+        psycopg.OperationalError
+        | psycopg.InterfaceError
+        | psycopg.errors.SerializationFailure
+        | psycopg.errors.DeadlockDetected
+        | psycopg.errors.LockNotAvailable
+        | psycopg.errors.CannotConnectNow,
+    )
+
+
+def translate(exc: psycopg.Error, url: str) -> errors.TetherError:
+    where = migrations.redact(url)
+    if is_unavailable(exc):
+        err: errors.TetherError = errors.StoreUnavailable(
+            f"PostgreSQL store {where} is unavailable ({type(exc).__name__}: "
+            f"{str(exc).strip() or 'connection lost'}); tether reconnects and retries with "
+            "backoff, check that the server is up and reachable if it persists"
+        )
+        _log.warning("store.unavailable", extra={"store": where, "error": err.to_dict()})
+        return err
+    if isinstance(exc, psycopg.IntegrityError):
+        return errors.StoreCorrupt(
+            f"PostgreSQL store {where} broke an invariant ({exc}); report this with the "
+            "statement log of the server"
+        )
+    return errors.InfraError(f"PostgreSQL store {where} failed: {type(exc).__name__}: {exc}")
+
+
+@contextlib.contextmanager
+def translated(url: str) -> Iterator[None]:
+    """Turn any psycopg error raised inside into a tether error, chained with ``from``."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise translate(exc, url) from exc
+
+
+@contextlib.asynccontextmanager
+async def borrowed(pool: Pool, url: str) -> AsyncIterator[Connection]:
+    """A pooled connection, with driver errors translated. After a connection-level
+    failure the pool's idle connections are checked, so the connections a server
+    restart broke are dropped at once instead of failing one caller each."""
+    broken = False
+    try:
+        with translated(url):
+            async with pool.connection() as conn:
+                yield conn
+    except errors.StoreUnavailable:
+        broken = True
+        raise
+    finally:
+        if broken:
+            with contextlib.suppress(psycopg.Error):
+                await pool.check()

@@ -1,0 +1,408 @@
+"""The PostgreSQL write path: claiming, fencing and group commit, as functions on a connection.
+
+Each function runs inside a transaction its caller opened; ``PostgresStore`` is the
+async face over them. The semantics are those of ``sqlite_queries``; what differs is
+how concurrent writers are kept apart:
+
+- every fenced write locks its task row (``FOR NO KEY UPDATE``) before checking the
+  epoch, so a claim cannot bump the epoch between the check and the write;
+- claiming picks each candidate with ``FOR NO KEY UPDATE SKIP LOCKED``, so concurrent
+  workers never wait on each other's candidates;
+- one running task per session is kept by the candidate conditions and, whatever two
+  concurrent claimers decide from their snapshots, by the unique partial index
+  ``tasks_one_running_per_session``: a claim that would break it is rolled back;
+- message seqs come from ``UPDATE sessions SET last_seq = last_seq + n … RETURNING``,
+  which serialises appends to one session on its row lock;
+- times come from the database clock (``postgres_connection.NOW``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+import psycopg.errors
+from psycopg import sql
+
+from tether import errors, types
+from tether.store import ids, rows
+from tether.store import postgres_connection as connection
+from tether.store.base import Claim
+
+Connection = connection.Connection
+
+_LOCK = " FOR NO KEY UPDATE"
+_CANDIDATES = (
+    ("resume", "t.status = 'running' AND t.lease_owner = %(worker)s"),
+    ("recovery", f"t.status = 'running' AND t.lease_expires_at <= {connection.NOW}"),
+    (
+        "start",
+        "t.status = 'queued'"
+        " AND NOT EXISTS (SELECT 1 FROM tasks r"
+        "  WHERE r.session_id = t.session_id AND r.status = 'running')"
+        " AND NOT EXISTS (SELECT 1 FROM tasks o"
+        "  WHERE o.session_id = t.session_id AND o.status = 'queued' AND o.position < t.position)",
+    ),
+)
+
+
+async def fetch_one(conn: Connection, query: str, params: Any = None) -> dict[str, Any] | None:
+    cur = await conn.execute(query, params)
+    return await cur.fetchone()
+
+
+async def fetch_all(conn: Connection, query: str, params: Any = None) -> list[dict[str, Any]]:
+    cur = await conn.execute(query, params)
+    return await cur.fetchall()
+
+
+async def db_now(conn: Connection) -> float:
+    row = await fetch_one(conn, f"SELECT {connection.NOW} AS now")
+    assert row is not None
+    return float(row["now"])
+
+
+async def notify_work(conn: Connection, agent: str) -> None:
+    """Tell idle workers a task may be claimable (delivered when the transaction commits)."""
+    await conn.execute("SELECT pg_notify(%s, %s)", (connection.WORK_CHANNEL, agent))
+
+
+async def session_row(
+    conn: Connection, session_id: str, tenant: str | None, *, lock: bool = False
+) -> dict[str, Any]:
+    row = await fetch_one(
+        conn, "SELECT * FROM sessions WHERE id = %s" + (_LOCK if lock else ""), (session_id,)
+    )
+    if row is None or (tenant is not None and row["tenant"] != tenant):
+        raise errors.NotFound("no such session", tenant=tenant, session=session_id)
+    return row
+
+
+async def task_row(
+    conn: Connection, task_id: str, tenant: str | None = None, *, lock: bool = False
+) -> dict[str, Any]:
+    row = await fetch_one(
+        conn, "SELECT * FROM tasks WHERE id = %s" + (_LOCK if lock else ""), (task_id,)
+    )
+    if row is None or (tenant is not None and row["tenant"] != tenant):
+        raise errors.NotFound("no such task", tenant=tenant, task=task_id)
+    return row
+
+
+async def fence(conn: Connection, lease: types.Lease, task_id: str) -> dict[str, Any]:
+    """Lock the task row; return it if ``lease`` still holds the task, else ``LeaseLost``."""
+    if task_id != lease.task_id:
+        raise errors.InvalidInput(
+            f"a write for task {task_id} carried the lease of task {lease.task_id}", task=task_id
+        )
+    row = await task_row(conn, task_id, lock=True)
+    if row["status"] != "running" or row["lease_epoch"] != lease.epoch:
+        raise rows.lease_lost(lease, row["status"], row["lease_epoch"])
+    return row
+
+
+async def insert_session(conn: Connection, tenant: str, agent: str, session_id: str) -> None:
+    cur = await conn.execute(
+        "INSERT INTO sessions (id, tenant, agent, created_at, updated_at)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+        (session_id, tenant, agent, types.now(), types.now()),
+    )
+    if cur.rowcount == 0:
+        raise errors.Conflict(
+            "a session with this id already exists; pass session_id=None for a fresh id",
+            session=session_id,
+        )
+
+
+async def submit(conn: Connection, new: types.NewTask) -> types.TaskRecord:
+    if new.idempotency_key is not None:
+        row = await fetch_one(
+            conn,
+            "SELECT * FROM tasks WHERE tenant = %s AND idempotency_key = %s",
+            (new.tenant, new.idempotency_key),
+        )
+        if row is not None:
+            return rows.task(row)
+    try:
+        async with conn.transaction():  # a savepoint: a lost race leaves nothing behind
+            row = await _insert_task(conn, new)
+    except _KeyTaken as taken:  # a concurrent submit with the same key committed first
+        return rows.task(taken.row)
+    await notify_work(conn, new.agent)
+    return rows.task(row)
+
+
+class _KeyTaken(Exception):
+    def __init__(self, row: dict[str, Any]) -> None:
+        super().__init__(row["id"])
+        self.row = row
+
+
+async def _insert_task(conn: Connection, new: types.NewTask) -> dict[str, Any]:
+    session_id = new.session_id
+    if session_id is None:
+        session_id = ids.new_id()
+        await insert_session(conn, new.tenant, new.agent, session_id)
+    else:
+        await session_row(conn, session_id, new.tenant)
+    task_id = new.task_id or ids.new_id()
+    now = types.now()
+    row = await fetch_one(
+        conn,
+        "INSERT INTO tasks (id, tenant, session_id, agent, status, input, spec, idempotency_key,"
+        " trace_context, created_at, updated_at)"
+        " VALUES (%s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT DO NOTHING RETURNING *",
+        (
+            task_id, new.tenant, session_id, new.agent, new.input, new.spec, new.idempotency_key,
+            rows.dumps_opt(new.trace_context, "trace context"), now, now,
+        ),
+    )  # fmt: skip
+    if row is not None:
+        return row
+    if new.idempotency_key is not None:
+        same = await fetch_one(
+            conn,
+            "SELECT * FROM tasks WHERE tenant = %s AND idempotency_key = %s",
+            (new.tenant, new.idempotency_key),
+        )
+        if same is not None:
+            raise _KeyTaken(same)
+    raise errors.Conflict(
+        "a task with this id already exists; submit without task_id for a fresh id",
+        tenant=new.tenant,
+        task=task_id,
+    )
+
+
+async def append_messages(
+    conn: Connection,
+    session_id: str,
+    task_id: str,
+    messages: Sequence[types.Message],
+    now: float,
+) -> tuple[int, ...]:
+    """Give the messages the session's next seqs (its ``last_seq`` counter, row-locked)."""
+    row = await fetch_one(
+        conn,
+        "UPDATE sessions SET last_seq = last_seq + %s, updated_at = %s WHERE id = %s"
+        " RETURNING last_seq",
+        (len(messages), now, session_id),
+    )
+    assert row is not None, f"session {session_id} vanished under its task {task_id}"
+    last = int(row["last_seq"]) - len(messages)
+    seqs = tuple(range(last + 1, last + 1 + len(messages)))
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO messages (session_id, seq, task_id, payload, payload_version, created_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            [
+                (session_id, seq, task_id, rows.dumps(m.to_dict(), f"message {seq}"),
+                 types.PAYLOAD_VERSION, now)
+                for seq, m in zip(seqs, messages, strict=True)
+            ],
+        )  # fmt: skip
+    return seqs
+
+
+async def insert_events(conn: Connection, task_id: str, events: Sequence[types.NewEvent]) -> None:
+    """Append events with the task's next event seqs (the caller holds the task row lock)."""
+    if not events:
+        return
+    row = await fetch_one(
+        conn, "SELECT COALESCE(MAX(seq), 0) AS last FROM events WHERE task_id = %s", (task_id,)
+    )
+    last = int(row["last"]) if row is not None else 0
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO events (task_id, seq, name, at, step, data, payload_version)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            [
+                (task_id, last + i, e.name, e.at, e.step,
+                 rows.dumps(e.data, f"data of event {e.name}"), types.PAYLOAD_VERSION)
+                for i, e in enumerate(events, start=1)
+            ],
+        )  # fmt: skip
+
+
+async def claim(
+    conn: Connection,
+    worker: str,
+    lease_ttl: float,
+    agents: Sequence[str] | None,
+    task_id: str | None,
+) -> Claim | None:
+    """Pick the first candidate (own lease, expired lease, next queued task of a free
+    session; oldest first within each), skipping rows other claimers hold, and take it."""
+    if agents is not None and not agents:
+        return None
+    params: dict[str, Any] = {"worker": worker, "task_id": task_id, "agents": list(agents or [])}
+    only = ""
+    if agents is not None:
+        only += " AND t.agent = ANY(%(agents)s)"
+    if task_id is not None:
+        only += " AND t.id = %(task_id)s"
+    row: dict[str, Any] | None = None
+    reason = ""
+    for reason, condition in _CANDIDATES:  # noqa: B007 - reason names the candidate found
+        row = await fetch_one(
+            conn,
+            f"SELECT * FROM tasks t WHERE {condition}{only} ORDER BY t.position LIMIT 1"
+            f"{_LOCK} SKIP LOCKED",
+            params,
+        )
+        if row is not None:
+            break
+    if row is None:
+        return None
+    if reason == "start" and row["runs"] > 0:
+        reason = "handover"
+    now = await db_now(conn)
+    tid: str = row["id"]
+    epoch: int = row["lease_epoch"] + 1
+    runs: int = row["runs"] + 1
+    expires = now + lease_ttl
+    input_seq = row["input_seq"]
+    if input_seq is None:
+        user = types.Message(role="user", content=row["input"])
+        (input_seq,) = await append_messages(conn, row["session_id"], tid, [user], now)
+    counted = await fetch_one(conn, "SELECT COUNT(*) AS n FROM steps WHERE task_id = %s", (tid,))
+    from_step = int(counted["n"]) if counted is not None else 0
+    try:
+        async with conn.transaction():  # a savepoint: the session may have a running task
+            updated = await fetch_one(
+                conn,
+                "UPDATE tasks SET status = 'running', lease_owner = %s, lease_expires_at = %s,"
+                " lease_epoch = %s, runs = %s, input_seq = %s, updated_at = %s WHERE id = %s"
+                " RETURNING *",
+                (worker, expires, epoch, runs, input_seq, now, tid),
+            )
+    except psycopg.errors.UniqueViolation as exc:
+        raise SessionBusy(tid) from exc
+    await conn.execute(
+        "INSERT INTO task_runs (task_id, run, worker, epoch, started_at, from_step, reason)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (tid, runs, worker, epoch, now, from_step, reason),
+    )
+    assert updated is not None
+    lease = types.Lease(task_id=tid, owner=worker, epoch=epoch, expires_at=expires)
+    return Claim(task=rows.task(updated), lease=lease, reason=reason)
+
+
+class SessionBusy(Exception):
+    """A concurrent claimer started another task of this session first: the claim's
+    transaction is rolled back and claiming tries again (the task stays queued)."""
+
+
+async def commit_batch(
+    conn: Connection, commits: Sequence[types.StepCommit]
+) -> list[types.CommitResult | BaseException]:
+    """Group commit inside one transaction: each commit under its own savepoint, so a
+    fenced or rejected commit is rolled back alone and reported in its place."""
+    results: list[types.CommitResult | BaseException] = []
+    now = types.now()
+    for commit in commits:
+        try:
+            async with conn.transaction():
+                results.append(await _commit_one(conn, commit, now))
+        except (errors.TetherError, errors.LeaseLost) as exc:
+            results.append(exc)
+        except psycopg.IntegrityError as exc:
+            results.append(_step_rejected(commit.step, exc))
+    return results
+
+
+async def _commit_one(conn: Connection, commit: types.StepCommit, now: float) -> types.CommitResult:
+    step = commit.step
+    task = await fence(conn, commit.lease, step.task_id)
+    done = await _already_committed(conn, commit, task["session_id"])
+    if done is not None:
+        return done
+    seqs = step.message_seqs
+    if commit.messages:
+        seqs = await append_messages(conn, task["session_id"], step.task_id, commit.messages, now)
+    if commit.session_state is not None:
+        await conn.execute(
+            "UPDATE sessions SET state = %s, updated_at = %s WHERE id = %s",
+            (rows.dumps(commit.session_state, "session state"), now, task["session_id"]),
+        )
+    await conn.execute(
+        sql.SQL("INSERT INTO steps ({}) VALUES ({})").format(
+            sql.SQL(", ").join(sql.Identifier(c) for c in rows.STEP_COLUMNS),
+            sql.SQL(", ").join(sql.Placeholder() for _ in rows.STEP_COLUMNS),
+        ),
+        rows.step_values(step, seqs),
+    )
+    await insert_events(conn, step.task_id, commit.events)
+    await conn.execute("UPDATE tasks SET updated_at = %s WHERE id = %s", (now, step.task_id))
+    return types.CommitResult(message_seqs=seqs)
+
+
+async def _already_committed(
+    conn: Connection, commit: types.StepCommit, session_id: str
+) -> types.CommitResult | None:
+    """A commit retried after its connection was lost may have been applied already: if
+    the journal holds this step with the same fingerprint and the same messages (the
+    lease was checked by the caller), return its seqs instead of failing. A different
+    step at that index is left to the primary key, which reports a ``Conflict``."""
+    row = await fetch_one(
+        conn,
+        "SELECT fingerprint, message_seqs FROM steps WHERE task_id = %s AND idx = %s",
+        (commit.step.task_id, commit.step.index),
+    )
+    if row is None or row["fingerprint"] != commit.step.fingerprint:
+        return None
+    seqs = tuple(int(s) for s in json.loads(row["message_seqs"]))
+    if commit.messages:
+        stored = await fetch_all(
+            conn,
+            "SELECT payload FROM messages WHERE session_id = %s AND seq = ANY(%s) ORDER BY seq",
+            (session_id, list(seqs)),
+        )
+        if [json.loads(r["payload"]) for r in stored] != [m.to_dict() for m in commit.messages]:
+            return None
+    elif seqs != commit.step.message_seqs:
+        return None
+    return types.CommitResult(message_seqs=seqs)
+
+
+def _step_rejected(step: types.StepRecord, exc: psycopg.IntegrityError) -> errors.TetherError:
+    err: errors.TetherError
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        err = errors.Conflict(
+            "this step is already journaled; each step index is committed once",
+            task=step.task_id,
+            step=step.index,
+        )
+    else:
+        err = errors.InvalidInput(
+            f"the store rejected this step record ({exc}); check its kind and status",
+            task=step.task_id,
+            step=step.index,
+        )
+    err.__cause__ = exc
+    return err
+
+
+async def step_storage_bytes(conn: Connection, task_id: str, index: int) -> int:
+    """Bytes of the step's row (every column, as stored) plus its messages' payloads."""
+    size = sql.SQL(" + ").join(
+        sql.SQL("COALESCE(pg_column_size({}), 0)").format(sql.Identifier(c))
+        for c in rows.STEP_COLUMNS
+    )
+    task = await task_row(conn, task_id)
+    query = sql.SQL("SELECT {} AS size, message_seqs FROM steps WHERE task_id = %s AND idx = %s")
+    cur = await conn.execute(query.format(size), (task_id, index))
+    row = await cur.fetchone()
+    if row is None:
+        raise errors.NotFound("no such step in the journal", task=task_id, step=index)
+    seqs = [int(s) for s in json.loads(row["message_seqs"])]
+    payloads = await fetch_one(
+        conn,
+        "SELECT COALESCE(SUM(pg_column_size(payload)), 0) AS size FROM messages"
+        " WHERE session_id = %s AND seq = ANY(%s)",
+        (task["session_id"], seqs),
+    )
+    return int(row["size"]) + (int(payloads["size"]) if payloads is not None else 0)

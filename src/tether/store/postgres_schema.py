@@ -1,0 +1,80 @@
+"""Bringing a PostgreSQL database's schema up to date with the migrations this code ships.
+
+Each pending migration runs in its own transaction together with its
+``schema_migrations`` row, after taking a transaction-scoped advisory lock
+(``pg_advisory_xact_lock``) and re-reading what is applied under it, so any number
+of workers starting at once against one fresh database apply each migration exactly
+once. A store newer than the code is refused by a read-only check, before any lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tether import errors, types
+from tether.store import migrations
+from tether.store import postgres_queries as queries
+
+ENGINE = "postgres"
+
+MIGRATION_LOCK = 0x7E74_4E52  # "tether" migrations: one advisory lock key for every tether
+
+
+async def applied(conn: queries.Connection) -> dict[int, migrations.Applied]:
+    """The rows of ``schema_migrations``, by version (none on a fresh database)."""
+    exists = await queries.fetch_one(
+        conn, "SELECT to_regclass('schema_migrations') IS NOT NULL AS present"
+    )
+    if exists is None or not exists["present"]:
+        return {}
+    found = await queries.fetch_all(conn, "SELECT version, name, checksum FROM schema_migrations")
+    return {r["version"]: migrations.Applied(r["version"], r["name"], r["checksum"]) for r in found}
+
+
+async def version(conn: queries.Connection) -> int:
+    return max(await applied(conn), default=0)
+
+
+async def check(
+    conn: queries.Connection, url: str, shipped: Sequence[migrations.Migration], *, auto: bool
+) -> None:
+    """On open: refuse a newer or edited store; migrate when ``auto``, else refuse pending work."""
+    found = await applied(conn)
+    todo = migrations.pending(url, found, shipped)
+    if not todo:
+        return
+    if not auto:
+        raise migrations.pending_error(url, max(found, default=0), todo)
+    await apply(conn, url, shipped, dry_run=False)
+
+
+async def apply(
+    conn: queries.Connection,
+    url: str,
+    shipped: Sequence[migrations.Migration],
+    *,
+    dry_run: bool,
+) -> list[str]:
+    """Apply the pending migrations; return their labels (or those that would be applied)."""
+    todo = migrations.pending(url, await applied(conn), shipped)
+    if dry_run:
+        return [m.label for m in todo]
+    done: list[str] = []
+    for migration in todo:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            # another process may have migrated between our read and this lock
+            if migration not in migrations.pending(url, await applied(conn), shipped):
+                continue
+            if not migration.sql.strip():
+                raise errors.StoreCorrupt(
+                    f"migration postgres/{migration.label}.sql is empty; reinstall tether"
+                )
+            await conn.execute(migration.sql.encode("utf-8"))
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name, checksum, applied_at)"
+                " VALUES (%s, %s, %s, %s)",
+                (migration.version, migration.name, migration.checksum, types.now()),
+            )
+        done.append(migration.label)
+    return done
