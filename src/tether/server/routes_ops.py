@@ -1,0 +1,54 @@
+"""Operations: ``/healthz`` (the process is up), ``/readyz`` (store reachable and not
+draining), ``/metrics`` (Prometheus text). No API key: load balancers and scrapers call them."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from tether import errors
+from tether.server import schemas
+from tether.server.auth import State
+
+router = APIRouter(tags=["operations"])
+
+_READY_TIMEOUT = 2.0
+_PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@router.get("/healthz", response_model=schemas.Health, summary="The process is up")
+async def healthz() -> schemas.Health:
+    return schemas.Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=schemas.Readiness,
+    responses={503: {"model": schemas.Readiness, "description": "Draining, or store down."}},
+    summary="Ready for traffic: the store answers and the server is not draining",
+)
+async def readyz(state: State) -> JSONResponse:
+    if state.lifecycle.draining:
+        return _readiness(503, "draining", "the server is draining: send traffic elsewhere")
+    try:
+        await asyncio.wait_for(state.store.schema_version(), _READY_TIMEOUT)
+    except (errors.TetherError, TimeoutError) as exc:
+        detail = exc.message if isinstance(exc, errors.TetherError) else "the store did not answer"
+        return _readiness(503, "unavailable", detail)
+    return _readiness(200, "ready", None)
+
+
+def _readiness(code: int, status: str, detail: str | None) -> JSONResponse:
+    return JSONResponse({"status": status, "detail": detail}, status_code=code)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {_PROMETHEUS: {"schema": {"type": "string"}}}}},
+    summary="Prometheus metrics",
+)
+async def metrics(state: State) -> Response:
+    return Response(state.metrics.render(), media_type=_PROMETHEUS)

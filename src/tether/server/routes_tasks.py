@@ -1,0 +1,72 @@
+"""``/v1/tasks/{id}``: read a task with its steps, follow its events, cancel it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header
+
+from tether.server import schemas, sse
+from tether.server.auth import State, Tenant
+from tether.server.http_errors import RESPONSES
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+
+
+@router.get(
+    "/{task_id}",
+    response_model=schemas.TaskDetail,
+    responses=RESPONSES,
+    summary="A task, with its steps",
+)
+async def get_task(task_id: str, tenant: Tenant, state: State) -> schemas.TaskDetail:
+    task = await state.store.get_task(task_id, tenant=tenant)
+    journal = await state.store.load_journal(task_id)
+    return schemas.TaskDetail(
+        **schemas.Task.of(task).model_dump(), steps=[schemas.Step.of(s) for s in journal]
+    )
+
+
+@router.get(
+    "/{task_id}/events",
+    response_class=sse.EventStreamResponse,
+    responses={
+        200: {
+            "description": "Server-Sent Events: each `id:` is the event's seq; the stream "
+            "ends with `stream.end` when the task has ended, or `stream.reconnect` when "
+            "the client should resume with `Last-Event-ID`.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **RESPONSES,
+    },
+    summary="Follow a task's events (Server-Sent Events, resumable)",
+)
+async def task_events(
+    task_id: str,
+    tenant: Tenant,
+    state: State,
+    last_event_id: Annotated[
+        int | None,
+        Header(
+            alias="Last-Event-ID",
+            ge=0,
+            le=schemas.MAX_SEQ,
+            description="Resume after this event (the last `id:` received).",
+        ),
+    ] = None,
+) -> sse.EventStreamResponse:
+    await state.store.get_task(task_id, tenant=tenant)  # 404 before the stream starts
+    return sse.EventStreamResponse(
+        sse.stream(state.store, state.lifecycle, state.config, task_id, tenant, last_event_id or 0)
+    )
+
+
+@router.post(
+    "/{task_id}/cancel",
+    status_code=202,
+    response_model=schemas.Task,
+    responses=RESPONSES,
+    summary="Cancel a task: a queued one at once, a running one at its next step boundary",
+)
+async def cancel_task(task_id: str, tenant: Tenant, state: State) -> schemas.Task:
+    return schemas.Task.of(await state.store.request_cancel(task_id, tenant=tenant))

@@ -1,0 +1,172 @@
+"""Every body the HTTP service reads or writes, as pydantic models (they make the OpenAPI)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tether import types
+
+MAX_INPUT_CHARS = 100_000
+MAX_NAME_CHARS = 200
+MAX_SEQ = 2**62
+
+
+def _no_nul(value: str, what: str) -> str:
+    if "\x00" in value:
+        raise ValueError(f"{what} must not contain NUL characters")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SessionCreate(_Strict):
+    agent: str = Field(
+        min_length=1, max_length=MAX_NAME_CHARS, description="A registered agent's name."
+    )
+
+    @field_validator("agent")
+    @classmethod
+    def _agent(cls, value: str) -> str:
+        return _no_nul(value, "agent")
+
+
+class TaskCreate(_Strict):
+    input: str = Field(
+        min_length=1,
+        max_length=MAX_INPUT_CHARS,
+        description=f"The user message the task answers (at most {MAX_INPUT_CHARS} characters).",
+    )
+
+    @field_validator("input")
+    @classmethod
+    def _input(cls, value: str) -> str:
+        return _no_nul(value, "input")
+
+
+class ErrorObject(BaseModel):
+    type: Literal["tool", "model", "agent", "infra", "input"]
+    error_class: str
+    retryable: bool
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorObject
+
+
+class Session(BaseModel):
+    id: str
+    tenant: str
+    agent: str
+    created_at: float
+    updated_at: float
+    messages: int = Field(description="How many messages the session holds.")
+
+    @staticmethod
+    def of(record: types.SessionRecord) -> Session:
+        return Session.model_validate(record.to_public())
+
+
+class Task(BaseModel):
+    id: str
+    session_id: str
+    tenant: str
+    agent: str
+    status: Literal["queued", "running", "completed", "failed", "cancelled"]
+    input: str
+    output: Any = None
+    error: ErrorObject | None = None
+    created_at: float
+    updated_at: float
+    runs: int
+    cancel_requested: bool = Field(
+        description="A cancel was asked; a running task stops at its next step boundary."
+    )
+
+    @staticmethod
+    def of(record: types.TaskRecord) -> Task:
+        return Task.model_validate(
+            {**record.to_public(), "cancel_requested": record.cancel_requested}
+        )
+
+
+class Step(BaseModel):
+    index: int
+    kind: Literal["model", "tool", "summarize", "sleep", "custom"]
+    name: str
+    status: Literal["completed", "failed"]
+    attempts: int
+    started_at: float
+    finished_at: float
+    worker: str | None = None
+    error: ErrorObject | None = None
+
+    @staticmethod
+    def of(record: types.StepRecord) -> Step:
+        data = record.to_public()
+        err = data["error"]
+        if err:
+            data["error"] = {k: err.get(k) for k in ("type", "error_class", "retryable", "message")}
+        return Step.model_validate(data)
+
+
+class TaskDetail(Task):
+    steps: list[Step] = Field(description="The task's journal, in step order.")
+
+
+class ToolCall(BaseModel):
+    id: str
+    name: str
+    arguments: str
+
+
+class Message(BaseModel):
+    seq: int
+    task_id: str | None
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None
+    created_at: float
+
+    @staticmethod
+    def of(stored: types.StoredMessage) -> Message:
+        return Message.model_validate(
+            {
+                **stored.message.to_dict(),
+                "seq": stored.seq,
+                "task_id": stored.task_id,
+                "created_at": stored.created_at,
+            }
+        )
+
+
+class MessagePage(BaseModel):
+    session_id: str
+    messages: list[Message]
+    next_after_seq: int | None = Field(
+        description="Pass as after_seq for the next page; null when this page is the last."
+    )
+
+
+class Context(BaseModel):
+    session_id: str
+    tokens: int | None = Field(description="Context tokens the session uses, when counted.")
+    limit: int | None = Field(description="The model's context budget in tokens, when known.")
+    utilisation: float | None = Field(description="tokens / limit, when both are known.")
+    summary: str | None = Field(description="The running summary of folded messages, if any.")
+    state: dict[str, Any] = Field(description="The session's context bookkeeping, as stored.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "draining", "unavailable"]
+    detail: str | None = None

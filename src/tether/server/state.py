@@ -1,0 +1,32 @@
+"""What the routes share: the store, the registered agents, the metrics, the lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from tether.observe.metrics import Metrics
+from tether.server.config import ServerConfig
+from tether.server.lifecycle import Lifecycle
+from tether.store.base import Store
+
+
+@dataclass(slots=True)
+class ServerState:
+    store: Store
+    agents: frozenset[str]
+    """Agent and workflow names this server accepts sessions for."""
+    config: ServerConfig
+    specs: Mapping[str, str] = field(default_factory=dict)
+    """Where each agent was loaded from, recorded with its tasks (``tether resume``)."""
+    metrics: Metrics = field(default_factory=Metrics)
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    on_submit: Callable[[], None] = lambda: None
+    """Called after a task is queued: embedded workers look for work at once."""
+
+
+def get_state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.tether
+    return state
