@@ -8,7 +8,6 @@ for one task in-process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Collection, Mapping
 
@@ -77,8 +76,24 @@ class Worker:
                     self._start(claim)
             if not claimed:
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                await self._idle()
+
+    async def _idle(self) -> None:
+        """Wait up to ``poll_interval`` for work: a local wake-up (a task of this process
+        ended, or ``wake``), or the store's notice that a task became claimable anywhere
+        (``Store.wait_for_work``: PostgreSQL's LISTEN/NOTIFY; SQLite just sleeps)."""
+        local = asyncio.ensure_future(self._wake.wait())
+        remote = asyncio.ensure_future(self.store.wait_for_work(self.settings.poll_interval))
+        try:
+            await asyncio.wait(
+                (local, remote),
+                timeout=self.settings.poll_interval,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for waiter in (local, remote):
+                waiter.cancel()
+            await asyncio.gather(local, remote, return_exceptions=True)
 
     async def _claim(self, task_id: str | None = None) -> Claim | None:
         try:

@@ -212,6 +212,14 @@ class Store(Protocol):
         self, task_id: str, *, tenant: str | None = None, after_seq: int = 0, limit: int = 1000
     ) -> list[types.EventRecord]: ...
 
+    # ---- waiting -----------------------------------------------------------
+
+    async def wait_for_work(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a sign that a task may have become claimable
+        (on PostgreSQL a ``NOTIFY`` sent by a submit, release or finish on any machine);
+        True when one came. SQLite has no such signal: it sleeps ``timeout`` and returns
+        False. Never raises for a lost connection: the wait then just lasts its timeout."""
+
     # ---- measurement -------------------------------------------------------
 
     async def step_storage_bytes(self, task_id: str, index: int) -> int:

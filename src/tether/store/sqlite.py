@@ -8,6 +8,7 @@ the write path in ``sqlite_queries`` and the schema in ``sqlite_schema``. See
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
@@ -374,6 +375,13 @@ class SQLiteStore:
             return [rows.event(r) for r in conn.execute(sql, (task_id, after_seq, limit))]
 
         return await self._read(read)
+
+    # ---- waiting ---------------------------------------------------------------
+
+    async def wait_for_work(self, timeout: float) -> bool:
+        """SQLite sends no notifications: sleep ``timeout`` (workers poll)."""
+        await asyncio.sleep(timeout)
+        return False
 
     # ---- measurement -----------------------------------------------------------
 

@@ -6,6 +6,7 @@ opened (``sqlite_connection.write``); ``SQLiteStore`` is the async face over the
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -231,6 +232,9 @@ def _commit_one(
 ) -> types.CommitResult:
     step = commit.step
     task = fence(conn, commit.lease, step.task_id)
+    done = _already_committed(conn, commit, task["session_id"])
+    if done is not None:
+        return done
     seqs = step.message_seqs
     if commit.messages:
         seqs = append_messages(conn, task["session_id"], step.task_id, commit.messages, now)
@@ -246,6 +250,33 @@ def _commit_one(
     )
     insert_events(conn, step.task_id, commit.events)
     conn.execute("UPDATE tasks SET updated_at = ? WHERE id = ?", (now, step.task_id))
+    return types.CommitResult(message_seqs=seqs)
+
+
+def _already_committed(
+    conn: sqlite3.Connection, commit: types.StepCommit, session_id: str
+) -> types.CommitResult | None:
+    """A commit retried after its connection was lost may have been applied already: if
+    the journal holds this step with the same fingerprint and the same messages (the
+    lease was checked by the caller), return its seqs instead of failing. A different
+    step at that index is left to the primary key, which reports a ``Conflict``."""
+    row = conn.execute(
+        "SELECT fingerprint, message_seqs FROM steps WHERE task_id = ? AND idx = ?",
+        (commit.step.task_id, commit.step.index),
+    ).fetchone()
+    if row is None or row["fingerprint"] != commit.step.fingerprint:
+        return None
+    seqs = tuple(int(s) for s in json.loads(row["message_seqs"]))
+    if commit.messages:
+        stored = conn.execute(
+            "SELECT m.payload FROM json_each(?) j"
+            " JOIN messages m ON m.session_id = ? AND m.seq = j.value ORDER BY m.seq",
+            (row["message_seqs"], session_id),
+        ).fetchall()
+        if [json.loads(r["payload"]) for r in stored] != [m.to_dict() for m in commit.messages]:
+            return None
+    elif seqs != commit.step.message_seqs:
+        return None
     return types.CommitResult(message_seqs=seqs)
 
 
