@@ -137,7 +137,7 @@ def _arguments_model(
             raise errors.InvalidInput(f"tool {name!r} may not take *args or **kwargs")
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[pname] = (hint, default)
-    model = pydantic.create_model(  # type: ignore[call-overload]
+    model = pydantic.create_model(
         f"{name}_arguments", __config__=pydantic.ConfigDict(extra="forbid"), **fields
     )
     return ctx_param, typing.cast(type[pydantic.BaseModel], model)
