@@ -13,11 +13,12 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from tether import errors, types
-from tether.store import ids, migrations, rows
+from tether.store import ids, migrations, rows, vectors
 from tether.store import postgres_connection as connection
+from tether.store import postgres_memory as memory
 from tether.store import postgres_queries as queries
 from tether.store import postgres_schema as schema
-from tether.store.base import ApiKey, Claim
+from tether.store.base import ApiKey, Claim, MemoryHit, MemoryItem
 from tether.store.postgres_listener import Listener
 
 __all__ = ["PostgresStore"]
@@ -464,6 +465,22 @@ class PostgresStore:
             return [_api_key(r) for r in await queries.fetch_all(conn, query, {"tenant": tenant})]
 
         return await self._run(read)
+
+    # ---- vector memory -------------------------------------------------------------
+
+    async def add_memory(
+        self, lease: types.Lease, session_id: str, items: Sequence[MemoryItem]
+    ) -> None:
+        await self._tx(lambda conn: memory.add(conn, lease, session_id, items))
+
+    async def search_memory(
+        self, session_id: str, vector: Sequence[float], k: int
+    ) -> list[MemoryHit]:
+        items = await self.list_memory(session_id)
+        return vectors.top_k(session_id, items, vector, k)
+
+    async def list_memory(self, session_id: str) -> list[MemoryItem]:
+        return await self._tx(lambda conn: memory.items(conn, session_id))
 
 
 def _check_ttl(lease_ttl: float) -> None:

@@ -22,8 +22,12 @@ MIGRATION_LOCK = 0x7E74_4E52  # "tether" migrations: one advisory lock key for e
 
 async def applied(conn: queries.Connection) -> dict[int, migrations.Applied]:
     """The rows of ``schema_migrations``, by version (none on a fresh database)."""
+    # an MVCC read of the catalog, not ``to_regclass``: after waiting on the advisory
+    # lock, the backend's catalog cache may not have seen the table another migrator made
     exists = await queries.fetch_one(
-        conn, "SELECT to_regclass('schema_migrations') IS NOT NULL AS present"
+        conn,
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
+        " AND tablename = 'schema_migrations') AS present",
     )
     if exists is None or not exists["present"]:
         return {}

@@ -1,0 +1,301 @@
+"""PostgreSQL-only behaviour: concurrent migrators, SKIP LOCKED claiming, one running task
+per session under racing claimers, LISTEN/NOTIFY wake-ups, the database clock, and
+connection loss mapped to ``StoreUnavailable`` and ridden out.
+
+Every test runs against the machine's server (see ``tests/pg.py``); what the Store
+promises on both engines is in ``tests/contract/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
+
+import pg
+import psycopg
+import pytest
+
+from tether import errors, types
+from tether.store import migrations, open_store
+from tether.store.postgres import PostgresStore
+
+T = TypeVar("T")
+
+
+def run(url: str, body: Callable[[PostgresStore], Awaitable[T]]) -> T:
+    async def main() -> T:
+        store = PostgresStore(url)
+        await store.open()
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def new_task(session_id: str | None = None, agent: str = "agent") -> types.NewTask:
+    return types.NewTask(tenant="acme", agent=agent, input="hello", session_id=session_id)
+
+
+def sql(url: str, query: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(query.encode())
+        return cur.fetchall() if cur.description else []
+
+
+@pytest.fixture
+def empty_url() -> Iterator[str]:
+    url = pg.empty_url()
+    try:
+        yield url
+    finally:
+        pg.drop_url(url)
+
+
+def test_open_store_picks_postgres_by_scheme(pg_url: str) -> None:
+    assert isinstance(open_store(pg_url), PostgresStore)
+    assert isinstance(open_store(pg_url.replace("postgresql://", "postgres://")), PostgresStore)
+
+
+def test_ten_concurrent_migrators_end_at_one_version(empty_url: str) -> None:
+    shipped = migrations.load("postgres")
+    failures: list[BaseException] = []
+    start = threading.Barrier(10)
+
+    def migrator() -> None:
+        async def main() -> None:
+            store = PostgresStore(empty_url)
+            start.wait()
+            await store.open()
+            await store.close()
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=migrator) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert run(empty_url, lambda s: s.schema_version()) == shipped[-1].version
+    recorded = sql(empty_url, "SELECT version FROM schema_migrations ORDER BY version")
+    assert [v for (v,) in recorded] == [m.version for m in shipped]
+
+
+def test_migration_numbers_match_sqlite() -> None:
+    assert [m.label for m in migrations.load("postgres")] == [
+        m.label for m in migrations.load("sqlite")
+    ]
+
+
+def test_a_store_newer_than_the_code_is_refused(pg_url: str) -> None:
+    sql(
+        pg_url,
+        "INSERT INTO schema_migrations (version, name, checksum, applied_at)"
+        " VALUES (999, 'future', 'x', 0)",
+    )
+    with pytest.raises(errors.StoreVersionError, match="999"):
+        run(pg_url, lambda s: s.schema_version())
+
+
+def test_pending_migrations_refused_without_migrate(empty_url: str) -> None:
+    async def main() -> None:
+        store = PostgresStore(empty_url, migrate=False)
+        with pytest.raises(errors.StoreVersionError, match="tether migrate"):
+            await store.open()
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_racing_claimers_take_each_task_once(pg_url: str) -> None:
+    async def body(s: PostgresStore) -> None:
+        submitted = {(await s.submit_task(new_task())).id for _ in range(24)}
+        stores = [PostgresStore(pg_url) for _ in range(6)]
+        for other in stores:
+            await other.open()
+        try:
+
+            async def drain(store: PostgresStore, worker: str) -> list[str]:
+                got: list[str] = []  # a new worker id per claim: a worker resumes its own
+                while c := await store.claim_task(f"{worker}-{len(got)}", lease_ttl=60):
+                    assert c.reason == "start"
+                    got.append(c.task.id)
+                return got
+
+            taken = await asyncio.gather(*(drain(st, f"w{i}") for i, st in enumerate(stores)))
+        finally:
+            for other in stores:
+                await other.close()
+        flat = [t for got in taken for t in got]
+        assert sorted(flat) == sorted(submitted)  # every task once, none twice
+
+    run(pg_url, body)
+
+
+def test_racing_claimers_start_one_task_per_session(pg_url: str) -> None:
+    async def body(s: PostgresStore) -> None:
+        first = await s.submit_task(new_task())
+        for _ in range(5):
+            await s.submit_task(new_task(first.session_id))
+        stores = [PostgresStore(pg_url) for _ in range(6)]
+        for other in stores:
+            await other.open()
+        try:
+            claims = await asyncio.gather(
+                *(st.claim_task(f"w{i}", lease_ttl=60) for i, st in enumerate(stores))
+            )
+        finally:
+            for other in stores:
+                await other.close()
+        got = [c for c in claims if c is not None]
+        assert [c.task.id for c in got] == [first.id]
+        running = await s.list_tasks(session_id=first.session_id, status="running")
+        assert [t.id for t in running] == [first.id]
+
+    run(pg_url, body)
+
+
+def test_the_schema_refuses_two_running_tasks_in_one_session(pg_url: str) -> None:
+    async def body(s: PostgresStore) -> tuple[str, str]:
+        a = await s.submit_task(new_task())
+        b = await s.submit_task(new_task(a.session_id))
+        await s.claim_task("w1", lease_ttl=60)
+        return a.id, b.id
+
+    _, b = run(pg_url, body)
+    with pytest.raises(psycopg.errors.UniqueViolation, match="tasks_one_running_per_session"):
+        sql(pg_url, f"UPDATE tasks SET status = 'running' WHERE id = '{b}'")
+
+
+def test_a_claim_skips_a_task_another_transaction_holds(pg_url: str) -> None:
+    async def body(s: PostgresStore) -> None:
+        held = await s.submit_task(new_task())
+        free = await s.submit_task(new_task())
+        with psycopg.connect(pg_url) as other:  # a transaction holding the oldest task's row
+            other.execute(f"SELECT 1 FROM tasks WHERE id = '{held.id}' FOR UPDATE".encode())
+            claim = await s.claim_task("w1", lease_ttl=60)
+            assert claim is not None and claim.task.id == free.id
+            other.rollback()
+        again = await s.claim_task("w2", lease_ttl=60)
+        assert again is not None and again.task.id == held.id
+
+    run(pg_url, body)
+
+
+def test_lease_times_come_from_the_database_clock(pg_url: str) -> None:
+    async def body(s: PostgresStore) -> None:
+        await s.submit_task(new_task())
+        (before,) = sql(pg_url, "SELECT extract(epoch from clock_timestamp())::float8")[0]
+        claim = await s.claim_task("w1", lease_ttl=30)
+        (after,) = sql(pg_url, "SELECT extract(epoch from clock_timestamp())::float8")[0]
+        assert claim is not None
+        assert isinstance(before, float) and isinstance(after, float)
+        assert before + 30 <= claim.lease.expires_at <= after + 30
+        renewed = await s.renew_lease(claim.lease, lease_ttl=60)
+        assert renewed.expires_at >= after + 60
+        stored = await s.get_task(claim.task.id)
+        assert stored.lease_expires_at == renewed.expires_at
+
+    run(pg_url, body)
+
+
+def test_an_idle_worker_is_woken_by_a_submit_elsewhere(pg_url: str) -> None:
+    async def body(s: PostgresStore) -> None:
+        assert await s.wait_for_work(0.05) is False  # nothing happened: the wait times out
+        submitter = PostgresStore(pg_url)
+        await submitter.open()
+        try:
+            waiting = asyncio.ensure_future(s.wait_for_work(60))
+            await asyncio.wait_for(s._listener.listening.wait(), 60)
+            await submitter.submit_task(new_task())
+            assert await waiting is True  # woken by the NOTIFY, long before the 60 s timeout
+            claim = await s.claim_task("w1", lease_ttl=60)
+            assert claim is not None
+            finished = asyncio.ensure_future(s.wait_for_work(60))
+            await submitter.finish_task(claim.lease, status="completed", output="ok")
+            assert await finished is True  # a finish may free the session's next task
+        finally:
+            await submitter.close()
+
+    run(pg_url, body)
+
+
+def test_the_listener_reconnects_after_its_connection_is_killed(pg_url: str) -> None:
+    async def body(s: PostgresStore) -> None:
+        await s.wait_for_work(0.01)
+        await asyncio.wait_for(s._listener.listening.wait(), 60)
+        sql(
+            pg_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        while s._listener.listening.is_set():
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(s._listener.listening.wait(), 60)
+        waiting = asyncio.ensure_future(s.wait_for_work(60))
+        await s.submit_task(new_task())
+        assert await waiting is True
+
+    run(pg_url, body)
+
+
+def test_lost_connections_are_store_unavailable_then_ridden_out(pg_url: str) -> None:
+    async def body(s: PostgresStore) -> None:
+        task = await s.submit_task(new_task())
+        sql(
+            pg_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        with pytest.raises(errors.StoreUnavailable) as caught:
+            await s.get_task(task.id)
+        assert caught.value.retryable and caught.value.where == "infra"
+        assert isinstance(caught.value.__cause__, psycopg.OperationalError)
+        assert (await s.get_task(task.id)).id == task.id  # broken connections were dropped
+
+    run(pg_url, body)
+
+
+def test_no_server_is_store_unavailable() -> None:
+    async def main() -> None:
+        store = PostgresStore("postgresql://postgres@127.0.0.1:1/test?pool_timeout=1")
+        with pytest.raises(errors.StoreUnavailable, match="127.0.0.1:1"):
+            await store.open()
+
+    asyncio.run(main())
+
+
+def test_url_options_are_checked() -> None:
+    with pytest.raises(errors.InvalidInput, match="pool_max"):
+        PostgresStore("postgresql://127.0.0.1/test?pool_max=many")
+    with pytest.raises(errors.InvalidInput, match="pool_min"):
+        PostgresStore("postgresql://127.0.0.1/test?pool_min=5&pool_max=2")
+
+
+def test_a_retried_commit_after_a_lost_acknowledgement_is_idempotent(pg_url: str) -> None:
+    async def body(s: PostgresStore) -> None:
+        await s.submit_task(new_task())
+        claim = await s.claim_task("w1", lease_ttl=60)
+        assert claim is not None
+        commit = types.StepCommit(
+            lease=claim.lease,
+            step=types.StepRecord(
+                task_id=claim.task.id, index=0, kind="model", name="m", fingerprint="fp",
+                status="completed", output={"ok": 1}, started_at=1.0, finished_at=2.0,
+            ),
+            messages=(types.Message(role="assistant", content="hi"),),
+        )  # fmt: skip
+        (first,) = await s.commit_steps([commit])
+        (again,) = await s.commit_steps([commit])  # the same commit, sent again
+        assert isinstance(first, types.CommitResult) and again == first
+        assert len(await s.load_journal(claim.task.id)) == 1
+        assert len(await s.list_messages(claim.task.session_id)) == 2  # input + "hi", once
+
+    run(pg_url, body)
