@@ -66,6 +66,25 @@ class ApiKey:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class MemoryItem:
+    """One session message in vector memory (moved out of the context window)."""
+
+    seq: int
+    role: str
+    text: str
+    vector: tuple[float, ...]
+    task_id: str | None = None
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryHit:
+    item: MemoryItem
+    score: float
+    """Cosine similarity to the query vector."""
+
+
 class Store(Protocol):
     url: str
 
@@ -242,3 +261,22 @@ class Store(Protocol):
 
     async def list_api_keys(self, *, tenant: str | None = None) -> list[ApiKey]:
         """Keys, revoked ones included, newest first."""
+
+    # ---- vector memory -----------------------------------------------------
+
+    async def add_memory(
+        self, lease: types.Lease, session_id: str, items: Sequence[MemoryItem]
+    ) -> None:
+        """Store items in the session's memory, in one transaction. Fenced by the lease
+        of a running task of that session. An item with a seq already stored replaces
+        it (a re-run step writes the same items again). Every vector of a session has
+        the same length, else ``InvalidInput``."""
+
+    async def search_memory(
+        self, session_id: str, vector: Sequence[float], k: int
+    ) -> list[MemoryHit]:
+        """The ``k`` items most similar to ``vector`` (cosine), best first; ties by seq.
+        A vector whose length differs from the stored ones is ``InvalidInput``."""
+
+    async def list_memory(self, session_id: str) -> list[MemoryItem]:
+        """Every item of the session's memory, by seq."""

@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from tether import errors, types
-from tether.store import ids, migrations, rows
+from tether.store import base, ids, migrations, rows, vectors
 from tether.store import sqlite_connection as connection
 from tether.store import sqlite_queries as queries
 from tether.store import sqlite_schema as schema
@@ -433,6 +433,68 @@ class SQLiteStore:
         where, params = ("WHERE tenant = ?", [tenant]) if tenant is not None else ("", [])
         sql = f"SELECT * FROM api_keys {where} ORDER BY created_at DESC, rowid DESC"
         return await self._run(lambda conn: [_api_key(r) for r in conn.execute(sql, params)])
+
+    # ---- vector memory ---------------------------------------------------------
+
+    async def add_memory(
+        self, lease: types.Lease, session_id: str, items: Sequence[base.MemoryItem]
+    ) -> None:
+        blobs = [vectors.encode(i.vector, f"memory item {i.seq}") for i in items]
+
+        def write(conn: sqlite3.Connection) -> None:
+            task = queries.fence(conn, lease, lease.task_id)
+            if task["session_id"] != session_id:
+                raise errors.InvalidInput(
+                    f"task {lease.task_id} belongs to session {task['session_id']}, "
+                    f"not {session_id}; it may only write its own session's memory",
+                    session=session_id,
+                    task=lease.task_id,
+                )
+            row = conn.execute(
+                "SELECT dimensions FROM memory WHERE session_id = ? LIMIT 1", (session_id,)
+            ).fetchone()
+            stored = row["dimensions"] if row is not None else None
+            for item in items:
+                vectors.check_dimensions(session_id, stored, len(item.vector))
+                stored = len(item.vector)
+            now = types.now()
+            conn.executemany(
+                "INSERT INTO memory (session_id, seq, task_id, role, text, dimensions, vector,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (session_id, seq)"
+                " DO UPDATE SET task_id = excluded.task_id, role = excluded.role,"
+                " text = excluded.text, dimensions = excluded.dimensions,"
+                " vector = excluded.vector, created_at = excluded.created_at",
+                [(session_id, i.seq, i.task_id or lease.task_id, i.role, i.text, len(i.vector),
+                  blob, now) for i, blob in zip(items, blobs, strict=True)],
+            )  # fmt: skip
+
+        await self._write(write)
+
+    async def search_memory(
+        self, session_id: str, vector: Sequence[float], k: int
+    ) -> list[base.MemoryHit]:
+        items = await self.list_memory(session_id)
+        return vectors.top_k(session_id, items, vector, k)
+
+    async def list_memory(self, session_id: str) -> list[base.MemoryItem]:
+        def read(conn: sqlite3.Connection) -> list[base.MemoryItem]:
+            queries.session_row(conn, session_id, None)
+            found = conn.execute(
+                "SELECT * FROM memory WHERE session_id = ? ORDER BY seq", (session_id,)
+            ).fetchall()
+            return [
+                base.MemoryItem(
+                    seq=r["seq"],
+                    role=r["role"],
+                    text=r["text"],
+                    vector=vectors.decode(r["vector"]),
+                    task_id=r["task_id"],
+                    created_at=r["created_at"],
+                )
+                for r in found
+            ]
+
+        return await self._read(read)
 
 
 def _check_ttl(lease_ttl: float) -> None:
