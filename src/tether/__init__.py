@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tether.agent import Agent
+from tether.context.policy import ContextPolicy
 from tether.errors import (
     BudgetExhausted,
     ContextBudgetExceeded,
@@ -28,6 +29,7 @@ __all__ = [
     "BudgetExhausted",
     "ContextBudgetExceeded",
     "ContextOverflow",
+    "ContextPolicy",
     "LeaseLost",
     "NonDeterminismError",
     "OpenAIModel",

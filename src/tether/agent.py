@@ -1,16 +1,25 @@
 """Agent: the built-in durable agent loop, written on the same step API users have.
 
-model step → one tool step per tool call → repeat until the model answers without
-tool calls, or ``max_steps`` model turns end the task with a classified error.
+build the context → model step → one tool step per tool call → repeat until the
+model answers without tool calls, or ``max_steps`` model turns end the task with a
+classified error. The context is built by ``tether.context``'s manager within the
+``ContextPolicy``'s budget; a request the model server still refuses as too long
+gets one compaction and one retry, then the task fails with ``ContextOverflow``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal
 
 from tether import errors, retry, types
-from tether.execution.context import TaskContext
+from tether.context import memory
+from tether.context.manager import ContextManager
+from tether.context.policy import ContextPolicy
+from tether.context.window import Entry
+from tether.execution.context import Heartbeat, TaskContext
 from tether.models.base import Model
+from tether.store.base import MemoryItem
 from tether.tools import Tool
 
 
@@ -27,6 +36,7 @@ class Agent:
         model_retry: retry.RetryPolicy | None = None,
         tool_retry: retry.RetryPolicy | None = None,
         max_output_tokens: int | None = None,
+        context: ContextPolicy | None = None,
     ) -> None:
         if not name or not name.replace("-", "_").replace(".", "_").isidentifier():
             raise errors.InvalidInput(
@@ -42,6 +52,12 @@ class Agent:
             raise errors.InvalidInput(f"agent {name!r} has two tools with the same name")
         self.max_steps = max_steps
         self.max_output_tokens = max_output_tokens
+        self.context = context or ContextPolicy()
+        self.budget = self.context.resolve(
+            model.context_window, max_output_tokens or model.max_output_tokens
+        )
+        self.counter = self.context.make_counter()
+        self.embedder = self.context.make_embedder()
         defaults = retry.Retries()
         self.retries = retry.Retries(
             model=model_retry or defaults.model,
@@ -60,20 +76,124 @@ class Agent:
         )
 
     async def __call__(self, ctx: TaskContext, input: str) -> str:
-        messages = self.system_messages() + [m.message for m in ctx.history]
-        specs = tuple(t.spec for t in self.tools.values())
+        window = self._window(ctx)
+        history = [Entry(m.seq, m.message) for m in ctx.history]
         for _turn in range(self.max_steps):
-            request = types.ModelRequest(
-                messages=tuple(messages), tools=specs, max_tokens=self.max_output_tokens
-            )
-            response = await ctx.call_model(self.model, request)
-            messages.append(response.message)
+            response = await self._model_turn(ctx, window, history)
+            history.append(Entry(ctx.last_message_seqs[-1], response.message))
             if not response.message.tool_calls:
                 return response.message.content or ""
             for call in response.message.tool_calls:
                 result = await ctx.run_tool_call(self.tools.get(call.name), call)
-                messages.append(result)
+                history.append(Entry(ctx.last_message_seqs[-1], result))
         raise errors.MaxStepsExceeded(
             f"agent {self.name!r} made {self.max_steps} model calls without a final answer; "
             "raise max_steps or change the instructions so the model finishes"
         )
+
+    async def _model_turn(
+        self, ctx: TaskContext, window: ContextManager, history: list[Entry]
+    ) -> types.ModelResponse:
+        """One model step on a request that fits; after a server-side overflow, one
+        compaction and one retry."""
+        recovered = False
+        while True:
+            prepared = await window.prepare(history)
+            request = types.ModelRequest(
+                messages=prepared.messages,
+                tools=window.tools,
+                max_tokens=self.budget.reserve_output,
+            )
+            try:
+                return await ctx.call_model(self.model, request, session_state=prepared.observe)
+            except errors.ContextOverflow:
+                if recovered or not await window.recover(history):
+                    raise
+                recovered = True
+
+    def _window(self, ctx: TaskContext) -> ContextManager:
+        return ContextManager(
+            policy=self.context,
+            budget=self.budget,
+            system=self.system_messages(),
+            tools=tuple(t.spec for t in self.tools.values()),
+            journal=_Journal(ctx, self.retries),
+            session_state=ctx.session_state,
+            complete=self.model.complete,
+            summarizer=self.model.name,
+            memory_access=_SessionMemory(ctx),
+            counter=self.counter,
+            embedder=self.embedder,
+        )
+
+
+class _Journal:
+    """The context manager's steps, as journaled steps of this task."""
+
+    def __init__(self, ctx: TaskContext, retries: retry.Retries) -> None:
+        self._ctx = ctx
+        self._retries = retries
+        self._running: int | None = None
+
+    @property
+    def task_id(self) -> str:
+        return self._ctx.task_id
+
+    @property
+    def replaying(self) -> bool:
+        return self._ctx.replaying
+
+    async def step(
+        self,
+        kind: Literal["summarize", "custom"],
+        name: str,
+        inputs: Any,
+        execute: Callable[[], Awaitable[dict[str, Any]]],
+        state: Callable[[dict[str, Any]], dict[str, Any]] | None,
+    ) -> dict[str, Any]:
+        index = self._ctx.step_index
+
+        async def run(attempt: int, beat: Heartbeat) -> dict[str, Any]:
+            self._running = index
+            try:
+                return await execute()
+            finally:
+                self._running = None
+
+        summarizing = kind == "summarize"
+        out: dict[str, Any] = await self._ctx.run_step(
+            kind,
+            name,
+            inputs,
+            run,
+            policy=self._retries.model if summarizing else self._retries.custom,
+            where="model" if summarizing else "agent",
+            session_state=state,
+        )
+        return out
+
+    def emit(self, name: str, **data: Any) -> None:
+        step = self._running if self._running is not None else self._ctx.step_index
+        self._ctx.emitter.emit(name, step=step, **data)
+
+
+class _SessionMemory:
+    """The session's vector memory in the store; writes fenced by the task's lease."""
+
+    def __init__(self, ctx: TaskContext) -> None:
+        self._ctx = ctx
+
+    async def add(self, items: Sequence[memory.Memory]) -> None:
+        ctx = self._ctx
+        await ctx.store.add_memory(
+            ctx.lease,
+            ctx.session_id,
+            [MemoryItem(i.seq, i.role, i.text, i.vector, task_id=ctx.task_id) for i in items],
+        )
+
+    async def search(self, vector: Sequence[float], k: int) -> list[tuple[memory.Memory, float]]:
+        hits = await self._ctx.store.search_memory(self._ctx.session_id, vector, k)
+        return [
+            (memory.Memory(h.item.seq, h.item.role, h.item.text, h.item.vector), h.score)
+            for h in hits
+        ]

@@ -120,6 +120,16 @@ class TaskContext:
     def replaying(self) -> bool:
         return self._index < len(self._journal)
 
+    @property
+    def store(self) -> Store:
+        """The store, for services a workflow runs inside its own steps (vector memory)."""
+        return self._store
+
+    @property
+    def lease(self) -> types.Lease:
+        """The lease that fences this task's writes."""
+        return self._lease.lease
+
     def _ids(self, step: int | None = None) -> dict[str, Any]:
         return {
             "tenant": self.task.tenant,
@@ -158,9 +168,15 @@ class TaskContext:
         await self.run_step("sleep", "sleep", {"seconds": seconds}, execute, policy=retry.NO_RETRY)
 
     async def call_model(
-        self, model: Model, request: types.ModelRequest, *, name: str | None = None
+        self,
+        model: Model,
+        request: types.ModelRequest,
+        *,
+        name: str | None = None,
+        session_state: Callable[[types.ModelResponse], dict[str, Any] | None] | None = None,
     ) -> types.ModelResponse:
-        """One journaled model call; its answer joins the session's messages.
+        """One journaled model call; its answer joins the session's messages (and
+        ``session_state(answer)``, when given, replaces the session's state with it).
 
         An answer cut off by its token limit is never returned as complete: it is
         retried with more room (``Retries.truncation_retries``), then fails with
@@ -209,6 +225,7 @@ class TaskContext:
                 messages=lambda r: (r.message,),
             ),
             completed_data=lambda r: _model_completed_data(r, model),
+            session_state=session_state,
         )
 
     async def call_tool(
