@@ -21,7 +21,7 @@ from tether.execution.settings import ExecutionSettings
 from tether.observe import events
 from tether.runtime import TaskResult
 from tether.testing import Fault, StandInModelServer
-from tether.types import StepAttempt, StepRecord
+from tether.types import Message, ModelResponse, StepAttempt, StepRecord, Usage
 
 
 @dataclass
@@ -319,11 +319,17 @@ def test_more_room_stops_at_the_models_window(tmp_path: Path) -> None:
 
 
 def test_no_room_to_grow_fails_at_the_first_truncation(tmp_path: Path) -> None:
-    with StandInModelServer("done") as server:
+    # The server counts the prompt with its own tokenizer: 150 of the 200 tokens, so
+    # the 100 reserved for the answer cannot grow.
+    counted = ModelResponse(
+        message=Message(role="assistant", content="done"),
+        usage=Usage(prompt_tokens=150, completion_tokens=1),
+    )
+    with StandInModelServer(counted) as server:
         harness = Harness(server, Recorder(), tmp_path / "full.db")
         server.inject(Fault.length())
         agent = Agent(
-            "a", harness.model(context_window=100, max_output_tokens=95), model_retry=MODEL_POLICY
+            "a", harness.model(context_window=200, max_output_tokens=100), model_retry=MODEL_POLICY
         )
         result, rt = harness.run(agent)
         with rt:
