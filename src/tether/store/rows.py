@@ -1,4 +1,5 @@
-"""Stored rows to records and back: JSON columns, payload versions, the fencing error.
+"""Stored rows to records and back: JSON columns, payload versions (upcast on read by
+``payloads``), the fencing error.
 
 Engine-neutral: a row is anything indexable by column name (``sqlite3.Row``, a dict
 from psycopg's ``dict_row``), with JSON columns held as JSON text. Column names are
@@ -11,6 +12,7 @@ import json
 from typing import Any, Protocol
 
 from tether import errors, types
+from tether.store import payloads
 
 
 class Row(Protocol):
@@ -37,14 +39,6 @@ def dumps_opt(value: Any, what: str) -> str | None:
 
 def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
-
-
-def check_payload(version: int, what: str) -> None:
-    if version > types.PAYLOAD_VERSION:
-        raise errors.PayloadVersionError(
-            f"{what} was written with payload version {version}, this tether reads up to "
-            f"version {types.PAYLOAD_VERSION}: upgrade tether"
-        )
 
 
 def step_values(step: types.StepRecord, message_seqs: tuple[int, ...]) -> tuple[Any, ...]:
@@ -97,17 +91,34 @@ def task(row: Row) -> types.TaskRecord:
 
 
 def message(row: Row) -> types.StoredMessage:
-    check_payload(row["payload_version"], f"message {row['seq']} of session {row['session_id']}")
+    payload = payloads.REGISTRY.upcast(
+        "message",
+        row["payload_version"],
+        json.loads(row["payload"]),
+        table="messages",
+        row=f"(session_id {row['session_id']}, seq {row['seq']})",
+    )
     return types.StoredMessage(
         seq=row["seq"],
-        message=types.Message.from_dict(json.loads(row["payload"])),
+        message=types.Message.from_dict(payload),
         task_id=row["task_id"],
         created_at=row["created_at"],
     )
 
 
 def step(row: Row) -> types.StepRecord:
-    check_payload(row["payload_version"], f"step {row['idx']} of task {row['task_id']}")
+    payload = payloads.REGISTRY.upcast(
+        "step",
+        row["payload_version"],
+        {
+            "output": loads(row["output"]),
+            "error": loads(row["error"]),
+            "usage": loads(row["usage"]),
+            "message_seqs": json.loads(row["message_seqs"]),
+        },
+        table="steps",
+        row=f"(task_id {row['task_id']}, idx {row['idx']})",
+    )
     return types.StepRecord(
         task_id=row["task_id"],
         index=row["idx"],
@@ -115,25 +126,31 @@ def step(row: Row) -> types.StepRecord:
         name=row["name"],
         fingerprint=row["fingerprint"],
         status=row["status"],
-        output=loads(row["output"]),
-        error=loads(row["error"]),
+        output=payload["output"],
+        error=payload["error"],
         attempts=row["attempts"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         worker=row["worker"],
-        message_seqs=tuple(json.loads(row["message_seqs"])),
-        usage=types.Usage.from_dict(loads(row["usage"])),
+        message_seqs=tuple(payload["message_seqs"]),
+        usage=types.Usage.from_dict(payload["usage"]),
     )
 
 
 def event(row: Row) -> types.EventRecord:
-    check_payload(row["payload_version"], f"event {row['seq']} of task {row['task_id']}")
+    data = payloads.REGISTRY.upcast(
+        "event",
+        row["payload_version"],
+        json.loads(row["data"]),
+        table="events",
+        row=f"(task_id {row['task_id']}, seq {row['seq']})",
+    )
     return types.EventRecord(
         task_id=row["task_id"],
         seq=row["seq"],
         name=row["name"],
         at=row["at"],
-        data=json.loads(row["data"]),
+        data=data,
         step=row["step"],
     )
 

@@ -81,10 +81,14 @@ def apply(
     for migration in todo:
         with connection.write(conn):
             # another process may have migrated between our read and this lock
-            if migration not in migrations.pending(url, applied(conn), shipped):
+            recorded = applied(conn)
+            if migration not in migrations.pending(url, recorded, shipped):
                 continue
-            for statement in statements(migration.sql):
-                conn.execute(statement)
+            for number, statement in enumerate(statements(migration.sql), start=1):
+                try:
+                    conn.execute(statement)
+                except sqlite3.Error as exc:  # rolled back by connection.write
+                    raise failed(url, migration, number, max(recorded, default=0), exc) from exc
             conn.execute(
                 "INSERT INTO schema_migrations (version, name, checksum, applied_at)"
                 " VALUES (?, ?, ?, ?)",
@@ -92,3 +96,15 @@ def apply(
             )
         done.append(migration.label)
     return done
+
+
+def failed(
+    url: str, migration: migrations.Migration, statement: int, version: int, exc: Exception
+) -> errors.StoreVersionError:
+    """A migration that raised: its transaction is rolled back, the store is as it was."""
+    return errors.StoreVersionError(
+        f"migration {ENGINE}/{migration.label}.sql failed at statement {statement} on store "
+        f"{migrations.redact(url)}: {exc}; it was rolled back and the store is still at "
+        f"schema version {version}, unchanged: fix the cause (or reinstall tether) and run "
+        f"`tether migrate --store {migrations.redact(url)}` again"
+    )

@@ -16,6 +16,8 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
 
 from tether import errors
 
@@ -48,22 +50,30 @@ def checksum(sql: str) -> str:
     return hashlib.sha256(sql.encode("utf-8")).hexdigest()
 
 
-def file_names(engine: str) -> list[str]:
-    """The ``.sql`` file names shipped for ``engine``, sorted (none for an engine without files)."""
-    folder = resources.files(__name__).joinpath(engine)
+def _folder(engine: str, root: Traversable | Path | None) -> Traversable | Path:
+    """``<root>/<engine>``; ``root`` defaults to this package (the shipped migrations)."""
+    return (resources.files(__name__) if root is None else root).joinpath(engine)
+
+
+def file_names(engine: str, root: Traversable | Path | None = None) -> list[str]:
+    """The ``.sql`` file names shipped for ``engine``, sorted (none for an engine without files).
+
+    ``root`` reads another folder laid out like this package (``<root>/<engine>/*.sql``):
+    tests use it to run migrations that are not shipped, a broken one say."""
+    folder = _folder(engine, root)
     if not folder.is_dir():
         return []
     return sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
 
 
-def load(engine: str) -> list[Migration]:
-    """Every migration shipped for ``engine``, in version order.
+def load(engine: str, root: Traversable | Path | None = None) -> list[Migration]:
+    """Every migration shipped for ``engine`` (or found under ``root``), in version order.
 
     Raises ``StoreCorrupt`` when a file name is malformed or the numbers are not
     1, 2, 3, … without gaps: the package itself is broken then."""
-    folder = resources.files(__name__).joinpath(engine)
+    folder = _folder(engine, root)
     out: list[Migration] = []
-    for expected, file_name in enumerate(file_names(engine), start=1):
+    for expected, file_name in enumerate(file_names(engine, root), start=1):
         match = NAME_PATTERN.match(file_name)
         if match is None:
             raise errors.StoreCorrupt(
