@@ -23,7 +23,8 @@ from tether.execution.context import TaskContext
 from tether.execution.runner import FunctionWorkflow, Workflow
 from tether.execution.settings import ExecutionSettings
 from tether.execution.worker import Worker
-from tether.observe import events
+from tether.observe import events, tracing
+from tether.observe import metrics as obsmetrics
 from tether.store import DEFAULT_URL, open_store
 from tether.store.base import Store
 
@@ -98,12 +99,17 @@ class Runtime:
         worker_id: str | None = None,
         settings: ExecutionSettings | None = None,
         observers: Sequence[events.Observer] = (),
+        metrics: obsmetrics.Metrics | None = None,
         migrate: bool = True,
     ) -> None:
+        """``metrics``: keep these Prometheus metrics for the tasks run here (and time
+        this runtime's journal commits); serve them with ``observe.metrics.serve_metrics``."""
         self.store_url = store or default_store_url()
         self.worker_id = worker_id or default_worker_id()
         self.settings = settings or ExecutionSettings()
-        self.observers = events.Observers(list(observers))
+        self.metrics = metrics
+        extra = [obsmetrics.MetricsObserver(metrics)] if metrics is not None else []
+        self.observers = events.Observers([*extra, *observers])
         self.workflows: dict[str, Workflow] = {}
         self.specs: dict[str, str] = {}
         self._migrate = migrate
@@ -186,7 +192,8 @@ class Runtime:
         self, store: Store, *, concurrency: int = 1, worker_id: str | None = None
     ) -> Worker:
         if self._committer is None:
-            self._committer = Committer(store)
+            on_commit = self.metrics.observe_commit if self.metrics is not None else None
+            self._committer = Committer(store, on_commit_seconds=on_commit)
         return Worker(
             store,
             self.workflows,
@@ -236,9 +243,16 @@ class Runtime:
         tenant: str = "default",
         session: str | None = None,
         idempotency_key: str | None = None,
+        trace_context: dict[str, str] | None = None,
     ) -> types.TaskRecord:
-        """Enqueue a task (and a new session when ``session`` is None); returns at once."""
-        return self._call(lambda s: self._submit(s, agent, input, tenant, session, idempotency_key))
+        """Enqueue a task (and a new session when ``session`` is None); returns at once.
+
+        ``trace_context`` (a W3C ``traceparent`` carrier) makes the task's spans continue
+        that trace; by default the caller's active OpenTelemetry span is captured."""
+        carrier = _trace_carrier(trace_context)
+        return self._call(
+            lambda s: self._submit(s, agent, input, tenant, session, idempotency_key, carrier)
+        )
 
     async def asubmit(
         self,
@@ -248,9 +262,11 @@ class Runtime:
         tenant: str = "default",
         session: str | None = None,
         idempotency_key: str | None = None,
+        trace_context: dict[str, str] | None = None,
     ) -> types.TaskRecord:
+        carrier = _trace_carrier(trace_context)
         return await self._acall(
-            lambda s: self._submit(s, agent, input, tenant, session, idempotency_key)
+            lambda s: self._submit(s, agent, input, tenant, session, idempotency_key, carrier)
         )
 
     async def _submit(
@@ -261,6 +277,7 @@ class Runtime:
         tenant: str,
         session: str | None,
         idempotency_key: str | None,
+        trace_context: dict[str, str] | None = None,
     ) -> types.TaskRecord:
         if agent not in self.workflows:
             raise errors.UnknownAgent(
@@ -277,6 +294,7 @@ class Runtime:
                 session_id=session,
                 spec=self.specs.get(agent),
                 idempotency_key=idempotency_key,
+                trace_context=trace_context,
             )
         )
 
@@ -302,3 +320,10 @@ class Runtime:
     def store_call(self, fn: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
         """Run ``fn(store)`` on the runtime's loop: the operator's door to every read."""
         return self._call(fn)
+
+
+def _trace_carrier(given: dict[str, str] | None) -> dict[str, str] | None:
+    """The trace context a submitted task carries: the one given, else the caller's
+    active span (captured here, in the caller's thread, before the portal hop)."""
+    carrier = given if given is not None else tracing.inject_trace_context()
+    return dict(carrier) if carrier else None

@@ -17,9 +17,9 @@ from tether.execution.committer import Committer
 from tether.execution.identity import worker_identity
 from tether.execution.settings import ExecutionSettings
 from tether.execution.worker import Worker
-from tether.observe import events
-from tether.observe.logging import LogObserver, configure_logging
-from tether.observe.metrics import Metrics, MetricsObserver, serve_metrics
+from tether.observe.logging import configure_logging
+from tether.observe.metrics import serve_metrics
+from tether.observe.setup import Observability, setup_observability
 from tether.runtime import Runtime
 from tether.store import open_store
 
@@ -48,13 +48,17 @@ def worker(
     configure_logging("INFO", json=log_json)
     try:
         runtime = build_runtime(specs, store)
+        obs = setup_observability(extra=[runtime.observers])
     except errors.TetherError as exc:
         raise _fail(exc) from exc
     settings = ExecutionSettings(
         lease_ttl=lease_ttl, heartbeat_interval=heartbeat, drain_grace=grace, poll_interval=poll
     )
     with worker_identity(worker_id, runtime.store_url) as wid:
-        code = asyncio.run(_serve(runtime, wid, concurrency, settings, metrics_port))
+        try:
+            code = asyncio.run(_serve(runtime, wid, concurrency, settings, metrics_port, obs))
+        finally:
+            obs.close()
     raise typer.Exit(code)
 
 
@@ -64,9 +68,9 @@ async def _serve(
     concurrency: int,
     settings: ExecutionSettings,
     metrics_port: int | None,
+    obs: Observability,
 ) -> int:
-    metrics = Metrics()
-    observers = events.Observers([MetricsObserver(metrics), LogObserver(), runtime.observers])
+    metrics, observers = obs.metrics, obs.observers
     if metrics_port is not None:
         server, _ = serve_metrics(metrics, metrics_port)
         err.print(f"metrics on http://127.0.0.1:{server.server_port}/metrics", highlight=False)

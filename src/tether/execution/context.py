@@ -22,6 +22,7 @@ from tether.execution.fingerprint import describe, fingerprint
 from tether.execution.settings import ExecutionSettings
 from tether.models.base import Model
 from tether.observe import events
+from tether.observe import logging as obslog
 from tether.store.base import Store
 
 T = TypeVar("T")
@@ -226,6 +227,7 @@ class TaskContext:
             ),
             completed_data=lambda r: _model_completed_data(r, model),
             session_state=session_state,
+            started_data={"model": model.name},
         )
 
     async def call_tool(
@@ -280,6 +282,7 @@ class TaskContext:
                 messages=lambda m: (m,),
             ),
             on_failure=lambda err: to_message(f"Error ({err.error_class}): {err.detail}"),
+            started_data={"tool_call_id": call.id},
         )
 
     def _tool_executor(
@@ -317,11 +320,14 @@ class TaskContext:
         heartbeat_timeout: float | None = None,
         completed_data: Callable[[T], dict[str, Any]] | None = None,
         session_state: Callable[[T], dict[str, Any] | None] | None = None,
+        started_data: dict[str, Any] | None = None,
     ) -> T:
         """Replay the step if the journal has it, else run it (with retries) and commit it.
 
         ``on_failure`` turns a final failure into a value that is committed (status
-        ``failed``) and returned, instead of raising."""
+        ``failed``) and returned, instead of raising. ``started_data`` goes with each
+        ``step.started`` event (a model step's ``model``, a tool step's ``tool_call_id``);
+        records logged while an attempt runs carry its ``step`` and ``attempt`` ids."""
         outcome = outcome or StepOutcome()
         if session_state is not None:
             outcome = dataclasses.replace(outcome, session_state=session_state)
@@ -339,13 +345,19 @@ class TaskContext:
         started = types.now()
         while True:
             self.emitter.emit(
-                events.STEP_STARTED, step=index, kind=kind, step_name=name, attempt=attempt
+                events.STEP_STARTED,
+                step=index,
+                kind=kind,
+                step_name=name,
+                attempt=attempt,
+                **(started_data or {}),
             )
             beat = Heartbeat()
             try:
-                value = await self._guard(
-                    execute(attempt, beat), beat, timeout, heartbeat_timeout, index, kind, name
-                )
+                with obslog.bind(step=index, attempt=attempt):
+                    value = await self._guard(
+                        execute(attempt, beat), beat, timeout, heartbeat_timeout, index, kind, name
+                    )
                 break
             except errors.TetherSignal:
                 raise

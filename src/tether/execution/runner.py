@@ -19,6 +19,7 @@ from tether.execution.emitter import Emitter
 from tether.execution.lease import LeaseKeeper
 from tether.execution.settings import ExecutionSettings
 from tether.observe import events
+from tether.observe import logging as obslog
 from tether.store.base import Claim, Store
 
 _log = logging.getLogger("tether.execution.runner")
@@ -71,7 +72,15 @@ class TaskRunner:
 
     async def run(self, claim: Claim) -> types.TaskRecord | None:
         """Run a claimed task to its end. None when the task left this worker unfinished
-        (lease lost, or released because the worker is stopping)."""
+        (lease lost, or released because the worker is stopping). Every record logged
+        meanwhile carries the task's tenant, session, task and worker ids."""
+        task = claim.task
+        with obslog.bind(
+            tenant=task.tenant, session=task.session_id, task=task.id, worker=self.worker
+        ):
+            return await self._run(claim)
+
+    async def _run(self, claim: Claim) -> types.TaskRecord | None:
         task, lease = claim.task, claim.lease
         emitter = Emitter(task, self.observers, self.worker)
         keeper = LeaseKeeper(

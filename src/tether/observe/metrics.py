@@ -22,7 +22,9 @@ Mapping from events (``agent`` is the ``task_type`` label):
 - a model ``step.completed`` sets ``session_context_tokens`` and
   ``session_context_limit_tokens{session_id}``; the task's end, release or lost lease
   removes those series (absent, not zero: only running sessions are exported).
-- ``sessions_stuck`` counts tasks whose latest event is ``step.stuck``.
+- ``sessions_stuck`` counts running tasks with a step declared stuck (``step.stuck``)
+  that has not got through since: the task stays counted while that step is retried,
+  until a step completes or fails for good, or the task ends, is released or lost.
 - ``worker_memory_bytes`` is read from the process when scraped.
 """
 
@@ -273,6 +275,10 @@ class _Running:
     context: bool = False
 
 
+# Events after which a stuck task is no longer stuck (its end drops it altogether).
+_UNSTICK = frozenset({events.STEP_COMPLETED, events.STEP_FAILED})
+
+
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -309,7 +315,7 @@ class MetricsObserver:
         # here), and dropped when they end, so a long-lived process does not grow.
         m, name, data = self.metrics, event.name, event.data
         running = self._tasks.get(event.task_id)
-        if running is not None and running.stuck and name != events.STEP_STUCK:
+        if running is not None and running.stuck and name in _UNSTICK:
             running.stuck = False
             self._set_stuck()
 
@@ -377,6 +383,8 @@ class MetricsObserver:
 
     def _end(self, event: events.TaskEvent, end_reason: str) -> None:
         running = self._tasks.pop(event.task_id, None)
+        if running is not None and running.stuck:
+            self._set_stuck()
         age = _number(event.data.get("session_age"))
         if age is None and running is not None and running.session_age_at_start is not None:
             started_at = running.started_at if running.started_at is not None else event.at

@@ -101,6 +101,13 @@ def configure_tracing(
     return provider
 
 
+def set_global_tracer_provider(provider: TracerProvider) -> None:
+    """Make ``provider`` OpenTelemetry's global one (once per process; later calls are
+    ignored with a warning by OpenTelemetry), so that ``inject_trace_context`` and the
+    user's own spans use it."""
+    otel_trace.set_tracer_provider(provider)
+
+
 def _exporter(name: str, env: Mapping[str, str]) -> SpanExporter:
     if name == "console":
         return ConsoleSpanExporter()

@@ -331,11 +331,23 @@ def test_stuck_sessions_gauge(m: metrics.Metrics) -> None:
     )
     o.on_event(ev(events.STEP_STUCK, "a", step=1, silent_for=90.0, heartbeat_timeout=60.0))
     assert value(scrape(m), "tether_sessions_stuck") == 2
+    # a stuck step being retried is still stuck: until an attempt gets through
     o.on_event(ev(events.STEP_RETRYING, "a", step=1, error=err("tool", "StepStuck"), delay=1.0))
+    o.on_event(ev(events.STEP_STARTED, "a", step=1, kind="tool", attempt=2))
+    assert value(scrape(m), "tether_sessions_stuck") == 2
+    o.on_event(ev(events.STEP_COMPLETED, "a", step=1, kind="tool", attempt=2, duration=0.1))
     assert value(scrape(m), "tether_sessions_stuck") == 1
     o.on_event(ev(events.LEASE_LOST, "b", session="s2"))
     assert value(scrape(m), "tether_sessions_stuck") == 0
     assert list(o._tasks) == ["a"]  # kept until task "a" ends
+    o.on_event(ev(events.STEP_STUCK, "a", step=2, silent_for=61.0, heartbeat_timeout=60.0))
+    o.on_event(ev(events.STEP_FAILED, "a", step=2, error=err("tool", "StepStuck")))
+    assert value(scrape(m), "tether_sessions_stuck") == 0
+    o.on_event(ev(events.STEP_STUCK, "a", step=3, silent_for=61.0, heartbeat_timeout=60.0))
+    assert value(scrape(m), "tether_sessions_stuck") == 1
+    o.on_event(ev(events.TASK_FAILED, "a", error=err("tool", "StepStuck"), step_error=True))
+    assert value(scrape(m), "tether_sessions_stuck") == 0
+    assert list(o._tasks) == []
 
 
 def test_compactions_and_truncations(m: metrics.Metrics) -> None:
