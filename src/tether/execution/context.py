@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from tether import errors, retry, tools, types
 from tether.execution.committer import Committer
 from tether.execution.emitter import Emitter
-from tether.execution.fingerprint import describe, fingerprint
+from tether.execution.fingerprint import RequestFingerprints, describe, fingerprint
 from tether.execution.settings import ExecutionSettings
 from tether.models.base import Model
 from tether.observe import events
@@ -97,6 +97,7 @@ class TaskContext:
         self.budget = retry.RetryBudget(retries.budget, spent=len(attempts))
         self.replayed = 0
         self.last_message_seqs: tuple[int, ...] = ()
+        self._requests = RequestFingerprints()
 
     # ---- identity ----------------------------------------------------------
 
@@ -213,11 +214,13 @@ class TaskContext:
                 )
             return response
 
+        step_name = name or model.name
         return await self.run_step(
             "model",
-            name or model.name,
-            {"model": model.name, "request": request.to_dict()},
+            step_name,
+            {"model": model.name, "messages": len(request.messages)},
             execute,
+            input_fingerprint=self._requests.fingerprint("model", step_name, model.name, request),
             policy=self.retries.model,
             where="model",
             outcome=StepOutcome(
@@ -320,6 +323,9 @@ class TaskContext:
         heartbeat_timeout: float | None = None,
         completed_data: Callable[[T], dict[str, Any]] | None = None,
         session_state: Callable[[T], dict[str, Any] | None] | None = None,
+        # Stands for the fingerprint of ``inputs`` when given (a model step's is computed
+        # incrementally); ``inputs`` then only describes them in error messages.
+        input_fingerprint: str | None = None,
         started_data: dict[str, Any] | None = None,
     ) -> T:
         """Replay the step if the journal has it, else run it (with retries) and commit it.
@@ -333,7 +339,7 @@ class TaskContext:
             outcome = dataclasses.replace(outcome, session_state=session_state)
         index = self._index
         self._index += 1
-        fp = fingerprint(kind, name, inputs)
+        fp = input_fingerprint or fingerprint(kind, name, inputs)
 
         if index < len(self._journal):
             return self._replay(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import operator
 from typing import Any
+
+from tether import types
 
 
 def fingerprint(kind: str, name: str, inputs: Any) -> str:
@@ -23,3 +27,39 @@ def describe(inputs: Any, limit: int = 160) -> str:
     """A short human-readable form of a step's inputs for error messages."""
     text = json.dumps(inputs, sort_keys=True, ensure_ascii=False, default=repr)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _message_line(message: types.Message) -> bytes:
+    text = json.dumps(
+        message.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr
+    )
+    return text.encode() + b"\n"
+
+
+class RequestFingerprints:
+    """Fingerprints of one task's model requests, each in O(messages new since the last).
+
+    A request's fingerprint hashes its messages one by one (each as canonical JSON, one
+    line each) into a running digest, then the rest of the request. An agent's next
+    request usually extends the previous one's messages with the very same objects, so
+    the digest of that prefix is carried on instead of hashing the whole history again:
+    a step's cost stays flat as the session grows. A request that does not extend the
+    last one is hashed from its start; the fingerprint is the same either way."""
+
+    def __init__(self) -> None:
+        self._messages: tuple[types.Message, ...] = ()
+        self._digest = hashlib.sha256()
+
+    def fingerprint(self, kind: str, name: str, model: str, request: types.ModelRequest) -> str:
+        messages = request.messages
+        known = len(self._messages)
+        if len(messages) >= known and all(map(operator.is_, messages, self._messages)):
+            digest = self._digest.copy()
+        else:
+            digest, known = hashlib.sha256(), 0
+        for message in messages[known:]:
+            digest.update(_message_line(message))
+        self._messages, self._digest = messages, digest.copy()
+        rest = dataclasses.replace(request, messages=()).to_dict()
+        head = fingerprint(kind, name, {"model": model, "request": rest})
+        return hashlib.sha256(f"{head}:{digest.hexdigest()}".encode()).hexdigest()[:32]
