@@ -91,11 +91,11 @@ async def _serve(
     def on_signal(signum: int) -> None:
         signals["count"] += 1
         if signals["count"] > 1:
-            err.print(f"worker {worker_id}: second signal, exiting now", highlight=False)
+            err.print(f"worker {w.owner}: second signal, exiting now", highlight=False)
             sys.stderr.flush()
             os._exit(130)
         err.print(
-            f"worker {worker_id}: {signal.Signals(signum).name}, draining "
+            f"worker {w.owner}: {signal.Signals(signum).name}, draining "
             f"({len(w.in_flight)} in flight, grace {settings.drain_grace}s)",
             highlight=False,
         )
@@ -104,14 +104,36 @@ async def _serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
     err.print(
-        f"worker {worker_id} ready: agents {sorted(runtime.workflows)}, concurrency {concurrency}, "
-        f"store {runtime.store_url}",
+        f"worker {w.owner} ready: agents {sorted(runtime.workflows)}, concurrency {concurrency}, "
+        f"lease ttl {settings.lease_ttl}s, store {runtime.store_url}",
         highlight=False,
     )
     try:
         await w.serve()
-        await w.shutdown()
     finally:
+        await w.shutdown()
+        await _close_models(runtime)
         await store.close()
-    err.print(f"worker {worker_id}: drained, leases released, exiting", highlight=False)
+    err.print(f"worker {w.owner}: drained, leases released, exiting", highlight=False)
+    await _leave_stuck_threads(loop)
     return 0
+
+
+async def _close_models(runtime: Runtime) -> None:
+    for workflow in runtime.workflows.values():
+        model = getattr(workflow, "model", None)
+        if model is not None:
+            await model.aclose()
+
+
+async def _leave_stuck_threads(loop: asyncio.AbstractEventLoop) -> None:
+    """A sync tool released past the grace period may still run in its thread, which
+    Python would wait for at exit. Its lease is released and its result would be fenced
+    off, so the process exits without waiting for it."""
+    try:
+        await asyncio.wait_for(loop.shutdown_default_executor(), timeout=1.0)
+    except TimeoutError:
+        err.print("exiting with a released tool still running in a thread", highlight=False)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

@@ -3,13 +3,32 @@
 Workers hold no session state between tasks; everything a task needs is in the
 store, so any worker can continue any task. ``Runtime.run`` uses the same machinery
 for one task in-process.
+
+Leases. A worker has a stable id (``worker_id``, by default from the host and its
+slot, see ``identity``) and an incarnation (one per ``Worker`` object). Each claim
+is made under an owner of its own, ``"{worker_id}/{incarnation}.{n}"``: the store
+hands a claimer every running task whose lease owner is the claimer itself (so that
+a restarted worker takes its leases back), and a fresh owner per claim keeps a live
+worker from claiming its own in-flight tasks again. A new incarnation takes back,
+at once, every lease an earlier incarnation of the same worker id left behind
+(``take_back``), by claiming it under that lease's owner.
+
+Drain. ``drain()`` stops claiming. A task that is between steps, or waiting out a
+retry's backoff, is released at its next step boundary (cancelled there; the runner
+gives the lease back so another worker resumes it at once); a task in the middle of
+a step finishes that step and commits it first. ``shutdown(grace)`` waits up to
+``grace`` seconds for that, then cancels what is left, which releases it too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
+import uuid
 from collections.abc import Collection, Mapping
+from typing import Literal
 
 from tether import errors, types
 from tether.execution.committer import Committer
@@ -19,6 +38,41 @@ from tether.observe import events
 from tether.store.base import Claim, Store
 
 _log = logging.getLogger("tether.execution.worker")
+
+INCARNATION_SEPARATOR = "/"
+
+Phase = Literal["between", "step", "backoff"]
+
+
+def stable_id(owner: str) -> str:
+    """The worker id part of a lease owner (the owner itself when it has no incarnation)."""
+    return owner.partition(INCARNATION_SEPARATOR)[0]
+
+
+class _Boundaries:
+    """Observes each running task's step boundaries, so a draining worker can release a
+    task between two steps instead of in the middle of one."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+        self.phase: dict[str, Phase] = {}
+
+    def on_event(self, event: events.TaskEvent) -> None:
+        task_id = event.task_id
+        if event.name == events.STEP_STARTED:
+            self.phase[task_id] = "step"
+            if self._worker.draining:
+                # The step has not run yet: stop here, before its first side effect.
+                self._worker.release_now(task_id)
+        elif event.name == events.STEP_RETRYING:
+            self.phase[task_id] = "backoff"
+            if self._worker.draining:
+                self._worker.release_now(task_id)
+        elif event.name in (events.STEP_COMPLETED, events.STEP_FAILED, events.STEP_REPLAYED):
+            self.phase[task_id] = "between"
+
+    def forget(self, task_id: str) -> None:
+        self.phase.pop(task_id, None)
 
 
 class Worker:
@@ -33,24 +87,37 @@ class Worker:
         observers: events.Observer | None = None,
         agents: Collection[str] | None = None,
         committer: Committer | None = None,
+        incarnation: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise errors.InvalidInput("a worker's concurrency must be at least 1")
+        if not worker_id or INCARNATION_SEPARATOR in worker_id:
+            raise errors.InvalidInput(
+                f"worker id {worker_id!r} must be non-empty and may not contain "
+                f"{INCARNATION_SEPARATOR!r}; pick another --worker-id"
+            )
         self.store = store
         self.worker_id = worker_id
+        self.incarnation = incarnation or uuid.uuid4().hex[:8]
+        self.owner = f"{worker_id}{INCARNATION_SEPARATOR}{self.incarnation}"
+        """How this worker signs its steps and events; each lease adds ``.n`` to it."""
+        self._claims = itertools.count(1)
         self.concurrency = concurrency
         self.settings = settings or ExecutionSettings()
         self.agents = list(agents) if agents is not None else list(workflows)
+        self._boundaries = _Boundaries(self)
         self.runner = TaskRunner(
             store,
             workflows,
-            worker=worker_id,
+            worker=self.owner,
             settings=self.settings,
-            observers=observers or events.Observers(),
+            observers=events.Observers([self._boundaries, observers or events.Observers()]),
             committer=committer or Committer(store),
         )
         self._running: dict[str, asyncio.Task[types.TaskRecord | None]] = {}
+        self._releasing: set[str] = set()
         self._draining = False
+        self._took_back = False
         self._wake = asyncio.Event()
 
     @property
@@ -65,8 +132,12 @@ class Worker:
         """Look for work now (a new task was submitted)."""
         self._wake.set()
 
+    # ---- claiming ------------------------------------------------------------------
+
     async def serve(self) -> None:
-        """Claim and run tasks until ``drain`` is called, then wait for in-flight ones."""
+        """Claim and run tasks until ``drain`` is called; ``shutdown`` then waits for
+        in-flight steps and releases the rest."""
+        await self.take_back()
         while not self._draining:
             claimed = False
             if len(self._running) < self.concurrency:
@@ -76,45 +147,85 @@ class Worker:
                     self._start(claim)
             if not claimed:
                 self._wake.clear()
-                await self._idle()
+                if self._draining:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
 
-    async def _idle(self) -> None:
-        """Wait up to ``poll_interval`` for work: a local wake-up (a task of this process
-        ended, or ``wake``), or the store's notice that a task became claimable anywhere
-        (``Store.wait_for_work``: PostgreSQL's LISTEN/NOTIFY; SQLite just sleeps)."""
-        local = asyncio.ensure_future(self._wake.wait())
-        remote = asyncio.ensure_future(self.store.wait_for_work(self.settings.poll_interval))
+    async def take_back(self) -> list[str]:
+        """Resume at once every task an earlier incarnation of this worker id still holds
+        (it was killed or restarted), without waiting for those leases to expire."""
+        if self._took_back:
+            return []
+        self._took_back = True
         try:
-            await asyncio.wait(
-                (local, remote),
-                timeout=self.settings.poll_interval,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            for waiter in (local, remote):
-                waiter.cancel()
-            await asyncio.gather(local, remote, return_exceptions=True)
+            running = await self.store.list_tasks(status="running", limit=1_000_000)
+        except errors.StoreUnavailable as exc:
+            _log.warning("worker %s: could not look for its own leases: %s", self.owner, exc)
+            return []
+        resumed: list[str] = []
+        for task in sorted(running, key=lambda t: t.created_at):
+            if not self._is_earlier_self(task) or task.agent not in self.agents:
+                continue
+            if len(self._running) >= self.concurrency or self._draining:
+                break
+            claim = await self._claim_as(task.lease_owner or "", task.id)
+            if claim is not None:
+                self._start(claim)
+                resumed.append(task.id)
+        return resumed
+
+    def _is_earlier_self(self, task: types.TaskRecord) -> bool:
+        owner = task.lease_owner
+        return (
+            owner is not None
+            and task.id not in self._running
+            and stable_id(owner) == self.worker_id
+        )
 
     async def _claim(self, task_id: str | None = None) -> Claim | None:
+        if task_id is not None:
+            try:
+                task = await self.store.get_task(task_id)
+            except errors.StoreUnavailable as exc:
+                await self._claim_failed(exc)
+                return None
+            if task.status == "running" and self._is_earlier_self(task):
+                return await self._claim_as(task.lease_owner or "", task_id)
+        return await self._claim_as(f"{self.owner}.{next(self._claims)}", task_id)
+
+    async def _claim_as(self, owner: str, task_id: str | None) -> Claim | None:
+        """Claim as ``owner``: a fresh owner of this worker's, or an earlier incarnation's
+        (whose running task the store then hands back as a ``resume``)."""
         try:
             return await self.store.claim_task(
-                self.worker_id,
+                owner,
                 lease_ttl=self.settings.lease_ttl,
                 agents=self.agents,
                 task_id=task_id,
             )
         except errors.StoreUnavailable as exc:
-            _log.warning("worker %s: claim failed, store unavailable: %s", self.worker_id, exc)
-            await asyncio.sleep(self.settings.poll_interval)
+            await self._claim_failed(exc)
             return None
 
+    async def _claim_failed(self, exc: errors.StoreUnavailable) -> None:
+        _log.warning("worker %s: claim failed, store unavailable: %s", self.owner, exc)
+        await asyncio.sleep(self.settings.poll_interval)
+        return None
+
+    # ---- running -------------------------------------------------------------------
+
     def _start(self, claim: Claim) -> asyncio.Task[types.TaskRecord | None]:
-        job = asyncio.get_running_loop().create_task(self.runner.run(claim))
         task_id = claim.task.id
+        self._boundaries.phase[task_id] = "between"
+        job = asyncio.get_running_loop().create_task(self.runner.run(claim))
         self._running[task_id] = job
 
         def done(t: asyncio.Task[types.TaskRecord | None]) -> None:
-            self._running.pop(task_id, None)
+            if self._running.get(task_id) is t:
+                del self._running[task_id]
+                self._boundaries.forget(task_id)
+                self._releasing.discard(task_id)
             self._wake.set()
             if not t.cancelled() and t.exception() is not None:
                 _log.error("task %s: runner crashed: %r", task_id, t.exception())
@@ -122,22 +233,48 @@ class Worker:
         job.add_done_callback(done)
         return job
 
+    def release_now(self, task_id: str) -> None:
+        """Stop running ``task_id`` here; its runner gives the lease back at once."""
+        job = self._running.get(task_id)
+        if job is not None and task_id not in self._releasing:
+            self._releasing.add(task_id)
+            job.cancel()
+
+    # ---- draining ------------------------------------------------------------------
+
     def drain(self) -> None:
-        """Stop claiming; ``shutdown`` then waits for in-flight steps."""
+        """Stop claiming; tasks between steps or in backoff are released at once, tasks
+        in a step at the end of that step."""
         self._draining = True
         self._wake.set()
+        for task_id in list(self._running):
+            if self._boundaries.phase.get(task_id) == "backoff":
+                self.release_now(task_id)
 
     async def shutdown(self, grace: float | None = None) -> None:
-        """Let in-flight tasks run up to ``grace`` seconds, then release the rest at once."""
+        """Let in-flight steps finish up to ``grace`` seconds (default the settings'
+        ``drain_grace``), then release the tasks still running; return when every task
+        has left this worker."""
         self.drain()
         grace = self.settings.drain_grace if grace is None else grace
         jobs = list(self._running.values())
-        if jobs:
-            _, pending = await asyncio.wait(jobs, timeout=grace)
-            for job in pending:
-                job.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+        if not jobs:
+            return
+        _, pending = await asyncio.wait(jobs, timeout=grace)
+        for task_id, job in list(self._running.items()):
+            if job in pending:
+                _log.warning(
+                    "worker %s: task %s did not reach a step boundary within the %ss grace; "
+                    "releasing it mid-step (the step runs again elsewhere)",
+                    self.owner,
+                    task_id,
+                    grace,
+                )
+                self.release_now(task_id)
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    # ---- one task in-process --------------------------------------------------------
 
     async def run_task(self, task_id: str) -> types.TaskRecord:
         """Run one task in this process until it ends, waiting while another worker
