@@ -57,3 +57,20 @@ def with_store(
             await store.close()
 
     return asyncio.run(main())
+
+
+def raw_unchecked(url: str, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+    """Run statements with foreign keys unenforced, to make the damage a hand-edit would."""
+    if url.startswith("sqlite://"):
+        conn = sqlite3.connect(sqlite_path(url))  # foreign keys are off by default
+        try:
+            for sql, params in statements:
+                conn.execute(sql, tuple(params))
+            conn.commit()
+        finally:
+            conn.close()
+        return
+    with psycopg.connect(url, autocommit=True) as pconn:
+        pconn.execute("SET session_replication_role = replica")
+        for sql, params in statements:
+            pconn.execute(sql.replace("?", "%s").encode(), tuple(params))

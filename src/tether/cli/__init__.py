@@ -476,6 +476,7 @@ def _clock(ts: float) -> str:
 
 
 def main() -> None:
+    from tether.cli import doctor as _doctor  # noqa: F401  (registers `tether doctor`)
     from tether.cli import serve as _serve  # noqa: F401  (registers `tether serve`, `keys`)
     from tether.cli import worker as _worker  # noqa: F401  (registers `tether worker`)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from tether import types
 
@@ -85,6 +85,33 @@ class MemoryHit:
     """Cosine similarity to the query vector."""
 
 
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem ``Store.doctor`` found: which check, how bad, what to do about it."""
+
+    check: str
+    """Stable name: ``schema``, ``pending_migrations``, ``payload_versions``,
+    ``orphaned_<table>``, ``session_last_seq``, ``expired_leases``, …"""
+    severity: Severity
+    message: str
+    """What is wrong, naming the objects, and the remedy."""
+    count: int = 1
+    refs: tuple[str, ...] = ()
+    """Ids of (some of) the objects concerned: ``task``, ``session:seq``, ``task:index``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "severity": self.severity,
+            "message": self.message,
+            "count": self.count,
+            "refs": list(self.refs),
+        }
+
+
 class Store(Protocol):
     url: str
 
@@ -101,6 +128,16 @@ class Store(Protocol):
 
     async def migrate(self, *, dry_run: bool = False) -> list[str]:
         """Apply pending migrations; return the names applied (or that would be)."""
+
+    async def doctor(self) -> list[Finding]:
+        """Check the store without changing it; return the problems found (none: healthy).
+
+        Works on a store opened with ``check=False``, so it can report an out-of-date
+        or newer schema. Checks (``tether.store.doctor``): schema version and pending
+        migrations; payload versions this code cannot read; rows of unknown sessions or
+        tasks (tasks, messages, steps, attempts, runs, events, memory); sessions whose
+        ``last_seq`` disagrees with their messages; running tasks with an expired lease
+        (a warning: a worker will resume them) or without one; leases on idle tasks."""
 
     # ---- sessions ----------------------------------------------------------
 

@@ -13,12 +13,13 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from tether import errors, types
+from tether.store import doctor as checks
 from tether.store import ids, migrations, rows, vectors
 from tether.store import postgres_connection as connection
 from tether.store import postgres_memory as memory
 from tether.store import postgres_queries as queries
 from tether.store import postgres_schema as schema
-from tether.store.base import ApiKey, Claim, MemoryHit, MemoryItem
+from tether.store.base import ApiKey, Claim, Finding, MemoryHit, MemoryItem
 from tether.store.postgres_listener import Listener
 
 __all__ = ["PostgresStore"]
@@ -98,6 +99,39 @@ class PostgresStore:
         return await self._run(
             lambda conn: schema.apply(conn, self.url, self._migrations, dry_run=dry_run)
         )
+
+    async def doctor(self) -> list[Finding]:
+        async def read(conn: Conn) -> list[Finding]:
+            found = checks.schema_findings(self.url, await schema.applied(conn), self._migrations)
+            if found and found[0].check == "schema":
+                return found
+            existing = {
+                r["tablename"]
+                for r in await queries.fetch_all(
+                    conn, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                )
+            }
+            now = await queries.db_now(conn)
+            for check in checks.applicable(existing):
+                params = (now,) * check.sql.count("{now}")
+                total = await queries.fetch_one(conn, check.count_query("%s"), params)
+                refs = await queries.fetch_all(conn, check.query("%s"), params)
+                finding = check.finding(
+                    [str(r["ref"]) for r in refs], int(total["n"]) if total else 0
+                )
+                if finding is not None:
+                    found.append(finding)
+            versions: dict[str, dict[int, int]] = {}
+            for table in checks.PAYLOAD_TABLES:
+                counted = await queries.fetch_all(
+                    conn,
+                    f"SELECT payload_version AS v, COUNT(*) AS n FROM {table}"
+                    " GROUP BY payload_version",
+                )
+                versions[table] = {int(r["v"]): int(r["n"]) for r in counted}
+            return found + checks.payload_findings(versions)
+
+        return await self._tx(read)
 
     # ---- sessions --------------------------------------------------------------
 

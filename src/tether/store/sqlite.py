@@ -16,10 +16,11 @@ from typing import Any, TypeVar
 
 from tether import errors, types
 from tether.store import base, ids, migrations, rows, vectors
+from tether.store import doctor as checks
 from tether.store import sqlite_connection as connection
 from tether.store import sqlite_queries as queries
 from tether.store import sqlite_schema as schema
-from tether.store.base import ApiKey, Claim
+from tether.store.base import ApiKey, Claim, Finding
 
 __all__ = ["SQLiteStore"]
 
@@ -112,6 +113,9 @@ class SQLiteStore:
         return await self._run(
             lambda conn: schema.apply(conn, self.url, self._migrations, dry_run=dry_run)
         )
+
+    async def doctor(self) -> list[Finding]:
+        return await self._read(lambda conn: _doctor(conn, self.url, self._migrations))
 
     # ---- sessions --------------------------------------------------------------
 
@@ -495,6 +499,33 @@ class SQLiteStore:
             ]
 
         return await self._read(read)
+
+
+def _doctor(
+    conn: sqlite3.Connection, url: str, shipped: Sequence[migrations.Migration]
+) -> list[Finding]:
+    found = checks.schema_findings(url, schema.applied(conn), shipped)
+    if found and found[0].check == "schema":
+        return found
+    existing = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    now = types.now()
+    for check in checks.applicable(existing):
+        params = (now,) * check.sql.count("{now}")
+        count: int = conn.execute(check.count_query("?"), params).fetchone()["n"]
+        refs = [str(r["ref"]) for r in conn.execute(check.query("?"), params)]
+        finding = check.finding(refs, count)
+        if finding is not None:
+            found.append(finding)
+    versions = {
+        table: {
+            int(r["v"]): int(r["n"])
+            for r in conn.execute(
+                f"SELECT payload_version AS v, COUNT(*) AS n FROM {table} GROUP BY payload_version"
+            )
+        }
+        for table in checks.PAYLOAD_TABLES
+    }
+    return found + checks.payload_findings(versions)
 
 
 def _check_ttl(lease_ttl: float) -> None:
