@@ -4,12 +4,14 @@ checks on what the stand-in server received."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
-from tether import ToolContext, tool, types
+from tether import Agent, ContextPolicy, OpenAIModel, Runtime, ToolContext, tool, types
 from tether.context import summarize
 from tether.models import openai, scripted
 from tether.models.scripted import ScriptedModel
+from tether.testing import StandInModelServer
 
 
 @tool
@@ -21,6 +23,27 @@ def record(n: int, ctx: ToolContext) -> str:
 def is_summary_request(request: types.ModelRequest) -> bool:
     first = request.messages[0].content or "" if request.messages else ""
     return first in (summarize.SUMMARY_INSTRUCTIONS, summarize.RESUMMARY_INSTRUCTIONS)
+
+
+def growing(request: types.ModelRequest) -> scripted.Reply:
+    """Like ``conversation``, but folding appends to the summary (it only grows) and
+    re-summarising cuts it short."""
+    if is_summary_request(request):
+        text = request.messages[-1].content or ""
+        if request.messages[0].content == summarize.RESUMMARY_INSTRUCTIONS:
+            return "Condensed: numbers were recorded."
+        prior = text.split("Current summary:\n", 1)[1].split("\n\nNew messages:", 1)[0]
+        seen = text.count("[message ")
+        kept = "" if prior == "(no summary yet)" else prior + " "
+        return kept + f"Then {seen} more messages recorded numbers as the user asked."
+    return conversation(request)
+
+
+def truncating(request: types.ModelRequest) -> scripted.Reply:
+    """Like ``conversation``, but every summary is cut off by its token limit."""
+    if is_summary_request(request):
+        return ScriptedModel.truncated("The user asked for")
+    return conversation(request)
 
 
 def conversation(request: types.ModelRequest) -> scripted.Reply:
@@ -80,3 +103,79 @@ def orphans(body: dict[str, Any]) -> list[str]:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
+
+
+class Collect:
+    """An observer that keeps every event."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def on_event(self, event: Any) -> None:
+        self.events.append(event)
+
+    def named(self, name: str) -> list[Any]:
+        return [e for e in self.events if e.name == name]
+
+
+@dataclass
+class Conversation:
+    results: list[Any]
+    bodies: list[dict[str, Any]]
+    session: types.SessionRecord
+    messages: list[types.StoredMessage]
+    memory: list[Any]
+    seen: Collect
+
+
+def converse(
+    db: str,
+    policy: ContextPolicy,
+    turns: int,
+    *,
+    window: int,
+    counter_window: int | None = None,
+    stop_on_failure: bool = False,
+    growing_summary: bool = False,
+    inputs: list[str] | None = None,
+    truncate_summaries: bool = False,
+) -> Conversation:
+    """``turns`` user turns in one session, one task each, against a stand-in server
+    that enforces ``window``; the agent believes the window is ``counter_window``."""
+    seen = Collect()
+    results: list[Any] = []
+    script = growing if growing_summary else conversation
+    if truncate_summaries:
+        script = truncating
+    with StandInModelServer(script, context_window=window) as server:
+        model = OpenAIModel(
+            base_url=server.base_url,
+            model="any",
+            context_window=counter_window or window,
+            max_output_tokens=256,
+        )
+        agent = Agent(
+            "recorder",
+            model,
+            instructions="Record the numbers the user gives, then say done.",
+            tools=[record],
+            context=policy,
+        )
+        with Runtime(store=f"sqlite:///{db}?synchronous=normal", observers=[seen]) as runtime:
+            runtime.register(agent)
+            session: str | None = None
+            texts = inputs or [f"turn {turn}" for turn in range(1, turns + 1)]
+            for text in texts:
+                task = runtime.submit("recorder", text, session=session)
+                session = task.session_id
+                result = runtime.run(task.id)
+                results.append(result)
+                if stop_on_failure and result.status != "completed":
+                    break
+            assert session is not None
+            sid = session
+            record_ = runtime.store_call(lambda s: s.get_session(sid))
+            messages = runtime.store_call(lambda s: s.list_messages(sid))
+            memory = runtime.store_call(lambda s: s.list_memory(sid))
+        bodies = server.requests
+    return Conversation(results, bodies, record_, messages, memory, seen)

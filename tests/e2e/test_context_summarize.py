@@ -6,84 +6,66 @@ from pathlib import Path
 
 import context_support as support
 
-from tether import Agent, ContextPolicy, OpenAIModel, Runtime
+from tether import ContextPolicy
 from tether.observe import events
-from tether.testing import StandInModelServer
 
 WINDOW = 2048
-TURNS = 200
-
-
-class Collect:
-    def __init__(self) -> None:
-        self.events: list[events.TaskEvent] = []
-
-    def on_event(self, event: events.TaskEvent) -> None:
-        self.events.append(event)
 
 
 def test_200_turns_summarize(tmp_path: Path) -> None:
-    seen = Collect()
-    with StandInModelServer(support.conversation, context_window=WINDOW) as server:
-        model = OpenAIModel(
-            base_url=server.base_url, model="any", context_window=WINDOW, max_output_tokens=256
-        )
-        agent = Agent(
-            "summarizer",
-            model,
-            instructions="Record the numbers the user gives, then say done.",
-            tools=[support.record],
-            context=ContextPolicy(strategy="summarize", keep_recent=4),
-        )
-        with Runtime(
-            store=f"sqlite:///{tmp_path}/t.db?synchronous=normal", observers=[seen]
-        ) as runtime:
-            runtime.register(agent)
-            session = None
-            for turn in range(1, TURNS + 1):
-                task = runtime.submit("summarizer", f"turn {turn}", session=session)
-                session = task.session_id
-                result = runtime.run(task.id)
-                assert result.status == "completed", result.error
-            assert session is not None
-            record = runtime.store_call(lambda s: s.get_session(session))
-            messages = runtime.store_call(lambda s: s.list_messages(session))
-        bodies = server.requests
-
-    refused = [i for i, b in enumerate(bodies) if support.server_would_refuse(b, WINDOW)]
-    assert refused == []
-    assert all(support.orphans(b) == [] for b in bodies)
-    chat = [b for b in bodies if not support.is_summary_request(support.wire_request(b))]
-    summaries = len(bodies) - len(chat)
-    assert summaries > 0
+    run = support.converse(
+        str(tmp_path / "t.db"), ContextPolicy(strategy="summarize", keep_recent=4), 200,
+        window=WINDOW,
+    )  # fmt: skip
+    assert [r.status for r in run.results] == ["completed"] * 200
+    assert [i for i, b in enumerate(run.bodies) if support.server_would_refuse(b, WINDOW)] == []
+    assert all(support.orphans(b) == [] for b in run.bodies)
+    chat = [b for b in run.bodies if not support.is_summary_request(support.wire_request(b))]
+    assert len(run.bodies) - len(chat) > 0
     last = chat[-1]["messages"]
     assert last[0]["content"].startswith("Record the numbers")
     assert last[1]["role"] == "system"
     assert last[1]["content"].startswith("Summary of the earlier conversation")
     assert "earlier messages are summarised above" in last[1]["content"]
 
-    ledger = record.state
+    ledger = run.session.state
     assert ledger["summary"]["text"]
     assert ledger["compactions_total"] >= 1
-    # every message is in the request or in the summary's recorded sources
     folded = ledger["folded_upto"]
-    sources = ledger["summary"]["sources"]
-    for m in messages:
-        if m.seq <= folded:
-            assert any(a <= m.seq <= b for a, b in sources), m.seq
+    assert ledger["summary"]["sources"] == [[1, folded]]
     assert ledger["last"]["request_from_seq"] == folded + 1
+    assert run.memory == []
 
-    names = [e.name for e in seen.events]
-    assert events.CONTEXT_PRESSURE in names
-    compacted = [e for e in seen.events if e.name == events.CONTEXT_COMPACTED]
-    assert compacted and all(
-        {"strategy", "messages", "tokens_before", "tokens_after"} <= e.data.keys()
-        for e in compacted
-    )
-    assert all(e.data["tokens_after"] < e.data["tokens_before"] for e in compacted)
-    assert not [e for e in seen.events if e.name in (events.STEP_FAILED, events.TASK_FAILED)]
-    # the estimate is never below what the model reported, and within 10% + 1 token of it
-    done = [e for e in seen.events if e.name == events.STEP_COMPLETED and e.step_kind == "model"]
-    assert len(done) >= TURNS * 2
+    assert run.seen.named(events.CONTEXT_PRESSURE)
+    compacted = run.seen.named(events.CONTEXT_COMPACTED)
+    assert compacted
+    for e in compacted:
+        assert {"strategy", "messages", "tokens_before", "tokens_after"} <= e.data.keys()
+        assert e.data["tokens_after"] < e.data["tokens_before"]
+    folds = [
+        seq for e in compacted if e.data["strategy"] == "summarize" for seq in e.data["messages"]
+    ]
+    assert folds == list(range(1, folded + 1))
+    assert not run.seen.named(events.STEP_FAILED)
+    # the default counter never counts less than the server, and at most 10% + 1 more
     last_usage = ledger["last"]
     assert last_usage["reported"] <= last_usage["estimated"] <= last_usage["reported"] * 1.1 + 1
+    assert ledger["calibration"]["ratio"] == 1.0
+    assert ledger["calibration"]["samples"] >= 400
+
+
+def test_resummarizes_a_summary_that_outgrows_its_room(tmp_path: Path) -> None:
+    """A summariser that only ever appends makes the summary outgrow summary_tokens:
+    a resummarize step shortens it, and requests still fit."""
+    run = support.converse(
+        str(tmp_path / "t.db"),
+        ContextPolicy(strategy="summarize", summary_tokens=40),
+        60,
+        window=WINDOW,
+        growing_summary=True,
+    )
+    assert [r.status for r in run.results] == ["completed"] * 60
+    assert [i for i, b in enumerate(run.bodies) if support.server_would_refuse(b, WINDOW)] == []
+    strategies = [e.data["strategy"] for e in run.seen.named(events.CONTEXT_COMPACTED)]
+    assert "resummarize" in strategies and "summarize" in strategies
+    assert run.session.state["summary"]["generation"] == len(strategies)
