@@ -1,0 +1,211 @@
+"""A real ``tether serve`` for the HTTP tests: in a thread (``Service``) or a subprocess,
+API keys made through the store, and a small Server-Sent Events reader."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import server_agents
+
+from tether.execution.settings import ExecutionSettings
+from tether.server import keys
+from tether.server.config import ServerConfig
+from tether.server.service import Service
+from tether.store import open_store
+from tether.store.base import Store
+
+T = TypeVar("T")
+HERE = Path(__file__).parent
+AGENTS_SPEC = f"{HERE / 'server_agents.py'}:runtime"
+TETHER = str(Path(sys.executable).with_name("tether"))
+
+
+def store_call(url: str, fn: Callable[[Store], Any]) -> Any:
+    async def go() -> Any:
+        store = open_store(url)
+        await store.open()
+        try:
+            return await fn(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def make_key(store_url: str, tenant: str) -> str:
+    made = keys.new_key()
+    store_call(store_url, lambda s: s.create_api_key(tenant, made.key_hash, prefix=made.prefix))
+    return made.key
+
+
+def fast_settings() -> ExecutionSettings:
+    return ExecutionSettings(lease_ttl=2.0, poll_interval=0.05, drain_grace=10.0)
+
+
+@dataclass
+class Running:
+    url: str
+    store_url: str
+    service: Service
+    clients: list[httpx.Client] = field(default_factory=list)
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        """A client with the key's bearer header; closed when the server stops."""
+        made = _client(self.url, key)
+        self.clients.append(made)
+        return made
+
+
+def _client(url: str, key: str | None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=url, headers=headers, timeout=20.0)
+
+
+@contextlib.contextmanager
+def serve_in_thread(store_url: str, **overrides: Any) -> Iterator[Running]:
+    config = ServerConfig(store_url=store_url, port=0, execution=fast_settings())
+    config = replace(config, **overrides)
+    service = Service(config, server_agents.runtime.workflows, announce=lambda line: None)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    failure: list[BaseException] = []
+
+    def main() -> None:
+        try:
+            asyncio.run(service.run(sock))
+        except BaseException as exc:  # reported by the test thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=main, name="tether-serve-test", daemon=True)
+    thread.start()
+    if not service.started.wait(15):
+        raise RuntimeError(f"the service did not start: {failure}")
+    assert service.url is not None
+    running = Running(service.url, store_url, service)
+    try:
+        yield running
+    finally:
+        for made in running.clients:
+            made.close()
+        service.request_drain()
+        thread.join(30)
+        assert not thread.is_alive(), "the service did not stop after its drain"
+        if failure:
+            raise failure[0]
+
+
+@dataclass
+class ServeProcess:
+    proc: subprocess.Popen[str]
+    url: str
+    log: Path
+    clients: list[httpx.Client] = field(default_factory=list)
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        made = _client(self.url, key)
+        self.clients.append(made)
+        return made
+
+    def close_clients(self) -> None:
+        for made in self.clients:
+            made.close()
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_serve(store_url: str, tmp: Path, *args: str, name: str = "serve") -> ServeProcess:
+    """``tether serve`` in a subprocess; returns once ``/healthz`` answers."""
+    port = free_port()
+    log = tmp / f"{name}.log"
+    proc = subprocess.Popen(
+        [TETHER, "serve", AGENTS_SPEC, "--port", str(port), "--store", store_url,
+         "--lease-ttl", "2", "--poll", "0.05", "--log-text", *args],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    served = ServeProcess(proc, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"tether serve exited {proc.returncode}:\n{log.read_text()}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(served.url + "/healthz", timeout=1).status_code == 200:
+                return served
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"tether serve did not answer:\n{log.read_text()}")
+
+
+@dataclass
+class Event:
+    event: str
+    data: dict[str, Any]
+    id: int | None
+
+
+def read_events(
+    client: httpx.Client,
+    task_id: str,
+    *,
+    last_event_id: int | None = None,
+    stop_after: int | None = None,
+) -> list[Event]:
+    """Read a task's event stream until it ends (or ``stop_after`` events with an id,
+    then hang up). Closing events (``stream.end``, ``stream.reconnect``) are included."""
+    headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
+    out: list[Event] = []
+    with client.stream("GET", f"/v1/tasks/{task_id}/events", headers=headers) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        fields: dict[str, str] = {}
+        for line in response.iter_lines():
+            if line == "":
+                if "event" in fields:
+                    event_id = int(fields["id"]) if "id" in fields else None
+                    out.append(Event(fields["event"], json.loads(fields["data"]), event_id))
+                    if stop_after is not None and sum(e.id is not None for e in out) >= stop_after:
+                        return out
+                fields = {}
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+    return out
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
