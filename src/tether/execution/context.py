@@ -546,7 +546,8 @@ class TaskContext:
                         "timeout or make the tool call ctx.heartbeat() while it works",
                         **self._ids(index),
                     )
-                done, _ = await asyncio.wait({job}, timeout=remaining)
+                # wake at least every silence_limit: a first heartbeat shortens the limit
+                done, _ = await asyncio.wait({job}, timeout=min(remaining, silence_limit))
                 if done:
                     return job.result()
         finally:
