@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import pg
 import pytest
+
+import pg
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -13,10 +13,10 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
-import pg
 import psycopg
 import pytest
 
+import pg
 from tether import errors, types
 from tether.store import migrations, open_store
 from tether.store.postgres import PostgresStore
@@ -266,7 +266,7 @@ def test_lost_connections_are_store_unavailable_then_ridden_out(pg_url: str) -> 
 def test_no_server_is_store_unavailable() -> None:
     async def main() -> None:
         store = PostgresStore("postgresql://postgres@127.0.0.1:1/test?pool_timeout=1")
-        with pytest.raises(errors.StoreUnavailable, match="127.0.0.1:1"):
+        with pytest.raises(errors.StoreUnavailable, match=r"127\.0\.0\.1:1"):
             await store.open()
 
     asyncio.run(main())
