@@ -141,14 +141,15 @@ def start_serve(store_url: str, tmp: Path, *args: str, name: str = "serve") -> S
     """``tether serve`` in a subprocess; returns once ``/healthz`` answers."""
     port = free_port()
     log = tmp / f"{name}.log"
-    proc = subprocess.Popen(
-        [TETHER, "serve", AGENTS_SPEC, "--port", str(port), "--store", store_url,
-         "--lease-ttl", "2", "--poll", "0.05", "--log-text", *args],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    with log.open("w") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [TETHER, "serve", AGENTS_SPEC, "--port", str(port), "--store", store_url,
+             "--lease-ttl", "2", "--poll", "0.05", "--log-text", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
     served = ServeProcess(proc, f"http://127.0.0.1:{port}", log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -13,7 +13,8 @@ from tether.cli import JsonOpt, StoreOpt, _fail, _print_json, _store_call, app, 
 from tether.cli.spec import build_runtime
 from tether.execution.settings import ExecutionSettings
 from tether.observe.logging import configure_logging
-from tether.runtime import default_store_url
+from tether.observe.setup import setup_observability
+from tether.runtime import Runtime, default_store_url
 from tether.server import keys as api_keys
 from tether.server.config import ServerConfig
 from tether.server.service import Service
@@ -57,6 +58,7 @@ def serve(
     configure_logging("INFO", json=log_json)
     try:
         runtime = build_runtime(specs, store)
+        obs = setup_observability(extra=[runtime.observers])
     except errors.TetherError as exc:
         raise _fail(exc) from exc
     config = ServerConfig(
@@ -75,12 +77,31 @@ def serve(
     def announce(line: str) -> None:
         err.print(f"tether serve: {line}", highlight=False)
 
-    service = Service(config, runtime.workflows, specs=runtime.specs, announce=announce)
+    service = Service(
+        config,
+        runtime.workflows,
+        specs=runtime.specs,
+        metrics=obs.metrics,
+        observers=obs.observers,
+        announce=announce,
+    )
     try:
-        asyncio.run(service.run())
+        asyncio.run(_serve(service, runtime))
     except errors.TetherError as exc:
         raise _fail(exc) from exc
+    finally:
+        obs.close()
     raise typer.Exit(0)
+
+
+async def _serve(service: Service, runtime: Runtime) -> None:
+    try:
+        await service.run()
+    finally:
+        for workflow in runtime.workflows.values():
+            model = getattr(workflow, "model", None)
+            if model is not None:
+                await model.aclose()
 
 
 @keys_app.command("create")

@@ -62,12 +62,21 @@ class Service:
         workflows: Mapping[str, Workflow],
         *,
         specs: Mapping[str, str] | None = None,
+        metrics: Metrics | None = None,
+        observers: events.Observer | None = None,
         announce: Callable[[str], None] | None = None,
     ) -> None:
+        """``metrics`` feed ``/metrics``; ``observers`` hear the embedded workers' task
+        events (default: metrics and JSON logs; pass ``setup_observability()``'s)."""
         self.config = config
         self.workflows = dict(workflows)
         self.specs = dict(specs or {})
-        self.metrics = Metrics()
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.observers: events.Observer = (
+            observers
+            if observers is not None
+            else events.Observers([MetricsObserver(self.metrics), LogObserver()])
+        )
         self.url: str | None = None
         self.started = threading.Event()
         """Set once the API listens (``url`` is known) and the workers run."""
@@ -119,7 +128,6 @@ class Service:
         return base if i == 0 else f"{base}-{i + 1}"
 
     async def _run(self, store: Store, worker_ids: list[str], sock: socket.socket | None) -> None:
-        observers = events.Observers([MetricsObserver(self.metrics), LogObserver()])
         committer = Committer(store, on_commit_seconds=self.metrics.observe_commit)
         self.workers = [
             Worker(
@@ -128,7 +136,7 @@ class Service:
                 worker_id=wid,
                 concurrency=self.config.concurrency,
                 settings=self.config.execution,
-                observers=observers,
+                observers=self.observers,
                 committer=committer,
             )
             for wid in worker_ids
@@ -157,6 +165,8 @@ class Service:
         host, port = sock.getsockname()[:2]
         self.url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
         jobs = [asyncio.create_task(w.serve()) for w in self.workers]
+        for job in jobs:
+            job.add_done_callback(_report_crash)
         assert self._drain_started is not None
         drain_started = self._drain_started
 
@@ -210,3 +220,8 @@ class Service:
     def _wake_workers(self) -> None:
         for w in self.workers:
             w.wake()
+
+
+def _report_crash(job: asyncio.Task[None]) -> None:
+    if not job.cancelled() and job.exception() is not None:
+        _log.error("an embedded worker stopped: %r", job.exception())
