@@ -128,6 +128,19 @@ class Conversation:
     seen: Collect
 
 
+def make_agent(base_url: str, window: int, policy: ContextPolicy) -> Agent:
+    model = OpenAIModel(
+        base_url=base_url, model="any", context_window=window, max_output_tokens=256
+    )
+    return Agent(
+        "recorder",
+        model,
+        instructions="Record the numbers the user gives, then say done.",
+        tools=[record],
+        context=policy,
+    )
+
+
 def converse(
     db: str,
     policy: ContextPolicy,
@@ -148,19 +161,7 @@ def converse(
     if truncate_summaries:
         script = truncating
     with StandInModelServer(script, context_window=window) as server:
-        model = OpenAIModel(
-            base_url=server.base_url,
-            model="any",
-            context_window=counter_window or window,
-            max_output_tokens=256,
-        )
-        agent = Agent(
-            "recorder",
-            model,
-            instructions="Record the numbers the user gives, then say done.",
-            tools=[record],
-            context=policy,
-        )
+        agent = make_agent(server.base_url, counter_window or window, policy)
         with Runtime(store=f"sqlite:///{db}?synchronous=normal", observers=[seen]) as runtime:
             runtime.register(agent)
             session: str | None = None
