@@ -357,12 +357,36 @@ def tasks_cancel(
         )
 
 
+def _context_view(state: dict[str, Any]) -> dict[str, Any]:
+    """The session's context ledger as an operator reads it: the last request's tokens
+    against the limit, the summary, memory and the compaction history."""
+    if not state:
+        return {}
+    last = state.get("last") or {}
+    summary = state.get("summary")
+    memory = state.get("memory") or {}
+    return {
+        "tokens": last.get("reported"),
+        "estimated_tokens": last.get("estimated"),
+        "limit": last.get("budget"),
+        "window": last.get("window"),
+        "utilisation": last.get("utilisation"),
+        "counter": last.get("counter"),
+        "calibration": state.get("calibration"),
+        "folded_upto": state.get("folded_upto", 0),
+        "summary": summary,
+        "memory_messages": memory.get("messages", 0),
+        "compactions_total": state.get("compactions_total", 0),
+        "compactions": state.get("compactions") or [],
+    }
+
+
 async def _session_details(s: Store, session_id: str, tenant: str | None) -> dict[str, Any]:
     session = await s.get_session(session_id, tenant=tenant)
     messages = await s.list_messages(session_id, tenant=tenant)
     tasks = await s.list_tasks(tenant=tenant, session_id=session_id, limit=1000)
     data = session.to_public()
-    data["context"] = session.state
+    data["context"] = _context_view(session.state)
     data["messages"] = [
         {"seq": m.seq, "task_id": m.task_id, **m.message.to_dict()} for m in messages
     ]
@@ -391,7 +415,30 @@ def sessions_show(
     )
     ctx = data["context"] or {}
     if ctx:
-        out.print(f"context: {json.dumps(ctx, default=str)[:400]}", highlight=False)
+        used = ctx["tokens"] if ctx["tokens"] is not None else ctx["estimated_tokens"]
+        share = f"{ctx['utilisation']:.0%}" if ctx["utilisation"] is not None else "?"
+        out.print(
+            f"context: {used} of {ctx['limit']} prompt tokens ({share} of the budget; window "
+            f"{ctx['window']}), estimated {ctx['estimated_tokens']} by {ctx['counter']}",
+            highlight=False,
+        )
+        summary = ctx["summary"]
+        if summary:
+            out.print(
+                f"summary of messages 1–{ctx['folded_upto']} ({summary['messages']} messages, "
+                f"generation {summary['generation']}): {summary['text'][:400]}",
+                highlight=False,
+            )
+        if ctx["memory_messages"]:
+            out.print(f"memory: {ctx['memory_messages']} messages", highlight=False)
+        out.print(f"compactions: {ctx['compactions_total']}", highlight=False)
+        for c in ctx["compactions"]:
+            span = f"messages {c['from']}–{c['to']}" if c.get("from") else "the summary"
+            out.print(
+                f"  {c['strategy']:<11} {span}: {c['tokens_before']} → {c['tokens_after']} "
+                f"tokens (task {c['task_id']})",
+                highlight=False,
+            )
     for m in data["messages"]:
         body = m.get("content") or ""
         if m.get("tool_calls"):
