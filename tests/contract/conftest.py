@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pg
 import pytest
 from contract_support import StoreCase
+
+import pg
 
 
 def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:

@@ -118,6 +118,7 @@ def wait_for(check: Callable[[], bool], what: str, timeout: float = 40) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_workers_ride_out_a_postgres_restart(cluster: Any, store_url: str) -> None:
     """``cluster`` is the crash suite's (``tests/crash/conftest.py``), on this database."""
     workers = [cluster.start(f"pg-{i}", lease_ttl=3.0, concurrency=2) for i in range(2)]
