@@ -19,6 +19,7 @@ import pytest
 import pg
 from tether import errors, types
 from tether.store import migrations, open_store
+from tether.store.base import MemoryItem
 from tether.store.postgres import PostgresStore
 
 T = TypeVar("T")
@@ -297,5 +298,48 @@ def test_a_retried_commit_after_a_lost_acknowledgement_is_idempotent(pg_url: str
         assert isinstance(first, types.CommitResult) and again == first
         assert len(await s.load_journal(claim.task.id)) == 1
         assert len(await s.list_messages(claim.task.session_id)) == 2  # input + "hi", once
+
+    run(pg_url, body)
+
+
+def test_api_keys_round_trip(pg_url: str) -> None:
+    async def body(s: PostgresStore) -> None:
+        key = await s.create_api_key("acme", "h1", prefix="tk_1", name="ci")
+        with pytest.raises(errors.Conflict):
+            await s.create_api_key("acme", "h1", prefix="tk_1")
+        other = await s.create_api_key("globex", "h2", prefix="tk_2")
+        assert await s.find_api_key("h1") == key
+        assert [k.id for k in await s.list_api_keys()] == [other.id, key.id]
+        assert [k.id for k in await s.list_api_keys(tenant="acme")] == [key.id]
+        with pytest.raises(errors.NotFound):
+            await s.revoke_api_key(key.id, tenant="globex")
+        revoked = await s.revoke_api_key(key.id)
+        assert not revoked.active and await s.find_api_key("h1") is None
+        assert (await s.revoke_api_key(key.id)).revoked_at == revoked.revoked_at
+
+    run(pg_url, body)
+
+
+def test_vector_memory_is_fenced_and_searchable(pg_url: str) -> None:
+    async def body(s: PostgresStore) -> None:
+        task = await s.submit_task(new_task())
+        claim = await s.claim_task("w1", lease_ttl=60)
+        assert claim is not None
+        items = [
+            MemoryItem(seq=1, role="user", text="cats", vector=(1.0, 0.0)),
+            MemoryItem(seq=2, role="assistant", text="dogs", vector=(0.0, 1.0)),
+        ]
+        await s.add_memory(claim.lease, task.session_id, items)
+        hits = await s.search_memory(task.session_id, [0.9, 0.1], 1)
+        assert [h.item.text for h in hits] == ["cats"]
+        assert [i.seq for i in await s.list_memory(task.session_id)] == [1, 2]
+        with pytest.raises(errors.InvalidInput, match="dimensions"):
+            await s.add_memory(
+                claim.lease, task.session_id, [MemoryItem(3, "user", "x", (1.0, 0.0, 0.0))]
+            )
+        await s.expire_lease(task.id)
+        await s.claim_task("w2", lease_ttl=60)
+        with pytest.raises(errors.LeaseLost):
+            await s.add_memory(claim.lease, task.session_id, items)
 
     run(pg_url, body)
