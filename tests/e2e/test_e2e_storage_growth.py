@@ -15,7 +15,10 @@ def note(text: str) -> str:
 
 def test_step_500_stores_as_much_as_step_5(tmp_path: Path) -> None:
     payload = "x" * 500
-    model = ScriptedModel([ScriptedModel.call("note", text=payload)] * 250 + ["done"])
+    # 500 steps of 500 characters take ~75k tokens: a window that holds them all
+    model = ScriptedModel(
+        [ScriptedModel.call("note", text=payload)] * 250 + ["done"], context_window=200_000
+    )
     agent = Agent("writer", model, tools=[note], max_steps=300)
     with Runtime(f"sqlite:///{tmp_path / 't.db'}", worker_id="t:run") as rt:
         rt.register(agent)

@@ -295,7 +295,9 @@ class ContextManager:
             )
         if not (response.message.content or "").strip():
             raise errors.ModelProtocolError(
-                f"model {self.summarizer!r} answered the summarisation request with no text"
+                f"model {self.summarizer!r} answered the summarisation request with no text; "
+                "a scripted model must answer requests whose system prompt is "
+                "tether.context.summarize.SUMMARY_INSTRUCTIONS with a summary"
             )
         return response
 
