@@ -145,8 +145,10 @@ class ContextManager:
             head = [*self.system, *self._pinned()]
             recall_room = self.budget.recall_tokens if self.ledger.memory else 0
             tokens = self.count([*head, *(e.message for e in live)]) + recall_room
-            oversized = self.ledger.summary is not None and (
-                self._cost(self._pinned()[0]) > self._summary_room()
+            oversized = (
+                self.policy.strategy == "summarize"
+                and self.ledger.summary is not None
+                and self._cost(self._pinned()[0]) > self._summary_room()
             )
             if tokens <= self.budget.budget and not oversized:
                 break
