@@ -8,6 +8,7 @@ session ever carried another session's messages.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import signal
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 
 import pytest
 import workload
-from conftest import ROOT, Cluster, Model, WorkerProcess, store_call, submit_task, wait_until
 
+from conftest import ROOT, Cluster, Model, WorkerProcess, store_call, submit_task
 from tether import types
 from tether.execution.worker import stable_id
 from tether.store import Store
@@ -234,16 +235,14 @@ def _check_reruns(
     assert starts, f"{what} never ran"
     starts = sorted(starts)
     assert starts[-1] <= step.finished_at, f"{what} ran again after it was committed"
-    for earlier, later in zip(starts, starts[1:], strict=False):
+    for earlier, later in itertools.pairwise(starts):
         assert _taken_over_between(runs, earlier, later), (
             f"{what} ran twice ({earlier:.3f}, {later:.3f}) without its task changing hands: "
             f"{[(r.reason, r.worker, r.started_at) for r in runs]}"
         )
 
 
-def _check_tool_executions(
-    execs: list[workload.Execution], state: State, plan: Plan
-) -> None:
+def _check_tool_executions(execs: list[workload.Execution], state: State, plan: Plan) -> None:
     by_key: dict[str, list[workload.Execution]] = defaultdict(list)
     for e in execs:
         by_key[e.key].append(e)
