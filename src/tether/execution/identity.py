@@ -15,10 +15,15 @@ import socket
 import tempfile
 from collections.abc import Iterator
 
+from tether import errors
+
 
 @contextlib.contextmanager
 def worker_identity(explicit: str | None, store_url: str, *, max_slots: int = 256) -> Iterator[str]:
-    """Yield ``explicit`` if given, else ``host:worker-N`` for the first free slot N."""
+    """Yield ``explicit`` if given, else ``host:worker-N`` for the first free slot N.
+
+    Slots are counted per store URL and held until the block exits (or the process
+    dies), so workers started one after another on a host reuse the same ids."""
     if explicit:
         yield explicit
         return
@@ -40,4 +45,7 @@ def worker_identity(explicit: str | None, store_url: str, *, max_slots: int = 25
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
         return
-    raise RuntimeError(f"all {max_slots} worker slots on {host} are taken for this store")
+    raise errors.InfraError(
+        f"all {max_slots} worker slots on {host} are taken for store {store_url} (lock files "
+        f"in {folder}); stop some workers, or give this one an id with --worker-id"
+    )
