@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import metadata
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -29,6 +30,7 @@ def create_app(state: ServerState) -> FastAPI:
         redoc_url=None,
     )
     app.state.tether = state
+    _document_agents(app, sorted(state.agents))
     app.include_router(routes_sessions.router)
     app.include_router(routes_tasks.router)
     app.include_router(routes_ops.router)
@@ -37,3 +39,18 @@ def create_app(state: ServerState) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=state.config.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=state.metrics)
     return app
+
+
+def _document_agents(app: FastAPI, agents: list[str]) -> None:
+    """Name this server's agents in the OpenAPI (as examples of ``SessionCreate.agent``)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            agent = schema["components"]["schemas"]["SessionCreate"]["properties"]["agent"]
+            agent["examples"] = agents
+            agent["description"] = f"A registered agent's name: one of {', '.join(agents)}."
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -47,6 +47,17 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": schemas.ErrorBody, "description": "The request is invalid; see message."},
     503: {"model": schemas.ErrorBody, "description": "The store is unreachable; retry."},
 }
+
+
+def as_json(responses: dict[int | str, dict[str, Any]]) -> dict[int | str, dict[str, Any]]:
+    """The same error responses, declared as JSON for a route whose success is not JSON."""
+    ref = {"$ref": "#/components/schemas/ErrorBody"}
+    return {
+        code: {"description": r["description"], "content": {"application/json": {"schema": ref}}}
+        for code, r in responses.items()
+    }
+
+
 WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **RESPONSES,
     413: {"model": schemas.ErrorBody, "description": "The request body is too large."},
@@ -103,6 +114,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:  # a body that is not even text: invalid input, as any other
+        return _respond(422, body("InvalidInput", f"invalid request: {exc.detail}"))
     error_class = _HTTP_CLASSES.get(exc.status_code, f"HTTP{exc.status_code}")
     message = str(exc.detail) if exc.detail else error_class
     if exc.status_code == 404 and message == "Not Found":

@@ -18,7 +18,9 @@ _READY_TIMEOUT = 2.0
 _PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 
 
-@router.get("/healthz", response_model=schemas.Health, summary="The process is up")
+@router.get(
+    "/healthz", response_model=schemas.Health, operation_id="healthz", summary="The process is up"
+)
 async def healthz() -> schemas.Health:
     return schemas.Health(status="ok")
 
@@ -26,6 +28,7 @@ async def healthz() -> schemas.Health:
 @router.get(
     "/readyz",
     response_model=schemas.Readiness,
+    operation_id="readyz",
     responses={503: {"model": schemas.Readiness, "description": "Draining, or store down."}},
     summary="Ready for traffic: the store answers and the server is not draining",
 )
@@ -47,6 +50,7 @@ def _readiness(code: int, status: str, detail: str | None) -> JSONResponse:
 @router.get(
     "/metrics",
     response_class=Response,
+    operation_id="metrics",
     responses={200: {"content": {_PROMETHEUS: {"schema": {"type": "string"}}}}},
     summary="Prometheus metrics",
 )

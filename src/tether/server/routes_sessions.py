@@ -13,6 +13,29 @@ from tether.server.http_errors import RESPONSES, WRITE_RESPONSES
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
+
+def _links(param: str, operations: dict[str, str]) -> dict[str, Any]:
+    """OpenAPI links: the id in this response feeds these operations' ``param``."""
+    return {
+        name: {"operationId": op, "parameters": {param: "$response.body#/id"}}
+        for name, op in operations.items()
+    }
+
+
+_SESSION_LINKS = _links(
+    "session_id",
+    {
+        "GetSession": "getSession",
+        "SubmitTask": "submitTask",
+        "ListMessages": "listMessages",
+        "GetContext": "getContext",
+    },
+)
+_TASK_LINKS = _links(
+    "task_id",
+    {"GetTask": "getTask", "StreamTaskEvents": "streamTaskEvents", "CancelTask": "cancelTask"},
+)
+
 _MAX_KEY_CHARS = 255
 _MAX_TRACE_HEADER = 512
 
@@ -21,7 +44,8 @@ _MAX_TRACE_HEADER = 512
     "",
     status_code=201,
     response_model=schemas.Session,
-    responses=WRITE_RESPONSES,
+    responses={201: {"links": _SESSION_LINKS}, **WRITE_RESPONSES},
+    operation_id="createSession",
     summary="Start a session with an agent",
 )
 async def create_session(
@@ -38,7 +62,11 @@ async def create_session(
 
 
 @router.get(
-    "/{session_id}", response_model=schemas.Session, responses=RESPONSES, summary="A session"
+    "/{session_id}",
+    response_model=schemas.Session,
+    responses=RESPONSES,
+    operation_id="getSession",
+    summary="A session",
 )
 async def get_session(session_id: str, tenant: Tenant, state: State) -> schemas.Session:
     return schemas.Session.of(await state.store.get_session(session_id, tenant=tenant))
@@ -48,7 +76,9 @@ async def get_session(session_id: str, tenant: Tenant, state: State) -> schemas.
     "/{session_id}/tasks",
     status_code=202,
     response_model=schemas.Task,
+    operation_id="submitTask",
     responses={
+        202: {"links": _TASK_LINKS},
         **WRITE_RESPONSES,
         409: {
             "model": schemas.ErrorBody,
@@ -110,6 +140,7 @@ async def submit_task(
     "/{session_id}/messages",
     response_model=schemas.MessagePage,
     responses=RESPONSES,
+    operation_id="listMessages",
     summary="A session's messages, in order",
 )
 async def list_messages(
@@ -137,6 +168,7 @@ async def list_messages(
     "/{session_id}/context",
     response_model=schemas.Context,
     responses=RESPONSES,
+    operation_id="getContext",
     summary="A session's context: tokens used, limit, utilisation, summary",
 )
 async def get_context(session_id: str, tenant: Tenant, state: State) -> schemas.Context:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header
 
 from tether.server import schemas, sse
 from tether.server.auth import State, Tenant
-from tether.server.http_errors import RESPONSES
+from tether.server.http_errors import RESPONSES, as_json
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
@@ -17,6 +17,7 @@ router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
     "/{task_id}",
     response_model=schemas.TaskDetail,
     responses=RESPONSES,
+    operation_id="getTask",
     summary="A task, with its steps",
 )
 async def get_task(task_id: str, tenant: Tenant, state: State) -> schemas.TaskDetail:
@@ -29,15 +30,17 @@ async def get_task(task_id: str, tenant: Tenant, state: State) -> schemas.TaskDe
 
 @router.get(
     "/{task_id}/events",
+    status_code=200,
     response_class=sse.EventStreamResponse,
+    operation_id="streamTaskEvents",
     responses={
         200: {
             "description": "Server-Sent Events: each `id:` is the event's seq; the stream "
             "ends with `stream.end` when the task has ended, or `stream.reconnect` when "
             "the client should resume with `Last-Event-ID`.",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": sse.EVENT_SCHEMA}},
         },
-        **RESPONSES,
+        **as_json(RESPONSES),
     },
     summary="Follow a task's events (Server-Sent Events, resumable)",
 )
@@ -46,18 +49,18 @@ async def task_events(
     tenant: Tenant,
     state: State,
     last_event_id: Annotated[
-        int | None,
+        int,
         Header(
             alias="Last-Event-ID",
             ge=0,
             le=schemas.MAX_SEQ,
-            description="Resume after this event (the last `id:` received).",
+            description="Resume after this event (the last `id:` received); 0: from the start.",
         ),
-    ] = None,
+    ] = 0,
 ) -> sse.EventStreamResponse:
     await state.store.get_task(task_id, tenant=tenant)  # 404 before the stream starts
     return sse.EventStreamResponse(
-        sse.stream(state.store, state.lifecycle, state.config, task_id, tenant, last_event_id or 0)
+        sse.stream(state.store, state.lifecycle, state.config, task_id, tenant, last_event_id)
     )
 
 
@@ -66,6 +69,7 @@ async def task_events(
     status_code=202,
     response_model=schemas.Task,
     responses=RESPONSES,
+    operation_id="cancelTask",
     summary="Cancel a task: a queued one at once, a running one at its next step boundary",
 )
 async def cancel_task(task_id: str, tenant: Tenant, state: State) -> schemas.Task:

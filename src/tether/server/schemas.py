@@ -5,12 +5,16 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
 from tether import types
 
 MAX_INPUT_CHARS = 100_000
 MAX_NAME_CHARS = 200
 MAX_SEQ = 2**62
+# Stated in the OpenAPI too, so clients (and fuzzers) know NUL is refused: PostgreSQL
+# cannot store it in text, and both stores must accept the same inputs.
+NO_NUL: JsonDict = {"pattern": "^[^\\u0000]*$"}
 
 
 def _no_nul(value: str, what: str) -> str:
@@ -25,7 +29,10 @@ class _Strict(BaseModel):
 
 class SessionCreate(_Strict):
     agent: str = Field(
-        min_length=1, max_length=MAX_NAME_CHARS, description="A registered agent's name."
+        min_length=1,
+        max_length=MAX_NAME_CHARS,
+        description="A registered agent's name.",
+        json_schema_extra=NO_NUL,
     )
 
     @field_validator("agent")
@@ -39,6 +46,7 @@ class TaskCreate(_Strict):
         min_length=1,
         max_length=MAX_INPUT_CHARS,
         description=f"The user message the task answers (at most {MAX_INPUT_CHARS} characters).",
+        json_schema_extra=NO_NUL,
     )
 
     @field_validator("input")

@@ -36,6 +36,20 @@ RETRY_MS = 1000
 _TERMINAL = frozenset({events.TASK_COMPLETED, events.TASK_FAILED, events.TASK_CANCELLED})
 
 
+# One event on the wire, as OpenAPI 3.2 describes Server-Sent Events; ``data`` is the
+# JSON text of the stored event (``{task_id, seq, event, at, step, data}``), or of the
+# closing event (``{task_id, status}`` / ``{task_id, last_event_id}``).
+EVENT_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "properties": {
+        "data": {"type": "string"},
+        "event": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+
+
 class EventStreamResponse(StreamingResponse):
     media_type = "text/event-stream"
 
