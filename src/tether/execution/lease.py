@@ -73,11 +73,23 @@ class LeaseKeeper(LeaseView):
                 task = await self._store.get_task(self.lease.task_id)
                 self.cancel_requested = task.cancel_requested
             except errors.LeaseLost:
-                self.mark_lost()
-                if self._victim is not None:
-                    self._victim.cancel()
+                self._lose()
                 return
-            except errors.StoreUnavailable as exc:
-                # The next tick tries again; if the lease expires meanwhile, fencing
-                # keeps the store safe and this worker stops at its next write.
+            except errors.TetherError as exc:
+                # The next tick tries again; fencing keeps the store safe meanwhile. Once
+                # the lease has run out without a renewal, another worker may be running
+                # the task: stop here rather than keep causing side effects.
                 _log.warning("lease renewal failed for task %s: %s", self.lease.task_id, exc)
+                if types.now() > self.lease.expires_at:
+                    _log.warning(
+                        "task %s: lease expired at %.3f without a renewal; abandoning this run",
+                        self.lease.task_id,
+                        self.lease.expires_at,
+                    )
+                    self._lose()
+                    return
+
+    def _lose(self) -> None:
+        self.mark_lost()
+        if self._victim is not None:
+            self._victim.cancel()
