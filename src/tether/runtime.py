@@ -51,7 +51,8 @@ class TaskResult:
 
     @property
     def error(self) -> dict[str, Any] | None:
-        return self.task.to_public()["error"]
+        error: dict[str, Any] | None = self.task.to_public()["error"]
+        return error
 
     @property
     def ok(self) -> bool:
@@ -139,7 +140,7 @@ class Runtime:
 
     @overload
     def workflow(
-        self, *, name: str | None = None, retries: retry.Retries | None = None
+        self, fn: None = None, /, *, name: str | None = None, retries: retry.Retries | None = None
     ) -> Callable[[Callable[[TaskContext, str], Awaitable[Any]]], FunctionWorkflow]: ...
 
     def workflow(

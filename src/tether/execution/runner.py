@@ -105,7 +105,7 @@ class TaskRunner:
 
         workflow = self.workflows.get(task.agent)
         if workflow is None:
-            err = errors.UnknownAgent(
+            err: errors.TetherError = errors.UnknownAgent(
                 f"no agent or workflow named {task.agent!r} is registered in this worker; "
                 "start the worker with the spec that defines it",
                 tenant=task.tenant,
@@ -129,7 +129,7 @@ class TaskRunner:
             worker=self.worker,
         )
         me = asyncio.current_task()
-        keeper.start(me)  # type: ignore[arg-type]
+        keeper.start(me)
         try:
             try:
                 output = await workflow(ctx, task.input)
