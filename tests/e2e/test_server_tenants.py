@@ -14,8 +14,12 @@ import server_support as support
 from tether.store.base import Store
 
 
-@pytest.fixture
-def store_url(tmp_path: Path) -> str:
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Both engines: tenant scoping and the API keys are the store's promises."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("pg_url")
+        return url
     return f"sqlite:///{tmp_path / 'tether.db'}"
 
 
