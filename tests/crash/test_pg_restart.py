@@ -127,9 +127,7 @@ def test_workers_ride_out_a_postgres_restart(cluster: Any, store_url: str) -> No
     submit_all(store_url)
 
     # restart while some steps are committed and tool steps are in flight
-    wait_for(
-        lambda: sum(len(j) for j in snapshot(store_url).values()) >= 4, "the first commits"
-    )
+    wait_for(lambda: sum(len(j) for j in snapshot(store_url).values()) >= 4, "the first commits")
     before = snapshot(store_url)
     restart_postgres()
 

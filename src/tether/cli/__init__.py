@@ -19,6 +19,7 @@ from tether.cli.spec import build_runtime
 from tether.runtime import Runtime, TaskResult, default_store_url
 from tether.store import open_store
 from tether.store.base import Store
+from tether.store.migrations import redact
 
 app = typer.Typer(
     name="tether",
@@ -314,7 +315,7 @@ def tasks_events(
             after = 0
             while True:
                 batch = runtime.store_call(
-                    lambda s: s.list_events(task_id, tenant=tenant, after_seq=after)
+                    lambda s, after=after: s.list_events(task_id, tenant=tenant, after_seq=after)
                 )
                 for ev in batch:
                     after = ev.seq
@@ -493,7 +494,7 @@ def migrate(
     for name in applied:
         out.print(f"{verb} {name}")
     out.print(
-        f"store {store or default_store_url()} at schema version {version}"
+        f"store {redact(url)} at schema version {version}"
         + (" (nothing to do)" if not applied else "")
     )
 

@@ -45,7 +45,8 @@ class ProgressPrinter:
             )
         elif event.name == events.TASK_RECOVERED:
             self.console.print(
-                f"[cyan]resuming[/] from step {event.data.get('from_step')} ({event.data.get('reason')})",
+                f"[cyan]resuming[/] from step {event.data.get('from_step')} "
+                f"({event.data.get('reason')})",
                 highlight=False,
             )
         elif event.name in (

@@ -81,7 +81,8 @@ def _from_object(obj: object, canonical: str, spec: str) -> LoadedSpec:
     if isinstance(obj, Agent | FunctionWorkflow):
         return LoadedSpec(canonical, (obj,))
     raise errors.InvalidInput(
-        f"spec {spec!r} names a {type(obj).__name__}; it must name an Agent, a workflow or a Runtime"
+        f"spec {spec!r} names a {type(obj).__name__}; "
+        "it must name an Agent, a workflow or a Runtime"
     )
 
 

@@ -115,7 +115,8 @@ def _run(folder: Path, url: str, console: Console) -> int:
     for key in rerun:
         skipped = [a for a in activity if a["key"] == key and a["kind"] == "effect"]
         console.print(
-            f"step that ran again: [yellow]{key.split(':')[1]}[/] with idempotency key [bold]{key}[/] "
+            f"step that ran again: [yellow]{key.split(':')[1]}[/] "
+            f"with idempotency key [bold]{key}[/] "
             f"— the same key both times; its effect was "
             + (
                 "already in the ledger, so it was skipped"

@@ -195,7 +195,8 @@ def test_agent_tool_errors_go_back_to_the_model(tmp_path: Path) -> None:
     assert result.status == "completed" and result.output == "finished"
     tool_messages = [m.message.content or "" for m in messages if m.message.role == "tool"]
     assert tool_messages[0].startswith("Error (UnknownTool)")
-    assert tool_messages[1].startswith("Error (InvalidToolArguments)") and "JSON" in tool_messages[1]
+    assert tool_messages[1].startswith("Error (InvalidToolArguments)")
+    assert "JSON" in tool_messages[1]
     assert tool_messages[2].startswith("Error (InvalidToolArguments)") and "a:" in tool_messages[2]
     assert tool_messages[3].startswith("Error (ToolFailed)") and "boom" in tool_messages[3]
     assert tool_messages[4] == "5"
