@@ -16,6 +16,7 @@ from rich.table import Table
 from tether import errors, types
 from tether.cli.progress import ProgressPrinter
 from tether.cli.spec import build_runtime
+from tether.context.view import context_view
 from tether.runtime import Runtime, TaskResult, default_store_url
 from tether.store import open_store
 from tether.store.base import Store
@@ -358,36 +359,12 @@ def tasks_cancel(
         )
 
 
-def _context_view(state: dict[str, Any]) -> dict[str, Any]:
-    """The session's context ledger as an operator reads it: the last request's tokens
-    against the limit, the summary, memory and the compaction history."""
-    if not state:
-        return {}
-    last = state.get("last") or {}
-    summary = state.get("summary")
-    memory = state.get("memory") or {}
-    return {
-        "tokens": last.get("reported"),
-        "estimated_tokens": last.get("estimated"),
-        "limit": last.get("budget"),
-        "window": last.get("window"),
-        "utilisation": last.get("utilisation"),
-        "counter": last.get("counter"),
-        "calibration": state.get("calibration"),
-        "folded_upto": state.get("folded_upto", 0),
-        "summary": summary,
-        "memory_messages": memory.get("messages", 0),
-        "compactions_total": state.get("compactions_total", 0),
-        "compactions": state.get("compactions") or [],
-    }
-
-
 async def _session_details(s: Store, session_id: str, tenant: str | None) -> dict[str, Any]:
     session = await s.get_session(session_id, tenant=tenant)
     messages = await s.list_messages(session_id, tenant=tenant)
     tasks = await s.list_tasks(tenant=tenant, session_id=session_id, limit=1000)
     data = session.to_public()
-    data["context"] = _context_view(session.state)
+    data["context"] = context_view(session.state)
     data["messages"] = [
         {"seq": m.seq, "task_id": m.task_id, **m.message.to_dict()} for m in messages
     ]

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from tether import errors, types
+from tether.context.view import context_view
 from tether.server import schemas
 from tether.server.auth import State, Tenant
 from tether.server.http_errors import RESPONSES, WRITE_RESPONSES
@@ -173,17 +174,19 @@ async def list_messages(
 )
 async def get_context(session_id: str, tenant: Tenant, state: State) -> schemas.Context:
     session = await state.store.get_session(session_id, tenant=tenant)
-    ctx = session.state
-    tokens = _int(ctx.get("context_tokens", ctx.get("tokens")))
-    limit = _int(ctx.get("context_limit", ctx.get("limit")))
-    summary = ctx.get("summary")
+    view = context_view(session.state)
+    tokens = _int(view.get("tokens"))
+    limit = _int(view.get("limit"))
+    summary = view.get("summary") or {}
     return schemas.Context(
         session_id=session.id,
         tokens=tokens,
         limit=limit,
         utilisation=tokens / limit if tokens is not None and limit else None,
-        summary=summary if isinstance(summary, str) else None,
-        state=ctx,
+        summary=summary.get("text") if isinstance(summary, dict) else None,
+        compactions=int(view.get("compactions_total") or 0),
+        memory_messages=int(view.get("memory_messages") or 0),
+        state=session.state,
     )
 
 

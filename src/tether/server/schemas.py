@@ -168,6 +168,8 @@ class Context(BaseModel):
     limit: int | None = Field(description="The model's context budget in tokens, when known.")
     utilisation: float | None = Field(description="tokens / limit, when both are known.")
     summary: str | None = Field(description="The running summary of folded messages, if any.")
+    compactions: int = Field(0, description="Compactions so far (summaries and memory moves).")
+    memory_messages: int = Field(0, description="Messages moved into the session's vector memory.")
     state: dict[str, Any] = Field(description="The session's context bookkeeping, as stored.")
 
 
