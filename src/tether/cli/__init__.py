@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sys
 import time
@@ -300,6 +301,12 @@ def tasks_show(
         out.print(attempts)
 
 
+async def _events_after(
+    task_id: str, tenant: str | None, after: int, s: Store
+) -> list[types.EventRecord]:
+    return await s.list_events(task_id, tenant=tenant, after_seq=after)
+
+
 @tasks_app.command("events")
 def tasks_events(
     task_id: Annotated[str, typer.Argument()],
@@ -315,9 +322,7 @@ def tasks_events(
         with Runtime(store) as runtime:
             after = 0
             while True:
-                batch = runtime.store_call(
-                    lambda s, after=after: s.list_events(task_id, tenant=tenant, after_seq=after)
-                )
+                batch = runtime.store_call(functools.partial(_events_after, task_id, tenant, after))
                 for ev in batch:
                     after = ev.seq
                     if as_json:
