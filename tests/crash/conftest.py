@@ -39,7 +39,13 @@ def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'crash.db'}"
 
 
+def postgres_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
 ENGINES: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
+    "postgres": postgres_url,
     "sqlite": sqlite_url,
 }
 
