@@ -95,7 +95,9 @@ def test_a_draining_worker_finishes_its_step_and_hands_over_at_once(
     keys = [e.key for e in executed]
     assert sorted(keys) == sorted(set(keys)), "a step ran twice"
     events = store_call(store_url, lambda s: s.list_events(task.id))
-    assert [e.data["worker"] for e in events if e.name == "task.released"] == [journal[0].worker]
+    released = [e for e in events if e.name == "task.released"]
+    assert [e.data["worker"] for e in released] == [journal[0].worker]
+    assert released[0].data["from_step"] == runs[1].from_step
     second.signal(signal.SIGTERM)
     assert second.wait(timeout=60) == 0, second.stderr()
 

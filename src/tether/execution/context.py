@@ -96,6 +96,8 @@ class TaskContext:
             self._attempts_before[a.index] = max(self._attempts_before.get(a.index, 0), a.attempt)
         self.budget = retry.RetryBudget(retries.budget, spent=len(attempts))
         self.replayed = 0
+        self.steps_done = 0
+        """Steps of this task in the journal so far (replayed or committed by this run)."""
         self.last_message_seqs: tuple[int, ...] = ()
         self._requests = RequestFingerprints()
 
@@ -466,6 +468,7 @@ class TaskContext:
                 **self._ids(index),
             )
         self.replayed += 1
+        self.steps_done = index + 1
         self.last_message_seqs = record.message_seqs
         self.emitter.emit(events.STEP_REPLAYED, step=index, kind=kind, step_name=name)
         state = record.output
@@ -563,7 +566,7 @@ class TaskContext:
             )
         if self._lease.cancel_requested:
             raise errors.TaskCancelled(
-                f"task {self.task.id} was cancelled; stopping at step {self._index}",
+                f"task {self.task.id} was cancelled; stopping before step {self._index - 1}",
                 task=self.task.id,
             )
 
@@ -617,6 +620,7 @@ class TaskContext:
             self.emitter.give_back(taken)
             raise
         self.last_message_seqs = result.message_seqs
+        self.steps_done = index + 1
         if state is not None:
             self.session_state = state
 

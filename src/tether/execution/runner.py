@@ -213,7 +213,7 @@ class TaskRunner:
 
     async def _release(self, keeper: LeaseKeeper, emitter: Emitter, ctx: TaskContext) -> None:
         """Give the task back at once (drain), so another worker continues it now."""
-        emitter.emit(events.TASK_RELEASED, from_step=ctx.step_index)
+        emitter.emit(events.TASK_RELEASED, from_step=ctx.steps_done)
         taken = emitter.take()
         try:
             await asyncio.shield(self._release_now(keeper, taken))
