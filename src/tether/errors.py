@@ -19,7 +19,8 @@ tenant/session/task/step, and what to do.
                                       PayloadVersionError, MissingExtra, WorkerLost
     TetherSignal (BaseException: unwinds through user code's ``except Exception``)
     ├── LeaseLost (infra, retryable)
-    └── TaskCancelled (agent)
+    ├── TaskCancelled (agent)
+    └── StepHandedOver (tool, retryable: a stuck step made the worker give the task up)
 
 ``error_class`` is the class name except where several classes share one operator
 name (``_ERROR_CLASS``): every timeout is ``Timeout``, every lost connection
@@ -411,8 +412,17 @@ class TaskCancelled(TetherSignal):
     retryable: ClassVar[bool] = False
 
 
+class StepHandedOver(TetherSignal):
+    """A stuck step made this worker give the task up (``on_stuck="handover"``); a
+    fresh run continues it from the journal."""
+
+    error_class: ClassVar[str] = "StepStuck"
+    where: ClassVar[Where] = "tool"
+    retryable: ClassVar[bool] = True
+
+
 SIGNAL_TYPES: dict[str, type[TetherSignal]] = {
-    c.__name__: c for c in (TetherSignal, LeaseLost, TaskCancelled)
+    c.__name__: c for c in (TetherSignal, LeaseLost, TaskCancelled, StepHandedOver)
 }
 
 

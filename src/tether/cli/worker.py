@@ -41,6 +41,13 @@ def worker(
     ] = 30.0,
     poll: Annotated[float, typer.Option(help="Seconds between looks for work when idle.")] = 0.25,
     metrics_port: Annotated[int | None, typer.Option(help="Serve /metrics on this port.")] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address /metrics listens on (0.0.0.0 for a remote Prometheus).")
+    ] = "127.0.0.1",
+    on_stuck: Annotated[
+        str,
+        typer.Option(help="A stuck step is retried here ('retry') or handed over ('handover')."),
+    ] = "retry",
     log_json: Annotated[bool, typer.Option("--log-json/--log-text", help="Log format.")] = True,
     store: StoreOpt = None,
 ) -> None:
@@ -51,12 +58,22 @@ def worker(
         obs = setup_observability(extra=[runtime.observers])
     except errors.TetherError as exc:
         raise _fail(exc) from exc
+    if on_stuck not in ("retry", "handover"):
+        raise _fail(
+            errors.InvalidInput(f"--on-stuck must be 'retry' or 'handover', not {on_stuck!r}")
+        )
     settings = ExecutionSettings(
-        lease_ttl=lease_ttl, heartbeat_interval=heartbeat, drain_grace=grace, poll_interval=poll
+        lease_ttl=lease_ttl,
+        heartbeat_interval=heartbeat,
+        drain_grace=grace,
+        poll_interval=poll,
+        on_stuck="handover" if on_stuck == "handover" else "retry",
     )
     with worker_identity(worker_id, runtime.store_url) as wid:
         try:
-            code = asyncio.run(_serve(runtime, wid, concurrency, settings, metrics_port, obs))
+            code = asyncio.run(
+                _serve(runtime, wid, concurrency, settings, metrics_port, obs, metrics_host)
+            )
         finally:
             obs.close()
     raise typer.Exit(code)
@@ -69,11 +86,12 @@ async def _serve(
     settings: ExecutionSettings,
     metrics_port: int | None,
     obs: Observability,
+    metrics_host: str = "127.0.0.1",
 ) -> int:
     metrics, observers = obs.metrics, obs.observers
     if metrics_port is not None:
-        server, _ = serve_metrics(metrics, metrics_port)
-        err.print(f"metrics on http://127.0.0.1:{server.server_port}/metrics", highlight=False)
+        server, _ = serve_metrics(metrics, metrics_port, host=metrics_host)
+        err.print(f"metrics on http://{metrics_host}:{server.server_port}/metrics", highlight=False)
     store = open_store(runtime.store_url)
     await store.open()
     w = Worker(

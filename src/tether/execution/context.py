@@ -371,6 +371,12 @@ class TaskContext:
                 raise
             except Exception as exc:
                 err = retry.classify(exc, where=where).with_ids(**self._ids(index))
+                if (
+                    isinstance(err, errors.StepStuck)
+                    and self.settings.on_stuck == "handover"
+                    and self.budget.allows()
+                ):
+                    await self._hand_over(err, index, kind, name, attempt)
                 if err.retryable and attempt < policy.max_attempts and self.budget.allows():
                     # A truncated answer is asked again at once with more room: the
                     # server is fine, so backing off would only waste time.
@@ -479,6 +485,30 @@ class TaskContext:
         if new_state is not None:
             self.session_state = new_state
         return value
+
+    async def _hand_over(
+        self, err: errors.TetherError, index: int, kind: str, name: str, attempt: int
+    ) -> None:
+        """Journal the stuck attempt, then give the task up so a fresh run (on another
+        worker, or a new run here) continues it; the stuck work is abandoned."""
+        self.budget.spend()
+        await self._store.record_attempt(
+            self._lease.lease,
+            types.StepAttempt(
+                task_id=self.task.id,
+                index=index,
+                attempt=attempt,
+                error=errors.error_record(err),
+                delay=0.0,
+                worker=self.worker,
+                at=types.now(),
+            ),
+        )
+        raise errors.StepHandedOver(
+            f"task {self.task.id}: {kind} step {name!r} (step {index}) is stuck; "
+            "handing the task over",
+            task=self.task.id,
+        ) from err
 
     def _final_error(
         self,

@@ -140,6 +140,10 @@ class TaskRunner:
             keeper.mark_lost()
             _log.warning("task %s: lease lost, abandoning this run", task.id)
             return None
+        except errors.StepHandedOver as exc:
+            _log.warning("task %s: %s", task.id, exc)
+            await self._release(keeper, emitter, ctx)
+            return None
         except asyncio.CancelledError:
             if keeper.lost:
                 _log.warning("task %s: lease lost mid-step, abandoning this run", task.id)

@@ -6,6 +6,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +19,10 @@ class ExecutionSettings:
     """Seconds an idle worker waits before looking for work again."""
     drain_grace: float = 30.0
     """Seconds a draining worker lets in-flight steps finish before releasing them."""
+    on_stuck: Literal["retry", "handover"] = "retry"
+    """What a stuck step (silent past its heartbeat timeout) leads to: ``retry`` it here
+    by its retry policy, or ``handover``: release the task so a fresh run continues it
+    (the stuck work is abandoned), for hangs that belong to this worker."""
     tool_timeout: float = 300.0
     """Default seconds a tool may run without a heartbeat before it is timed out."""
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
