@@ -1,0 +1,210 @@
+"""What every suite shares: the workload's sizes, the message, timing and database measures.
+
+A suite runs in its own process (``python -m bench.suite_<system>``), prints
+``PROGRESS <text>`` lines while it works and one ``RESULT <json>`` line at the end;
+``bench/run.py`` drives the suites and draws the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import statistics
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+MESSAGE_BYTES = 500
+"""Every step appends one message of about this many bytes to the session."""
+BODY = ("lorem ipsum dolor sit amet " * 40)[: MESSAGE_BYTES - 60]
+"""The text inside each message (the rest of the ~500 bytes is the message's envelope)."""
+PG_ADMIN = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    lengths: tuple[int, ...]
+    """History lengths at which the cost per step and the bytes per step are read."""
+    window: int
+    """Steps measured at each history length."""
+    concurrency: tuple[tuple[int, int], ...]
+    """(concurrent sessions, steps per session) for the throughput rows."""
+    rss_tasks: int
+    """Tasks run while the worker's RSS is watched."""
+    recovery_tasks: int
+    lease_ttl: float
+    proc_tasks: int
+    """Tasks (of ``proc_steps`` steps) for the 1/2/4 worker processes rows."""
+    proc_steps: int
+    workers: tuple[int, ...] = (1, 2, 4)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+QUICK = Sizes(
+    lengths=(10, 100, 1000),
+    window=20,
+    concurrency=((1, 60), (50, 6), (500, 2)),
+    rss_tasks=300,
+    recovery_tasks=100,
+    lease_ttl=2.0,
+    proc_tasks=100,
+    proc_steps=4,
+)
+FULL = Sizes(
+    lengths=(10, 100, 1000),
+    window=40,
+    concurrency=((1, 400), (50, 40), (500, 10)),
+    rss_tasks=10_000,
+    recovery_tasks=100,
+    lease_ttl=2.0,
+    proc_tasks=600,
+    proc_steps=10,
+)
+
+
+def sizes(name: str) -> Sizes:
+    return {"quick": QUICK, "full": FULL}[name]
+
+
+def progress(text: str) -> None:
+    print(f"PROGRESS {text}", flush=True)
+
+
+def emit_result(result: dict[str, Any]) -> None:
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def suite_args(description: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), required=True)
+    parser.add_argument("--sizes", choices=("quick", "full"), default="quick")
+    parser.add_argument("--workdir", required=True, help="a folder for SQLite files")
+    parser.add_argument("--only", default="", help="comma-separated figures to measure")
+    return parser.parse_args()
+
+
+def wanted(args: argparse.Namespace, figure: str) -> bool:
+    return not args.only or figure in args.only.split(",")
+
+
+# ---- timing ------------------------------------------------------------------------
+
+
+class StepClock:
+    """Marks when each step's work (the model or the tool) began and ended.
+
+    The runtime's cost of a step is the time between the end of one step's work and the
+    beginning of the next one's: committing the step, the framework's bookkeeping,
+    building the next request. The instant model's own time is not counted."""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[int, float, float]] = []
+        self._enter = 0.0
+        self._history = 0
+
+    def enter(self, history: int) -> None:
+        self._enter = time.perf_counter()
+        self._history = history
+
+    def exit(self) -> None:
+        self.marks.append((self._history, self._enter, time.perf_counter()))
+
+    def reset(self) -> None:
+        self.marks.clear()
+
+    def overhead_at(self, length: int, window: int) -> float | None:
+        """Median ms between steps whose history is in ``[length, length + window)``."""
+        gaps = [
+            (enter - prev_exit) * 1000
+            for (_, _, prev_exit), (hist, enter, _) in zip(self.marks, self.marks[1:], strict=False)
+            if length <= hist < length + window
+        ]
+        return statistics.median(gaps) if gaps else None
+
+
+# ---- stored bytes --------------------------------------------------------------------
+
+
+def sqlite_payload_bytes(path: str) -> int:
+    """Bytes of row payload in every table and index of the file (dbstat), page slack
+    and free pages excluded."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT SUM(payload) FROM dbstat WHERE aggregate = TRUE").fetchone()
+        return int(row[0] or 0)
+    finally:
+        conn.close()
+
+
+def postgres_payload_bytes(dsn: str) -> int:
+    """Bytes of the live rows of every table in the database's user schemas, as stored
+    (``pg_column_size`` of each row: after TOAST compression); indexes not counted."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables"
+            " WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+        ).fetchall()
+        total = 0
+        for (table,) in tables:
+            got = conn.execute(f"SELECT COALESCE(SUM(pg_column_size(t.*)), 0) FROM {table} t")
+            total += int(got.fetchone()[0])  # type: ignore[index]
+        return total
+
+
+def fresh_pg_database(name: str) -> str:
+    """Drop and create database ``name``; returns its URL."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urllib.parse.urlsplit(PG_ADMIN)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+class Bytes:
+    """Snapshots of a database's stored bytes at chosen history lengths."""
+
+    def __init__(self, measure: Any) -> None:
+        self._measure = measure
+        self.at: dict[int, int] = {}
+
+    def snap(self, history: int) -> None:
+        self.at[history] = self._measure()
+
+    def per_step(self, lengths: Iterable[int], window: int) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for length in lengths:
+            a, b = self.at.get(length), self.at.get(length + window)
+            out[str(length)] = None if a is None or b is None else (b - a) / window
+        return out
+
+
+def rss_bytes() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def machine() -> dict[str, Any]:
+    import platform
+
+    import psutil
+
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
