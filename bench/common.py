@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import sqlite3
 import statistics
+import string
 import sys
 import time
 import urllib.parse
@@ -21,8 +23,24 @@ from typing import Any
 
 MESSAGE_BYTES = 500
 """Every step appends one message of about this many bytes to the session."""
-BODY = ("lorem ipsum dolor sit amet " * 40)[: MESSAGE_BYTES - 60]
+BODY_CHARS = MESSAGE_BYTES - 60
 """The text inside each message (the rest of the ~500 bytes is the message's envelope)."""
+
+
+def body(n: int) -> str:
+    """The text of the ``n``-th message: pseudo-words, different for every ``n`` and the
+    same on every run, so that no store gains from compressing repeated text."""
+    rng = random.Random(n)
+    words: list[str] = []
+    size = 0
+    while size < BODY_CHARS:
+        word = "".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 9)))
+        words.append(word)
+        size += len(word) + 1
+    return " ".join(words)[:BODY_CHARS]
+
+
+BODY = body(0)
 PG_ADMIN = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

@@ -172,7 +172,7 @@ def plot(results: list[dict[str, Any]], out: Path) -> list[Path]:
             ax.set_yscale("log")
         ax.set_xlabel("session history length (messages)")
         ax.set_ylabel(ylabel)
-        ax.set_title(ylabel + " vs history length, ~500-byte message per step")
+        ax.set_title(f"{ylabel.split(' (')[0]}, one ~500-byte message a step", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()

@@ -47,7 +47,7 @@ def _register(dbos: Any) -> None:
         CLOCK.enter(history)
         for hook in HOOKS.get(history, ()):
             hook()
-        message = {"role": "assistant", "content": common.BODY}
+        message = {"role": "assistant", "content": common.body(history)}
         CLOCK.exit()
         return message
 

@@ -28,7 +28,7 @@ def model(state: State) -> dict[str, Any]:
     for hook in HOOKS.get(history, ()):
         hook()
     update = {
-        "messages": [{"role": "assistant", "content": common.BODY}],
+        "messages": [{"role": "assistant", "content": common.body(history)}],
         "left": state["left"] - 1,
     }
     CLOCK.exit()

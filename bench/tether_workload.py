@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from bench.common import BODY, StepClock
+from bench.common import BODY, StepClock, body
 from tether import Agent, ScriptedModel, tool, types
 from tether.models.scripted import Reply
 
@@ -42,8 +42,8 @@ def _target(request: types.ModelRequest) -> tuple[int, int]:
 def script(request: types.ModelRequest) -> Reply:
     asked, taken = _target(request)
     if taken + 1 >= asked:
-        return BODY
-    return ScriptedModel.call("note", text=BODY[:440])
+        return body(len(request.messages))
+    return ScriptedModel.call("note", text=body(len(request.messages))[:440])
 
 
 class ClockedModel:
@@ -84,7 +84,7 @@ def make_agent(name: str = "bench", *, tool_sleep: float = 0.0) -> Agent:
         if tool_sleep:
             await asyncio.sleep(tool_sleep)
         CLOCK.exit()
-        return BODY
+        return text[::-1] + BODY[:60]
 
     return Agent(name, model, tools=[timed_note], max_steps=10**6, retry_budget=None)
 
