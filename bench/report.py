@@ -124,8 +124,9 @@ def print_table(console: Any, results: list[dict[str, Any]], meta: dict[str, Any
             table.add_row(*row)
         console.print(table)
     for r in results:
-        if "error" in r:
-            console.print(f"[red]{r['system']} on {r['backend']} failed: {r['error']}[/red]")
+        for where in (r, r.get("steps_per_s") or {}):
+            if isinstance(where, dict) and "error" in where:
+                console.print(f"[red]{r['system']} on {r['backend']}: {where['error']}[/red]")
     console.print(
         "ratios: how many times better tether is (above 1: tether ahead, below 1: behind)"
     )

@@ -120,7 +120,11 @@ async def throughput(url: str, sizes: common.Sizes) -> dict[str, float]:
     try:
         for sessions, steps in sizes.concurrency:
             common.progress(f"{sessions} concurrent sessions × {steps} steps")
-            elapsed, taken = await run_tasks(store, sessions, steps, sessions)
+            try:
+                elapsed, taken = await run_tasks(store, sessions, steps, sessions)
+            except RuntimeError as exc:  # keep the rows measured so far; say what failed
+                out["error"] = f"{sessions} sessions: {exc}"  # type: ignore[assignment]
+                break
             out[str(sessions)] = taken / elapsed
     finally:
         await store.close()
