@@ -38,6 +38,7 @@ class LeaseKeeper(LeaseView):
         self._emitter = emitter
         self._loop_task: asyncio.Task[None] | None = None
         self._victim: asyncio.Task[object] | None = None
+        self._stopping = False
 
     def start(self, victim: asyncio.Task[object] | None) -> None:
         """Begin renewing; ``victim`` is cancelled at once if the lease is lost."""
@@ -45,11 +46,18 @@ class LeaseKeeper(LeaseView):
         self._loop_task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-            self._loop_task = None
+        """Stop renewing. A cancellation can be swallowed by a driver awaiting under
+        ``asyncio.wait_for`` (Python 3.11 loses a cancel that races the inner result),
+        so the loop also checks a flag, and the cancel is repeated until it ends."""
+        self._stopping = True
+        task, self._loop_task = self._loop_task, None
+        if task is None:
+            return
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.05)
+        with contextlib.suppress(asyncio.CancelledError):
+            task.result()
 
     def mark_lost(self) -> None:
         if not self.lost:
@@ -57,8 +65,10 @@ class LeaseKeeper(LeaseView):
             self._emitter.emit(events.LEASE_LOST, epoch=self.lease.epoch)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self._settings.renew_every)
+            if self._stopping:
+                return
             try:
                 self.lease = await self._store.renew_lease(
                     self.lease, lease_ttl=self._settings.lease_ttl
