@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from tether import types
 from tether.execution.emitter import Emitter
@@ -23,10 +24,8 @@ class SwallowingStore:
         self.renewals += 1
         self.entered.set()
         if self.renewals == 1:
-            try:
+            with contextlib.suppress(asyncio.CancelledError):  # lost, as a racing wait_for loses it
                 await asyncio.sleep(10)
-            except asyncio.CancelledError:
-                pass  # lost, as a racing wait_for loses it
         return types.Lease(lease.task_id, lease.owner, lease.epoch, types.now() + lease_ttl)
 
     async def append_events(self, task_id: str, evs: object, *, lease: object = None) -> None:
