@@ -55,12 +55,23 @@ def structured_count(
     ``MESSAGE_OVERHEAD`` + its content and name + per tool call ``TOOL_CALL_OVERHEAD``
     + its name and arguments; + per tool ``TOOL_OVERHEAD`` + its name, description
     and compact sorted-keys JSON schema. ``text_tokens`` counts one text."""
-    total = REPLY_OVERHEAD
+    total = REPLY_OVERHEAD + tools_units(text_tokens, tools)
     for message in messages:
-        total += MESSAGE_OVERHEAD
-        total += text_tokens(message.content or "") + text_tokens(message.name or "")
-        for call in message.tool_calls:
-            total += TOOL_CALL_OVERHEAD + text_tokens(call.name) + text_tokens(call.arguments)
+        total += message_units(text_tokens, message)
+    return total
+
+
+def message_units(text_tokens: Callable[[str], int], message: types.Message) -> int:
+    """What one message adds to ``structured_count``."""
+    total = MESSAGE_OVERHEAD + text_tokens(message.content or "") + text_tokens(message.name or "")
+    for call in message.tool_calls:
+        total += TOOL_CALL_OVERHEAD + text_tokens(call.name) + text_tokens(call.arguments)
+    return total
+
+
+def tools_units(text_tokens: Callable[[str], int], tools: Sequence[types.ToolSpec]) -> int:
+    """What the tool definitions add to ``structured_count``."""
+    total = 0
     for tool in tools:
         schema = json.dumps(tool.parameters, sort_keys=True, separators=(",", ":"))
         total += (
@@ -93,8 +104,15 @@ class EstimateCounter:
         """The unscaled estimate rule."""
         return structured_count(_quarter, messages, tools)
 
+    def text_tokens(self, text: str) -> int:
+        return _quarter(text)
+
+    def scale(self, units: int) -> int:
+        """The estimate rule's total, with the margin."""
+        return math.ceil(units * (1 + self.margin) - 1e-9)
+
     def count(self, messages: Sequence[types.Message], tools: Sequence[types.ToolSpec] = ()) -> int:
-        return math.ceil(self.rule(messages, tools) * (1 + self.margin) - 1e-9)
+        return self.scale(self.rule(messages, tools))
 
 
 class TokenizerCounter:
@@ -133,6 +151,9 @@ class TokenizerCounter:
         if not text:
             return 0
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def scale(self, units: int) -> int:
+        return units
 
     def count(self, messages: Sequence[types.Message], tools: Sequence[types.ToolSpec] = ()) -> int:
         return structured_count(self.text_tokens, messages, tools)

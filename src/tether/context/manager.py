@@ -24,7 +24,8 @@ from typing import Any, Literal, Protocol
 
 from tether import errors, types
 from tether.context import counting, embedders, memory, summarize, window
-from tether.context.ledger import Ledger
+from tether.context.count_cache import CachedCounter
+from tether.context.ledger import Ledger, Summary
 from tether.context.policy import Budget, ContextPolicy
 from tether.context.window import Entry
 from tether.observe import events
@@ -99,7 +100,9 @@ class ContextManager:
         self.complete = complete
         self.summarizer = summarizer
         self.memory = memory_access
-        self.counter = counter or policy.make_counter()
+        self.counter = CachedCounter(counter or policy.make_counter())
+        """Each message is counted once in this task run (see ``count_cache``)."""
+        self._pinned_for: tuple[Summary | None, list[types.Message]] = (None, [])
         self.embedder = embedder or policy.make_embedder()
         self.start = Ledger.from_dict(session_state).for_task(journal.task_id)
         self.ledger = self.start
@@ -118,8 +121,14 @@ class ContextManager:
         return window.message_cost(self.count, message)
 
     def _pinned(self) -> list[types.Message]:
+        """The summary message; the same object while the summary is the same, so that
+        it is counted once."""
         s = self.ledger.summary
-        return [window.summary_message(s.text, s.messages)] if s else []
+        if s is None:
+            return []
+        if self._pinned_for[0] is not s:
+            self._pinned_for = (s, [window.summary_message(s.text, s.messages)])
+        return list(self._pinned_for[1])
 
     def _summary_room(self) -> int:
         """What a summary of ``summary_tokens`` tokens adds to a request."""
