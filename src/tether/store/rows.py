@@ -25,10 +25,14 @@ STEP_COLUMNS = (
 )  # fmt: skip
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+"""One encoder for every stored JSON value (``json.dumps`` with options builds one a call)."""
+
+
 def dumps(value: Any, what: str) -> str:
     """Compact JSON text; ``InvalidInput`` naming ``what`` when the value is not JSON."""
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise errors.InvalidInput(f"{what} is not JSON-serializable: {exc}") from exc
 

@@ -117,6 +117,22 @@ def append_messages(
         "SELECT last_seq FROM sessions WHERE id = ?", (session_id,)
     ).fetchone()[0]
     seqs = tuple(range(last + 1, last + 1 + len(messages)))
+    _insert_messages(conn, session_id, task_id, messages, seqs, now)
+    conn.execute(
+        "UPDATE sessions SET last_seq = ?, updated_at = ? WHERE id = ?",
+        (last + len(messages), now, session_id),
+    )
+    return seqs
+
+
+def _insert_messages(
+    conn: sqlite3.Connection,
+    session_id: str,
+    task_id: str,
+    messages: Sequence[types.Message],
+    seqs: Sequence[int],
+    now: float,
+) -> None:
     conn.executemany(
         "INSERT INTO messages (session_id, seq, task_id, payload, payload_version, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
@@ -126,11 +142,6 @@ def append_messages(
             for seq, m in zip(seqs, messages, strict=True)
         ],
     )  # fmt: skip
-    conn.execute(
-        "UPDATE sessions SET last_seq = ?, updated_at = ? WHERE id = ?",
-        (last + len(messages), now, session_id),
-    )
-    return seqs
 
 
 def insert_events(conn: sqlite3.Connection, task_id: str, events: Sequence[types.NewEvent]) -> None:
@@ -227,27 +238,59 @@ def commit_batch(
     return results
 
 
+_INSERT_STEP = (
+    f"INSERT INTO steps ({', '.join(rows.STEP_COLUMNS)})"
+    f" VALUES ({', '.join('?' for _ in rows.STEP_COLUMNS)})"
+)
+_FENCE_FOR_COMMIT = (
+    "SELECT t.status, t.lease_epoch, t.session_id, s.last_seq FROM tasks t"
+    " JOIN sessions s ON s.id = t.session_id WHERE t.id = ?"
+)
+
+
 def _commit_one(
     conn: sqlite3.Connection, commit: types.StepCommit, now: float
 ) -> types.CommitResult:
-    step = commit.step
-    task = fence(conn, commit.lease, step.task_id)
-    done = _already_committed(conn, commit, task["session_id"])
-    if done is not None:
-        return done
-    seqs = step.message_seqs
-    if commit.messages:
-        seqs = append_messages(conn, task["session_id"], step.task_id, commit.messages, now)
-    if commit.session_state is not None:
-        conn.execute(
-            "UPDATE sessions SET state = ?, updated_at = ? WHERE id = ?",
-            (rows.dumps(commit.session_state, "session state"), now, task["session_id"]),
+    """One step's commit in as few statements as it takes: the fence and the session's
+    ``last_seq`` in one read; the step row first (so that a step journaled already is
+    found by its primary key before anything is written); then its messages, one update
+    of the session (``last_seq`` and state), its events, the task's ``updated_at``."""
+    step, lease = commit.step, commit.lease
+    if step.task_id != lease.task_id:
+        raise errors.InvalidInput(
+            f"a write for task {step.task_id} carried the lease of task {lease.task_id}",
+            task=step.task_id,
         )
-    conn.execute(
-        f"INSERT INTO steps ({', '.join(rows.STEP_COLUMNS)})"
-        f" VALUES ({', '.join('?' for _ in rows.STEP_COLUMNS)})",
-        rows.step_values(step, seqs),
-    )
+    task = conn.execute(_FENCE_FOR_COMMIT, (step.task_id,)).fetchone()
+    if task is None:
+        raise errors.NotFound("no such task", task=step.task_id)
+    if task["status"] != "running" or task["lease_epoch"] != lease.epoch:
+        raise rows.lease_lost(lease, task["status"], task["lease_epoch"])
+    session_id: str = task["session_id"]
+    last: int = task["last_seq"]
+    n = len(commit.messages)
+    seqs = tuple(range(last + 1, last + 1 + n)) if n else step.message_seqs
+    try:
+        conn.execute(_INSERT_STEP, rows.step_values(step, seqs))
+    except sqlite3.IntegrityError as exc:
+        if "UNIQUE" in str(exc):
+            done = _already_committed(conn, commit, session_id)
+            if done is not None:
+                return done
+        raise
+    if n:
+        _insert_messages(conn, session_id, step.task_id, commit.messages, seqs, now)
+    if commit.session_state is not None:
+        state = rows.dumps(commit.session_state, "session state")
+        conn.execute(
+            "UPDATE sessions SET last_seq = ?, state = ?, updated_at = ? WHERE id = ?",
+            (last + n, state, now, session_id),
+        )
+    elif n:
+        conn.execute(
+            "UPDATE sessions SET last_seq = ?, updated_at = ? WHERE id = ?",
+            (last + n, now, session_id),
+        )
     insert_events(conn, step.task_id, commit.events)
     conn.execute("UPDATE tasks SET updated_at = ? WHERE id = ?", (now, step.task_id))
     return types.CommitResult(message_seqs=seqs)
