@@ -96,7 +96,9 @@ def main() -> None:
                 HOOKS.setdefault(h, []).append(lambda h=h: snaps.snap(h))
         total = max(sizes.lengths) + sizes.window + 2
         common.progress(f"one thread, {total} steps")
+        CLOCK.start()
         run_session(app, "steps", total)
+        CLOCK.stop()
         result["overhead_ms"] = {str(n): CLOCK.overhead_at(n, sizes.window) for n in sizes.lengths}
         result["bytes_per_step"] = snaps.per_step(sizes.lengths, sizes.window)
         HOOKS.clear()

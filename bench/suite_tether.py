@@ -99,10 +99,11 @@ async def per_step(url: str, measure: Any, sizes: common.Sizes) -> dict[str, Any
         for length in sizes.lengths:
             for h in (length, length + sizes.window):
                 wl.HOOKS.setdefault(h, []).append(lambda h=h: snaps.snap(h))
-        wl.CLOCK.reset()
+        wl.CLOCK.start()
         total = max(sizes.lengths) + sizes.window + 2
         common.progress(f"one session, {total} steps")
         await run_tasks(store, 1, total, 1)
+        wl.CLOCK.stop()
         overhead = {str(n): wl.CLOCK.overhead_at(n, sizes.window) for n in sizes.lengths}
         wl.HOOKS.clear()
         return {
