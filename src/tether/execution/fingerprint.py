@@ -49,6 +49,8 @@ class RequestFingerprints:
     def __init__(self) -> None:
         self._messages: tuple[types.Message, ...] = ()
         self._digest = hashlib.sha256()
+        self._head: tuple[tuple[Any, ...], str] | None = None
+        """The last request's all-but-messages fingerprint, with what it was made of."""
 
     def fingerprint(self, kind: str, name: str, model: str, request: types.ModelRequest) -> str:
         messages = request.messages
@@ -60,6 +62,23 @@ class RequestFingerprints:
         for message in messages[known:]:
             digest.update(_message_line(message))
         self._messages, self._digest = messages, digest.copy()
+        return hashlib.sha256(
+            f"{self._head_of(kind, name, model, request)}:{digest.hexdigest()}".encode()
+        ).hexdigest()[:32]
+
+    def _head_of(self, kind: str, name: str, model: str, request: types.ModelRequest) -> str:
+        """The fingerprint of everything but the messages; the last one is reused while
+        the same tools (the same objects) and settings are asked for."""
+        key = (kind, name, model, request.max_tokens, request.temperature)
+        known = self._head
+        if (
+            known is not None
+            and known[0][:5] == key
+            and len(known[0][5]) == len(request.tools)
+            and all(map(operator.is_, known[0][5], request.tools))
+        ):
+            return known[1]
         rest = dataclasses.replace(request, messages=()).to_dict()
         head = fingerprint(kind, name, {"model": model, "request": rest})
-        return hashlib.sha256(f"{head}:{digest.hexdigest()}".encode()).hexdigest()[:32]
+        self._head = ((*key, request.tools), head)
+        return head

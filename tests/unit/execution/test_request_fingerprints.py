@@ -62,3 +62,28 @@ def test_everything_in_the_request_counts() -> None:
     # a message moved between the messages' boundaries is a different request
     split = [types.Message(role="user", content="message 0message 1"), history[2]]
     assert _fresh(_request(split)) != base
+
+
+def test_the_reused_head_follows_every_change_but_the_messages() -> None:
+    fps = RequestFingerprints()
+    spec = types.ToolSpec(name="t", description="d", parameters={"type": "object"})
+    history = [_msg(0)]
+    kinds = [
+        {"tools": (spec,)},
+        {"tools": (spec,), "max_tokens": 10},
+        {"tools": (dataclasses.replace(spec, description="other"),), "max_tokens": 10},
+        {"tools": (spec, spec), "max_tokens": 10},
+        {"tools": (), "max_tokens": 10},
+        {"tools": (), "max_tokens": 10, "temperature": 0.3},
+    ]
+    seen = set()
+    for kw in kinds:
+        for _ in range(2):  # asked twice in a row: the second reuses the head
+            history.append(_msg(len(history)))
+            request = _request(history, **kw)
+            got = fps.fingerprint("model", "m", "model-a", request)
+            assert got == _fresh(request)
+            seen.add(got)
+        other = fps.fingerprint("model", "n", "model-a", request)
+        assert other == _fresh(request, name="n") != got
+    assert len(seen) == 2 * len(kinds)
