@@ -132,7 +132,7 @@ class ContextManager:
 
     def _summary_room(self) -> int:
         """What a summary of ``summary_tokens`` tokens adds to a request."""
-        text = summarize.placeholder(self.budget.summary_tokens)
+        text = summarize.planned_text(self.budget.summary_tokens)
         return self._cost(window.summary_message(text, 0))
 
     def _recall_room(self, ledger: Ledger) -> int:

@@ -79,7 +79,7 @@ def chunks(
     ``room`` tokens, counting the prior summary at its largest (``max_tokens``); whole
     units per chunk. A unit too large alone is a chunk of its own (``lines_for``
     shortens it)."""
-    prior = placeholder(max_tokens)
+    prior = planned_text(max_tokens)
     out: list[list[Entry]] = []
     current: list[Entry] = []
     for group in groups:
@@ -94,8 +94,8 @@ def chunks(
     return out
 
 
-def placeholder(tokens: int) -> str:
-    """Text standing for a summary of ``tokens`` tokens when planning."""
+def planned_text(tokens: int) -> str:
+    """Text the size of a ``tokens``-token summary, to plan the room a summary takes."""
     return "x" * (tokens * 4)
 
 

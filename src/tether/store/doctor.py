@@ -6,7 +6,7 @@ An engine's ``doctor()`` (see ``tether.store.base.Store.doctor``) does, in order
    an edited migration, or pending migrations are findings (and with no schema at
    all, nothing else is checked);
 2. runs every ``Check`` in ``CHECKS`` whose tables exist, replacing ``{now}`` with its
-   placeholder for the current time (the database clock where leases use it), and
+   marker for the current time (the database clock where leases use it), and
    turns the rows (one ``ref`` column each, at most ``LIMIT`` of them) into a finding
    with ``Check.finding``;
 3. ``payload_findings`` on the distinct ``payload_version`` values of each payload table.
@@ -49,11 +49,11 @@ class Check:
     """Returns one ``n`` column: how many problems in all."""
     tables: tuple[str, ...]
 
-    def query(self, now_placeholder: str) -> str:
-        return self.sql.replace("{now}", now_placeholder)
+    def query(self, now_sql: str) -> str:
+        return self.sql.replace("{now}", now_sql)
 
-    def count_query(self, now_placeholder: str) -> str:
-        return self.count_sql.replace("{now}", now_placeholder)
+    def count_query(self, now_sql: str) -> str:
+        return self.count_sql.replace("{now}", now_sql)
 
     def finding(self, refs: Sequence[str], count: int) -> Finding | None:
         if count == 0:
