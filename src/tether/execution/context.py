@@ -388,18 +388,7 @@ class TaskContext:
                         )
                     )
                     self.budget.spend()
-                    await self._store.record_attempt(
-                        self._lease.lease,
-                        types.StepAttempt(
-                            task_id=self.task.id,
-                            index=index,
-                            attempt=attempt,
-                            error=errors.error_record(err),
-                            delay=delay,
-                            worker=self.worker,
-                            at=types.now(),
-                        ),
-                    )
+                    await self._journal_attempt(err, index, attempt, delay)
                     self.emitter.emit(
                         events.STEP_RETRYING,
                         step=index,
@@ -486,12 +475,10 @@ class TaskContext:
             self.session_state = new_state
         return value
 
-    async def _hand_over(
-        self, err: errors.TetherError, index: int, kind: str, name: str, attempt: int
+    async def _journal_attempt(
+        self, err: errors.TetherError, index: int, attempt: int, delay: float
     ) -> None:
-        """Journal the stuck attempt, then give the task up so a fresh run (on another
-        worker, or a new run here) continues it; the stuck work is abandoned."""
-        self.budget.spend()
+        """Record one failed try of a step (fenced) before it is tried again."""
         await self._store.record_attempt(
             self._lease.lease,
             types.StepAttempt(
@@ -499,11 +486,19 @@ class TaskContext:
                 index=index,
                 attempt=attempt,
                 error=errors.error_record(err),
-                delay=0.0,
+                delay=delay,
                 worker=self.worker,
                 at=types.now(),
             ),
         )
+
+    async def _hand_over(
+        self, err: errors.TetherError, index: int, kind: str, name: str, attempt: int
+    ) -> None:
+        """Journal the stuck attempt, then give the task up so a fresh run (on another
+        worker, or a new run here) continues it; the stuck work is abandoned."""
+        self.budget.spend()
+        await self._journal_attempt(err, index, attempt, 0.0)
         raise errors.StepHandedOver(
             f"task {self.task.id}: {kind} step {name!r} (step {index}) is stuck; "
             "handing the task over",
