@@ -21,7 +21,8 @@ FINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 STEP_KINDS: tuple[StepKind, ...] = ("model", "tool", "summarize", "sleep", "custom")
 
 # Format version of every JSON payload tether stores (messages, step outputs, events).
-PAYLOAD_VERSION = 1
+# 2: a step's output refers to the messages its commit appended instead of copying them.
+PAYLOAD_VERSION = 2
 
 
 def now() -> float:

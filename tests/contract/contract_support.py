@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection
+import sqlite3
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import psycopg
 
 from tether import types
 from tether.store import Claim, Store, open_store
@@ -29,6 +33,21 @@ class StoreCase:
                 await store.close()
 
         asyncio.run(main())
+
+    def raw(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement outside tether (``?`` placeholders on both engines), to look
+        at or rewrite rows as stored; committed at once."""
+        if self.engine == "sqlite":
+            conn = sqlite3.connect(self.url.removeprefix("sqlite:///"))
+            try:
+                found = conn.execute(sql, tuple(params)).fetchall()
+                conn.commit()
+                return found
+            finally:
+                conn.close()
+        with psycopg.connect(self.url, autocommit=True) as pconn:
+            cur = pconn.execute(sql.replace("?", "%s").encode(), tuple(params))
+            return list(cur.fetchall()) if cur.description is not None else []
 
 
 async def submit(

@@ -9,22 +9,32 @@ for ``(kind, v)`` takes a payload of version ``v`` and returns it in version
 the chain, raises ``PayloadVersionError`` naming the table, the row and both
 versions; it never becomes ``None`` or an empty history.
 
-What each kind's payload is, in format version 1 (this release):
+What each kind's payload is, in format version 2 (this release):
 
 - ``message``: the ``payload`` column, ``Message.to_dict()``:
   ``{"role", "content", "tool_calls"?, "tool_call_id"?, "name"?}``.
 - ``step``: the step row's JSON columns as one object:
   ``{"output", "error", "usage", "message_seqs"}`` (``output`` is the step's result
-  as ``run_step`` recorded it; ``error`` an ``errors.error_record``; ``usage``
-  ``Usage.to_dict()`` or null; ``message_seqs`` the seqs of the messages it wrote).
+  as ``run_step`` recorded it, except that a copy of a message the step appended is a
+  reference ``{"$message": i}`` to the message at ``message_seqs[i]`` and an output
+  that could be mistaken for one is escaped as ``{"$literal": output}``: see
+  ``step_payload``, which ``rows`` uses to give readers the output as recorded;
+  ``error`` an ``errors.error_record``; ``usage`` ``Usage.to_dict()`` or null;
+  ``message_seqs`` the seqs of the messages it wrote).
 - ``event``: the ``data`` column, the event's data object.
 
-Version 1 is the first released format, so no upcaster ships yet. A change to one
-of these shapes bumps ``types.PAYLOAD_VERSION`` and registers, here, the upcaster
-from the previous version, with a test of its own::
+History and the upcasters this release ships:
 
-    @REGISTRY.upcaster("message", 1)
-    def _message_1_to_2(payload: Any) -> Any:
+- version 1 (tether 0.1.0): the same shapes, but a step's ``output`` held full
+  copies of its messages. ``step`` 1 → 2 is ``step_payload.from_v1`` (the copy is
+  kept, escaped where it could read as a reference); ``message`` and ``event``
+  payloads did not change, so their 1 → 2 upcasters return them as they are.
+
+A change to one of these shapes bumps ``types.PAYLOAD_VERSION`` and registers, here,
+the upcaster from the previous version of every kind, with a test of its own::
+
+    @REGISTRY.upcaster("message", 2)
+    def _message_2_to_3(payload: Any) -> Any:
         return {**payload, "metadata": {}}
 """
 
@@ -35,6 +45,7 @@ from contextlib import contextmanager
 from typing import Any, Literal
 
 from tether import errors, types
+from tether.store import step_payload
 
 __all__ = ["KINDS", "REGISTRY", "Kind", "Upcaster", "Upcasters"]
 
@@ -137,3 +148,13 @@ class Upcasters:
 
 REGISTRY = Upcasters()
 """The upcasters this release ships; ``rows`` applies them on every read."""
+
+
+def _unchanged(payload: Any) -> Any:
+    """Version 1 → 2 of a payload whose shape version 2 kept."""
+    return payload
+
+
+REGISTRY.register("message", 1, _unchanged)
+REGISTRY.register("step", 1, step_payload.from_v1)
+REGISTRY.register("event", 1, _unchanged)

@@ -303,11 +303,22 @@ class PostgresStore:
 
     async def load_journal(self, task_id: str) -> list[types.StepRecord]:
         async def read(conn: Conn) -> list[types.StepRecord]:
-            await queries.task_row(conn, task_id)
+            task = await queries.task_row(conn, task_id)
             found = await queries.fetch_all(
                 conn, "SELECT * FROM steps WHERE task_id = %s ORDER BY idx", (task_id,)
             )
-            return [rows.step(r) for r in found]
+            payloads = [rows.step_payload_of(r) for r in found]
+            seqs = rows.referenced_seqs(found, payloads)
+            messages = (
+                await queries.fetch_all(
+                    conn,
+                    "SELECT * FROM messages WHERE session_id = %s AND seq = ANY(%s)",
+                    (task["session_id"], seqs),
+                )
+                if seqs
+                else []
+            )
+            return rows.journal(found, payloads, messages)
 
         return await self._tx(read)
 

@@ -333,7 +333,7 @@ async def _commit_one(conn: Connection, commit: types.StepCommit, now: float) ->
             sql.SQL(", ").join(sql.Identifier(c) for c in rows.STEP_COLUMNS),
             sql.SQL(", ").join(sql.Placeholder() for _ in rows.STEP_COLUMNS),
         ),
-        rows.step_values(step, seqs),
+        rows.step_values(step, seqs, commit.messages),
     )
     await insert_events(conn, step.task_id, commit.events)
     await conn.execute("UPDATE tasks SET updated_at = %s WHERE id = %s", (now, step.task_id))

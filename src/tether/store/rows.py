@@ -1,5 +1,6 @@
 """Stored rows to records and back: JSON columns, payload versions (upcast on read by
-``payloads``), the fencing error.
+``payloads``), step outputs stored without their messages (``step_payload``), the
+fencing error.
 
 Engine-neutral: a row is anything indexable by column name (``sqlite3.Row``, a dict
 from psycopg's ``dict_row``), with JSON columns held as JSON text. Column names are
@@ -9,10 +10,11 @@ those of ``migrations/<engine>/0001_initial.sql``.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from tether import errors, types
-from tether.store import payloads
+from tether.store import payloads, step_payload
 
 
 class Row(Protocol):
@@ -45,12 +47,21 @@ def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def step_values(step: types.StepRecord, message_seqs: tuple[int, ...]) -> tuple[Any, ...]:
-    """A step record as the values of ``STEP_COLUMNS``, in that order."""
+def step_values(
+    step: types.StepRecord,
+    message_seqs: tuple[int, ...],
+    messages: Sequence[types.Message] = (),
+) -> tuple[Any, ...]:
+    """A step record as the values of ``STEP_COLUMNS``, in that order; ``messages``
+    are those its commit appends (at ``message_seqs``): a copy of one in the output is
+    stored as a reference to it (``step_payload.compact``)."""
     what = f"step {step.index} of task {step.task_id}"
+    output = step.output
+    if messages and output is not None:
+        output = step_payload.compact(output, [m.to_dict() for m in messages])
     return (
         step.task_id, step.index, step.kind, step.name, step.fingerprint, step.status,
-        dumps_opt(step.output, f"output of {what}"), dumps_opt(step.error, f"error of {what}"),
+        dumps_opt(output, f"output of {what}"), dumps_opt(step.error, f"error of {what}"),
         step.attempts, step.started_at, step.finished_at, step.worker,
         dumps(list(message_seqs), f"message seqs of {what}"),
         dumps_opt(step.usage.to_dict() if step.usage else None, f"usage of {what}"),
@@ -94,14 +105,19 @@ def task(row: Row) -> types.TaskRecord:
     )
 
 
-def message(row: Row) -> types.StoredMessage:
-    payload = payloads.REGISTRY.upcast(
+def message_payload(row: Row) -> Any:
+    """A ``messages`` row's payload in the current format (``Message.to_dict()``)."""
+    return payloads.REGISTRY.upcast(
         "message",
         row["payload_version"],
         json.loads(row["payload"]),
         table="messages",
         row=f"(session_id {row['session_id']}, seq {row['seq']})",
     )
+
+
+def message(row: Row) -> types.StoredMessage:
+    payload = message_payload(row)
     return types.StoredMessage(
         seq=row["seq"],
         message=types.Message.from_dict(payload),
@@ -110,8 +126,14 @@ def message(row: Row) -> types.StoredMessage:
     )
 
 
-def step(row: Row) -> types.StepRecord:
-    payload = payloads.REGISTRY.upcast(
+def _step_ref(row: Row) -> str:
+    return f"(task_id {row['task_id']}, idx {row['idx']})"
+
+
+def step_payload_of(row: Row) -> dict[str, Any]:
+    """A ``steps`` row's JSON columns as one payload in the current format; its output
+    may still hold references to messages (``step_payload``), which ``journal`` resolves."""
+    payload: dict[str, Any] = payloads.REGISTRY.upcast(
         "step",
         row["payload_version"],
         {
@@ -121,8 +143,34 @@ def step(row: Row) -> types.StepRecord:
             "message_seqs": json.loads(row["message_seqs"]),
         },
         table="steps",
-        row=f"(task_id {row['task_id']}, idx {row['idx']})",
+        row=_step_ref(row),
     )
+    return payload
+
+
+def referenced_seqs(step_rows: Sequence[Row], step_payloads: Sequence[dict[str, Any]]) -> list[int]:
+    """The seqs of the session's messages these steps' outputs refer to, ascending."""
+    seqs: set[int] = set()
+    for row, payload in zip(step_rows, step_payloads, strict=True):
+        seqs.update(
+            step_payload.referenced(payload["output"], payload["message_seqs"], row=_step_ref(row))
+        )
+    return sorted(seqs)
+
+
+def journal(
+    step_rows: Sequence[Row],
+    step_payloads: Sequence[dict[str, Any]],
+    message_rows: Iterable[Row],
+) -> list[types.StepRecord]:
+    """Step records from their rows, their ``step_payload_of`` payloads and the rows of
+    the messages they refer to (those at ``referenced_seqs``): each output as recorded."""
+    messages = {int(r["seq"]): message_payload(r) for r in message_rows}
+    return [step(r, p, messages) for r, p in zip(step_rows, step_payloads, strict=True)]
+
+
+def step(row: Row, payload: dict[str, Any], messages: dict[int, Any]) -> types.StepRecord:
+    seqs = tuple(payload["message_seqs"])
     return types.StepRecord(
         task_id=row["task_id"],
         index=row["idx"],
@@ -130,13 +178,13 @@ def step(row: Row) -> types.StepRecord:
         name=row["name"],
         fingerprint=row["fingerprint"],
         status=row["status"],
-        output=payload["output"],
+        output=step_payload.expand(payload["output"], seqs, messages, row=_step_ref(row)),
         error=payload["error"],
         attempts=row["attempts"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         worker=row["worker"],
-        message_seqs=tuple(payload["message_seqs"]),
+        message_seqs=seqs,
         usage=types.Usage.from_dict(payload["usage"]),
     )
 

@@ -266,9 +266,21 @@ class SQLiteStore:
 
     async def load_journal(self, task_id: str) -> list[types.StepRecord]:
         def read(conn: sqlite3.Connection) -> list[types.StepRecord]:
-            queries.task_row(conn, task_id)
+            task = queries.task_row(conn, task_id)
             sql = "SELECT * FROM steps WHERE task_id = ? ORDER BY idx"
-            return [rows.step(r) for r in conn.execute(sql, (task_id,))]
+            found = conn.execute(sql, (task_id,)).fetchall()
+            payloads = [rows.step_payload_of(r) for r in found]
+            seqs = rows.referenced_seqs(found, payloads)
+            messages = (
+                conn.execute(
+                    "SELECT m.* FROM json_each(?) j"
+                    " JOIN messages m ON m.session_id = ? AND m.seq = j.value",
+                    (rows.dumps(seqs, "message seqs"), task["session_id"]),
+                ).fetchall()
+                if seqs
+                else []
+            )
+            return rows.journal(found, payloads, messages)
 
         return await self._read(read)
 

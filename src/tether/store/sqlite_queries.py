@@ -271,7 +271,7 @@ def _commit_one(
     n = len(commit.messages)
     seqs = tuple(range(last + 1, last + 1 + n)) if n else step.message_seqs
     try:
-        conn.execute(_INSERT_STEP, rows.step_values(step, seqs))
+        conn.execute(_INSERT_STEP, rows.step_values(step, seqs, commit.messages))
     except sqlite3.IntegrityError as exc:
         if "UNIQUE" in str(exc):
             done = _already_committed(conn, commit, session_id)
