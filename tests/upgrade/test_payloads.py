@@ -1,7 +1,9 @@
 """Versioned payloads: upcasters one by one, and what a reader does with old and new rows.
 
-This release's format (payload version 1) is the first one released, so the
-upcasters below are test-only: they pin the mechanism a future format change uses.
+The upcasters defined in this file are test-only: they pin the mechanism itself.
+The shipped ones (payload version 1 → 2, where a step stores a reference to the
+message it appended instead of a copy) are tested in ``tests/unit/store`` and
+``test_payload_v2.py``.
 """
 
 from __future__ import annotations
