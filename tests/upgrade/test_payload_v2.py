@@ -1,8 +1,9 @@
-"""Payload version 2 (a step refers to its messages) reads the released version 1 rows.
+"""Payload version 2 (a step refers to its messages) reads every release's rows.
 
-Every release fixture wrote its steps with payload version 1, each model and tool-call
-step holding a full copy of the message it appended. This release reads them through
-the shipped step upcaster, unchanged and without rewriting them, on both engines.
+A fixture written with payload version 1 (0.1.0.dev1) holds a full copy of the message
+in each model and tool-call step; this release reads them through the shipped step
+upcaster, unchanged and without rewriting them. A version 2 fixture (0.1.0) holds a
+reference instead, and reads back with the message filled in. Both engines.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def test_release_steps_read_back_with_their_full_messages(
     url = restore(fixture, engine, tmp_path, request)
     described = fixture.engine(engine)
     before = raw(url, "SELECT task_id, idx, output, payload_version FROM steps ORDER BY 1, 2")
-    assert before and {int(r[3]) for r in before} == {fixture.manifest["payload_version"]} == {1}
+    version = fixture.manifest["payload_version"]
+    assert before and {int(r[3]) for r in before} == {version}
+    reference = {"$message": 0}
 
     async def check(store: Store) -> int:
         copies = 0
@@ -40,14 +43,21 @@ def test_release_steps_read_back_with_their_full_messages(
                 stored = json.loads(
                     next(r[2] for r in before if (r[0], r[1]) == (task.id, step.index))
                 )
-                assert step.output == stored
                 if step.kind == "model" and step.status == "completed":
                     assert step.output["message"] == history[step.message_seqs[0]]
-                    assert types.ModelResponse.from_dict(step.output).to_dict() == stored
+                    if version == 1:
+                        assert step.output == stored
+                        assert types.ModelResponse.from_dict(step.output).to_dict() == stored
+                    else:
+                        assert stored["message"] == reference
+                        assert {**step.output, "message": reference} == stored
                     copies += 1
-                if step.kind == "tool" and step.message_seqs:
+                elif step.kind == "tool" and step.message_seqs:
                     assert step.output == history[step.message_seqs[0]]
+                    assert stored == (step.output if version == 1 else reference)
                     copies += 1
+                else:
+                    assert step.output == stored
         return copies
 
     assert with_store(url, check) > 0
