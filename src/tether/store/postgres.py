@@ -376,13 +376,7 @@ class PostgresStore:
         error: dict[str, Any] | None = None,
         events: Sequence[types.NewEvent] = (),
     ) -> types.TaskRecord:
-        if status not in types.FINAL_STATUSES:
-            raise errors.InvalidInput(
-                f"finish_task needs a final status (completed, failed, cancelled), got {status!r}",
-                task=lease.task_id,
-            )
-        output_json = rows.dumps_opt(output, f"output of task {lease.task_id}")
-        error_json = rows.dumps_opt(error, f"error of task {lease.task_id}")
+        output_json, error_json = rows.final_values(lease.task_id, status, output, error)
 
         async def write(conn: Conn) -> types.TaskRecord:
             row = await queries.fence(conn, lease, lease.task_id)

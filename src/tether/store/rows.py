@@ -43,6 +43,20 @@ def dumps_opt(value: Any, what: str) -> str | None:
     return None if value is None else dumps(value, what)
 
 
+def final_values(
+    task_id: str, status: str, output: Any, error: dict[str, Any] | None
+) -> tuple[str | None, str | None]:
+    """``finish_task``'s checked inputs on every engine: a final status, JSON output and error."""
+    if status not in types.FINAL_STATUSES:
+        raise errors.InvalidInput(
+            f"finish_task needs a final status (completed, failed, cancelled), got {status!r}",
+            task=task_id,
+        )
+    return dumps_opt(output, f"output of task {task_id}"), dumps_opt(
+        error, f"error of task {task_id}"
+    )
+
+
 def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
