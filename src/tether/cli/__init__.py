@@ -178,8 +178,12 @@ def _pick_agent(runtime: Runtime, agent: str | None) -> str:
 
 
 def _store_call(store: str | None, fn: Any) -> Any:
-    with Runtime(store) as runtime:
-        return runtime.store_call(fn)
+    """One read or write on the store; a tether error ends the command with its message."""
+    try:
+        with Runtime(store) as runtime:
+            return runtime.store_call(fn)
+    except errors.TetherError as exc:
+        raise _fail(exc) from exc
 
 
 @tasks_app.command("list")
@@ -197,13 +201,10 @@ def tasks_list(
             f"[red]error[/] unknown status {status!r}; use one of {list(types.TASK_STATUSES)}"
         )
         raise typer.Exit(EXIT_USAGE)
-    try:
-        tasks: list[types.TaskRecord] = _store_call(
-            store,
-            lambda s: s.list_tasks(tenant=tenant, status=status, session_id=session, limit=limit),
-        )
-    except errors.TetherError as exc:
-        raise _fail(exc) from exc
+    tasks: list[types.TaskRecord] = _store_call(
+        store,
+        lambda s: s.list_tasks(tenant=tenant, status=status, session_id=session, limit=limit),
+    )
     if as_json:
         _print_json([t.to_public() for t in tasks])
         return
@@ -255,10 +256,7 @@ def tasks_show(
     as_json: JsonOpt = False,
 ) -> None:
     """One task: status, output, error, its steps, runs, recoveries and failed attempts."""
-    try:
-        data = _store_call(store, lambda s: _task_details(s, task_id, tenant))
-    except errors.TetherError as exc:
-        raise _fail(exc) from exc
+    data = _store_call(store, lambda s: _task_details(s, task_id, tenant))
     if as_json:
         _print_json(data)
         return
@@ -352,10 +350,7 @@ def tasks_cancel(
     as_json: JsonOpt = False,
 ) -> None:
     """Cancel a task: queued ones at once, running ones at their next step boundary."""
-    try:
-        task = _store_call(store, lambda s: s.request_cancel(task_id, tenant=tenant))
-    except errors.TetherError as exc:
-        raise _fail(exc) from exc
+    task = _store_call(store, lambda s: s.request_cancel(task_id, tenant=tenant))
     if as_json:
         _print_json(task.to_public())
     else:
@@ -385,10 +380,7 @@ def sessions_show(
     as_json: JsonOpt = False,
 ) -> None:
     """A session: its messages in order, its tasks and its context bookkeeping."""
-    try:
-        data = _store_call(store, lambda s: _session_details(s, session_id, tenant))
-    except errors.TetherError as exc:
-        raise _fail(exc) from exc
+    data = _store_call(store, lambda s: _session_details(s, session_id, tenant))
     if as_json:
         _print_json(data)
         return
@@ -437,12 +429,9 @@ def sessions_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List sessions, newest first."""
-    try:
-        sessions: list[types.SessionRecord] = _store_call(
-            store, lambda s: s.list_sessions(tenant=tenant, limit=limit)
-        )
-    except errors.TetherError as exc:
-        raise _fail(exc) from exc
+    sessions: list[types.SessionRecord] = _store_call(
+        store, lambda s: s.list_sessions(tenant=tenant, limit=limit)
+    )
     if as_json:
         _print_json([s.to_public() for s in sessions])
         return
