@@ -31,6 +31,7 @@ SESSIONS = 25
 TASKS_PER_SESSION = 4
 CALLS = 3  # tool calls per task: 3 model steps + 3 tool steps + the final answer = 7 steps
 WORKERS = 3
+KILLS = 4
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,11 @@ class Chaos:
         self.killed_pids: set[int] = set()
         self.drained: list[tuple[str, int]] = []
         self.generation = 0
+        # how each of the KILLS kills ends: at least one victim is restarted in place
+        # (takes its leases back) and at least one is replaced (its leases expire and
+        # other workers recover them), so both paths run whatever the seed
+        self.in_place = [True, False] + [rng.random() < 0.5 for _ in range(KILLS - 2)]
+        rng.shuffle(self.in_place)
 
     def start(self, worker_id: str) -> WorkerProcess:
         return self.cluster.start(worker_id, lease_ttl=1.5, grace=15.0, concurrency=4)
@@ -121,7 +127,7 @@ class Chaos:
         victim.wait()
         self.killed_pids.add(victim.pid)
         self.workers.remove(victim)
-        if self.rng.random() < 0.5:
+        if self.in_place.pop():
             worker_id = victim.worker_id  # restarted in place: takes its leases back at once
         else:
             self.generation += 1
@@ -155,7 +161,7 @@ def test_chaos(cluster: Cluster, model: Model, store_url: str) -> None:
     chaos = Chaos(cluster, rng)
     chaos.workers = [chaos.start(f"w{i}") for i in range(WORKERS)]
     # progress points (share of tasks completed) at which something bad happens
-    kills = sorted(rng.uniform(0.05, 0.6) for _ in range(4))
+    kills = sorted(rng.uniform(0.05, 0.6) for _ in range(KILLS))
     restart_at = rng.uniform(0.2, 0.4)
     restarted = False
     deadline = time.monotonic() + 240
