@@ -18,6 +18,10 @@ import pytest
 
 import pg
 from tether import errors, types
+from tether.execution.context import TaskContext
+from tether.execution.runner import FunctionWorkflow
+from tether.execution.settings import ExecutionSettings
+from tether.execution.worker import Worker
 from tether.store import migrations, open_store
 from tether.store.base import MemoryItem
 from tether.store.postgres import PostgresStore
@@ -223,6 +227,43 @@ def test_an_idle_worker_is_woken_by_a_submit_elsewhere(pg_url: str) -> None:
             await submitter.finish_task(claim.lease, status="completed", output="ok")
             assert await finished is True  # a finish may free the session's next task
         finally:
+            await submitter.close()
+
+    run(pg_url, body)
+
+
+def test_an_idle_worker_claims_a_task_submitted_elsewhere_without_waiting_for_its_poll(
+    pg_url: str,
+) -> None:
+    """The worker's idle wait listens: with a 60 s poll it still starts a task that
+    another process submits (the submit's NOTIFY wakes it)."""
+
+    async def echo(ctx: TaskContext, input: str) -> str:
+        return await ctx.step("echo", lambda: input.upper())
+
+    async def body(s: PostgresStore) -> None:
+        worker = Worker(
+            s,
+            {"echo": FunctionWorkflow(echo, name="echo")},
+            worker_id="listening",
+            settings=ExecutionSettings(poll_interval=60.0),
+        )
+        serving = asyncio.ensure_future(worker.serve())
+        submitter = PostgresStore(pg_url)
+        await submitter.open()
+        try:
+            await asyncio.sleep(0.2)  # the worker has looked once and is idle now
+            await asyncio.wait_for(s._listener.listening.wait(), 30)
+            task = await submitter.submit_task(new_task(agent="echo"))
+            for _ in range(300):  # 30 s at most, half the poll interval
+                if (await submitter.get_task(task.id)).status == "completed":
+                    break
+                await asyncio.sleep(0.1)
+            done = await submitter.get_task(task.id)
+            assert (done.status, done.output) == ("completed", "HELLO")
+        finally:
+            await worker.shutdown(grace=5)
+            await serving
             await submitter.close()
 
     run(pg_url, body)

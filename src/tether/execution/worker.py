@@ -23,7 +23,6 @@ a step finishes that step and commits it first. ``shutdown(grace)`` waits up to
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import uuid
@@ -149,8 +148,24 @@ class Worker:
                 self._wake.clear()
                 if self._draining:
                     break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                await self._idle()
+
+    async def _idle(self) -> None:
+        """Wait up to ``poll_interval`` for work: a local wake-up (a task of this process
+        ended, ``wake``, ``drain``) or the store's notice that a task became claimable on
+        any machine (``Store.wait_for_work``: PostgreSQL's LISTEN/NOTIFY; SQLite sleeps)."""
+        local = asyncio.ensure_future(self._wake.wait())
+        remote = asyncio.ensure_future(self.store.wait_for_work(self.settings.poll_interval))
+        try:
+            await asyncio.wait(
+                (local, remote),
+                timeout=self.settings.poll_interval,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for waiter in (local, remote):
+                waiter.cancel()
+            await asyncio.gather(local, remote, return_exceptions=True)
 
     async def take_back(self) -> list[str]:
         """Resume at once every task an earlier incarnation of this worker id still holds
