@@ -38,6 +38,9 @@ from tether.store.base import Claim, Store
 
 _log = logging.getLogger("tether.execution.worker")
 
+MAX_CLAIMS_AT_ONCE = 8
+"""Claims a worker makes side by side when it finds many claimable tasks at once."""
+
 INCARNATION_SEPARATOR = "/"
 
 Phase = Literal["between", "step", "backoff"]
@@ -137,13 +140,21 @@ class Worker:
         """Claim and run tasks until ``drain`` is called; ``shutdown`` then waits for
         in-flight steps and releases the rest."""
         await self.take_back()
+        burst = 1
         while not self._draining:
-            claimed = False
-            if len(self._running) < self.concurrency:
-                claim = await self._claim()
-                if claim is not None:
-                    claimed = True
-                    self._start(claim)
+            claimed = 0
+            free = self.concurrency - len(self._running)
+            if free > 0:
+                asked = min(free, burst)
+                claims = await asyncio.gather(*(self._claim() for _ in range(asked)))
+                for claim in claims:
+                    if claim is not None:
+                        claimed += 1
+                        self._start(claim)
+                # While every claim finds work, claim more at once (a drained peer's
+                # tasks, a burst of submissions); one empty claim goes back to one at a
+                # time, so an idle worker asks the store once per poll.
+                burst = min(burst * 2, MAX_CLAIMS_AT_ONCE) if claimed == asked else 1
             if not claimed:
                 self._wake.clear()
                 if self._draining:
