@@ -38,7 +38,7 @@ def test_every_write_from_a_lost_lease_is_fenced(store: StoreCase) -> None:
         with pytest.raises(errors.LeaseLost, match=task.id):
             await s.renew_lease(old.lease, lease_ttl=60)
         with pytest.raises(errors.LeaseLost):
-            await s.release_lease(old.lease)
+            await s.release_lease(old.lease, events=(types.NewEvent("task.released"),))
         with pytest.raises(errors.LeaseLost):
             await s.finish_task(
                 old.lease, status="completed", output="stale", events=(types.NewEvent("x"),)
@@ -88,6 +88,26 @@ def test_finished_or_released_task_fences_its_old_lease(store: StoreCase) -> Non
         assert (done.status, done.lease_owner, done.error) == ("failed", None, {"message": "x"})
         with pytest.raises(errors.LeaseLost):
             await s.finish_task(second.lease, status="completed")
+
+    store.run(body)
+
+
+def test_a_release_writes_its_events_with_it(store: StoreCase) -> None:
+    async def body(s: Store) -> None:
+        task = await submit(s)
+        got = await claim(s)
+        await s.append_events(task.id, [types.NewEvent("task.started")], lease=got.lease)
+        released = types.NewEvent("task.released", data={"from_step": 0})
+        await s.release_lease(got.lease, events=(released,))
+        after = await s.get_task(task.id)
+        assert (after.status, after.lease_owner) == ("queued", None)
+        found = await s.list_events(task.id)
+        assert [(e.seq, e.name, e.data) for e in found] == [
+            (1, "task.started", {}),
+            (2, "task.released", {"from_step": 0}),
+        ]
+        again = await claim(s, "w2")
+        assert (again.reason, again.task.id) == ("handover", task.id)
 
     store.run(body)
 

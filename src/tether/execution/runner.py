@@ -229,9 +229,7 @@ class TaskRunner:
             )
 
     async def _release_now(self, keeper: LeaseKeeper, taken: tuple[types.NewEvent, ...]) -> None:
-        if taken:
-            await self.store.append_events(keeper.lease.task_id, taken, lease=keeper.lease)
-        await self.store.release_lease(keeper.lease)
+        await self.store.release_lease(keeper.lease, events=taken)
 
 
 def _check_output(output: Any, task: types.TaskRecord) -> None:

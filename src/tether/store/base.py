@@ -218,9 +218,12 @@ class Store(Protocol):
     async def renew_lease(self, lease: types.Lease, *, lease_ttl: float) -> types.Lease:
         """Extend the lease; raises ``LeaseLost`` if it was taken over."""
 
-    async def release_lease(self, lease: types.Lease) -> None:
+    async def release_lease(
+        self, lease: types.Lease, *, events: Sequence[types.NewEvent] = ()
+    ) -> None:
         """Give a running task back (drain): it becomes ``queued`` with no owner, so
-        another worker claims it at once. Fenced."""
+        another worker claims it at once. Fenced; ``events`` (the release's own) are
+        appended in the same transaction, so a drain costs one write per task."""
 
     async def expire_lease(self, task_id: str) -> None:
         """Operator and test hook: mark a task's lease as expired now."""

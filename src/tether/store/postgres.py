@@ -275,9 +275,12 @@ class PostgresStore:
 
         return await self._tx(write)
 
-    async def release_lease(self, lease: types.Lease) -> None:
+    async def release_lease(
+        self, lease: types.Lease, *, events: Sequence[types.NewEvent] = ()
+    ) -> None:
         async def write(conn: Conn) -> None:
             row = await queries.fence(conn, lease, lease.task_id)
+            await queries.insert_events(conn, lease.task_id, events)
             await conn.execute(
                 "UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,"
                 " updated_at = %s WHERE id = %s",

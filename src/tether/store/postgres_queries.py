@@ -35,16 +35,37 @@ Connection = connection.Connection
 
 _LOCK = " FOR NO KEY UPDATE"
 _CANDIDATES = (
-    ("resume", "t.status = 'running' AND t.lease_owner = %(worker)s"),
-    ("recovery", f"t.status = 'running' AND t.lease_expires_at <= {connection.NOW}"),
+    # its own lease first (a restarted worker's ``resume``), then any expired one
     (
-        "start",
+        "t.status = 'running'"
+        f" AND (t.lease_owner = %(worker)s OR t.lease_expires_at <= {connection.NOW})",
+        "(t.lease_owner = %(worker)s) DESC, t.position",
+    ),
+    (
         "t.status = 'queued'"
         " AND NOT EXISTS (SELECT 1 FROM tasks r"
         "  WHERE r.session_id = t.session_id AND r.status = 'running')"
         " AND NOT EXISTS (SELECT 1 FROM tasks o"
         "  WHERE o.session_id = t.session_id AND o.status = 'queued' AND o.position < t.position)",
+        "t.position",
     ),
+)
+_PICK = (
+    f"SELECT t.*, {connection.NOW} AS db_now,"
+    " (SELECT COUNT(*) FROM steps s WHERE s.task_id = t.id) AS steps_done"
+    " FROM tasks t WHERE {condition}{only} ORDER BY {order} LIMIT 1"
+    f"{_LOCK} OF t SKIP LOCKED"
+)
+_TAKE = (
+    "WITH claimed AS ("
+    " UPDATE tasks SET status = 'running', lease_owner = %(worker)s,"
+    " lease_expires_at = %(expires)s, lease_epoch = %(epoch)s, runs = %(runs)s,"
+    " input_seq = %(input_seq)s, updated_at = %(now)s WHERE id = %(id)s RETURNING *"
+    "), run AS ("
+    " INSERT INTO task_runs (task_id, run, worker, epoch, started_at, from_step, reason)"
+    " SELECT id, runs, lease_owner, lease_epoch, %(now)s, %(from_step)s, %(reason)s"
+    " FROM claimed"
+    ") SELECT * FROM claimed"
 )
 
 
@@ -235,7 +256,12 @@ async def claim(
     task_id: str | None,
 ) -> Claim | None:
     """Pick the first candidate (own lease, expired lease, next queued task of a free
-    session; oldest first within each), skipping rows other claimers hold, and take it."""
+    session; oldest first within each), skipping rows other claimers hold, and take it.
+
+    Two or three round trips: the pick (which also reads the clock and the journal's
+    length), the input's message on a first start, and the update with its run row.
+    A claim that would give a session a second running task fails on the unique index
+    and rolls the whole transaction back (``SessionBusy``)."""
     if agents is not None and not agents:
         return None
     params: dict[str, Any] = {"worker": worker, "task_id": task_id, "agents": list(agents or [])}
@@ -245,47 +271,34 @@ async def claim(
     if task_id is not None:
         only += " AND t.id = %(task_id)s"
     row: dict[str, Any] | None = None
-    reason = ""
-    for reason, condition in _CANDIDATES:  # noqa: B007 - reason names the candidate found
-        row = await fetch_one(
-            conn,
-            f"SELECT * FROM tasks t WHERE {condition}{only} ORDER BY t.position LIMIT 1"
-            f"{_LOCK} SKIP LOCKED",
-            params,
-        )
+    for condition, order in _CANDIDATES:
+        pick = _PICK.format(condition=condition, only=only, order=order)
+        row = await fetch_one(conn, pick, params)
         if row is not None:
             break
     if row is None:
         return None
-    if reason == "start" and row["runs"] > 0:
-        reason = "handover"
-    now = await db_now(conn)
+    if row["status"] == "running":
+        reason = "resume" if row["lease_owner"] == worker else "recovery"
+    else:
+        reason = "handover" if row["runs"] > 0 else "start"
+    now = float(row["db_now"])
     tid: str = row["id"]
     epoch: int = row["lease_epoch"] + 1
-    runs: int = row["runs"] + 1
     expires = now + lease_ttl
     input_seq = row["input_seq"]
     if input_seq is None:
         user = types.Message(role="user", content=row["input"])
         (input_seq,) = await append_messages(conn, row["session_id"], tid, [user], now)
-    counted = await fetch_one(conn, "SELECT COUNT(*) AS n FROM steps WHERE task_id = %s", (tid,))
-    from_step = int(counted["n"]) if counted is not None else 0
+    take = {
+        "worker": worker, "expires": expires, "epoch": epoch, "runs": row["runs"] + 1,
+        "input_seq": input_seq, "now": now, "id": tid, "from_step": int(row["steps_done"]),
+        "reason": reason,
+    }  # fmt: skip
     try:
-        async with conn.transaction():  # a savepoint: the session may have a running task
-            updated = await fetch_one(
-                conn,
-                "UPDATE tasks SET status = 'running', lease_owner = %s, lease_expires_at = %s,"
-                " lease_epoch = %s, runs = %s, input_seq = %s, updated_at = %s WHERE id = %s"
-                " RETURNING *",
-                (worker, expires, epoch, runs, input_seq, now, tid),
-            )
+        updated = await fetch_one(conn, _TAKE, take)
     except psycopg.errors.UniqueViolation as exc:
         raise SessionBusy(tid) from exc
-    await conn.execute(
-        "INSERT INTO task_runs (task_id, run, worker, epoch, started_at, from_step, reason)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (tid, runs, worker, epoch, now, from_step, reason),
-    )
     assert updated is not None
     lease = types.Lease(task_id=tid, owner=worker, epoch=epoch, expires_at=expires)
     return Claim(task=rows.task(updated), lease=lease, reason=reason)

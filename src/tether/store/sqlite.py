@@ -241,9 +241,12 @@ class SQLiteStore:
 
         return await self._write(write)
 
-    async def release_lease(self, lease: types.Lease) -> None:
+    async def release_lease(
+        self, lease: types.Lease, *, events: Sequence[types.NewEvent] = ()
+    ) -> None:
         def write(conn: sqlite3.Connection) -> None:
             queries.fence(conn, lease, lease.task_id)
+            queries.insert_events(conn, lease.task_id, events)
             conn.execute(
                 "UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,"
                 " updated_at = ? WHERE id = ?",
