@@ -47,6 +47,16 @@ TETHER_ONLY: tuple[tuple[str, tuple[str, ...], str], ...] = (
         ("recovery", "sigterm_all_running_s"),
         "{:.2f}",
     ),
+    (
+        "SIGTERM: lease released → running on B, median (s)",
+        ("recovery", "sigterm_release_to_running_median_s"),
+        "{:.3f}",
+    ),
+    (
+        "SIGTERM: lease released → running on B, max (s)",
+        ("recovery", "sigterm_release_to_running_max_s"),
+        "{:.3f}",
+    ),
     ("SIGTERM, 100 in flight: all complete (s)", ("recovery", "sigterm_all_complete_s"), "{:.2f}"),
     ("steps/s, 1 worker process", ("processes_steps_per_s", "1"), "{:,.0f}"),
     ("steps/s, 2 worker processes", ("processes_steps_per_s", "2"), "{:,.0f}"),
