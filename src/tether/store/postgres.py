@@ -72,7 +72,12 @@ class PostgresStore:
                 await pool.close()
 
     async def _run(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
-        """Run ``fn`` on a pooled connection in autocommit mode (one statement, or DDL)."""
+        """Run ``fn`` on a pooled connection in autocommit mode: DDL, and every read. Under
+        READ COMMITTED each statement sees what was committed when it began, inside a
+        transaction or not, so a read of several statements gains nothing from BEGIN and
+        COMMIT but two round trips. (A journal's steps and the messages they refer to are
+        committed together, so the later statement sees every message the earlier one's
+        steps name.)"""
         pool = self._pool
         if pool is None:
             raise errors.InfraError(
@@ -131,7 +136,7 @@ class PostgresStore:
                 versions[table] = {int(r["v"]): int(r["n"]) for r in counted}
             return found + checks.payload_findings(versions)
 
-        return await self._tx(read)
+        return await self._run(read)
 
     # ---- sessions --------------------------------------------------------------
 
@@ -185,7 +190,7 @@ class PostgresStore:
             )
             return [rows.message(r) for r in found]
 
-        return await self._tx(read)
+        return await self._run(read)
 
     # ---- tasks -----------------------------------------------------------------
 
@@ -323,7 +328,7 @@ class PostgresStore:
             )
             return rows.journal(found, payloads, messages)
 
-        return await self._tx(read)
+        return await self._run(read)
 
     async def commit_steps(
         self, commits: Sequence[types.StepCommit]
@@ -358,7 +363,7 @@ class PostgresStore:
             )
             return [rows.attempt(r) for r in found]
 
-        return await self._tx(read)
+        return await self._run(read)
 
     async def list_runs(self, task_id: str) -> list[types.TaskRun]:
         async def read(conn: Conn) -> list[types.TaskRun]:
@@ -368,7 +373,7 @@ class PostgresStore:
             )
             return [rows.run(r) for r in found]
 
-        return await self._tx(read)
+        return await self._run(read)
 
     async def finish_task(
         self,
@@ -441,7 +446,7 @@ class PostgresStore:
             )
             return [rows.event(r) for r in found]
 
-        return await self._tx(read)
+        return await self._run(read)
 
     # ---- waiting -----------------------------------------------------------------
 
@@ -453,7 +458,7 @@ class PostgresStore:
     # ---- measurement -----------------------------------------------------------
 
     async def step_storage_bytes(self, task_id: str, index: int) -> int:
-        return await self._tx(lambda conn: queries.step_storage_bytes(conn, task_id, index))
+        return await self._run(lambda conn: queries.step_storage_bytes(conn, task_id, index))
 
     # ---- API keys ----------------------------------------------------------------
 
@@ -522,7 +527,7 @@ class PostgresStore:
         return vectors.top_k(session_id, items, vector, k)
 
     async def list_memory(self, session_id: str) -> list[MemoryItem]:
-        return await self._tx(lambda conn: memory.items(conn, session_id))
+        return await self._run(lambda conn: memory.items(conn, session_id))
 
 
 def _check_ttl(lease_ttl: float) -> None:
