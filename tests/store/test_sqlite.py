@@ -17,6 +17,7 @@ import pytest
 
 from tether import errors, types
 from tether.store import migrations, sqlite_schema
+from tether.store import sqlite_connection as connection
 from tether.store.sqlite import SQLiteStore
 
 CLAIMER = """
@@ -58,6 +59,21 @@ asyncio.run(main(*sys.argv[1:3]))
 
 def _url(path: Path) -> str:
     return f"sqlite:///{path}"
+
+
+def _reap(procs: list[subprocess.Popen[str]]) -> list[tuple[str, str]]:
+    """Every child's output, every child waited for (and killed past the timeout), so
+    one failing child leaves no pipes open for a later test to trip over."""
+    outputs: list[tuple[str, str]] = []
+    try:
+        for proc in procs:
+            outputs.append(proc.communicate(timeout=120))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+    return outputs
 
 
 def _run(body: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -130,8 +146,7 @@ def test_two_processes_racing_never_double_claim(tmp_path: Path) -> None:
     ]
     go.touch()
     claimed: list[list[str]] = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
+    for proc, (out, err) in zip(procs, _reap(procs), strict=True):
         assert proc.returncode == 0, err
         claimed.append(json.loads(out))
     assert not set(claimed[0]) & set(claimed[1])
@@ -154,12 +169,34 @@ def test_concurrent_first_open_migrates_once(tmp_path: Path) -> None:
     ]
     go.touch()
     latest = len(migrations.load("sqlite"))
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
+    for proc, (out, err) in zip(procs, _reap(procs), strict=True):
         assert proc.returncode == 0, err
         assert out.strip() == str(latest)
     rows = _table_rows(db, "SELECT version FROM schema_migrations ORDER BY version")
     assert rows == [(v,) for v in range(1, latest + 1)]
+
+
+def test_opening_waits_while_another_connection_holds_the_write_lock(tmp_path: Path) -> None:
+    # A connection that holds the write lock on a file still in rollback mode makes
+    # SQLite refuse the switch to WAL at once, without its busy handler: first opens
+    # racing each other hit exactly this.
+    db = tmp_path / "held.db"
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE held (x INTEGER)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO held VALUES (1)")
+    release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        conn = connection.connect(str(db), "FULL", _url(db))
+    finally:
+        release.join()
+        holder.close()
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert [tuple(r) for r in conn.execute("SELECT x FROM held")] == [(1,)]
+    finally:
+        conn.close()
 
 
 def test_concurrent_first_open_from_threads(tmp_path: Path) -> None:

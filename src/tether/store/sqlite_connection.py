@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import random
 import sqlite3
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,7 +66,7 @@ def connect(path: str, synchronous: str, url: str) -> sqlite3.Connection:
     try:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _enter_wal(conn)
         if str(mode).lower() != "wal":
             raise errors.StoreUnavailable(
                 f"SQLite store {url} cannot use WAL mode (it reports {mode}); put the file "
@@ -76,6 +78,24 @@ def connect(path: str, synchronous: str, url: str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _enter_wal(conn: sqlite3.Connection) -> str:
+    """Switch to WAL, waiting out other processes that open the same new file.
+
+    The switch reads the header under a shared lock and then needs an exclusive one;
+    when another connection already waits for exclusive, SQLite answers "database is
+    locked" at once instead of calling the busy handler (that wait could deadlock), so
+    the wait is ours: short jittered sleeps up to the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            busy = any(word in str(exc).lower() for word in ("locked", "busy"))
+            if not busy or time.monotonic() >= deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))
 
 
 # ---- the driver boundary ---------------------------------------------------------
