@@ -4,35 +4,19 @@ The ``store_url`` fixture is parametrised over ``ENGINES`` (one function per eng
 returning the URL of a fresh, empty store), so every crash test runs on each engine
 and its test id names the engine. ``model`` is the stand-in OpenAI-compatible server,
 answering from ``workload.script`` and remembering when each request arrived.
-``cluster`` starts and signals worker processes and cleans up after the test.
+``cluster`` starts and signals worker processes and cleans up after the test; what
+they are made of lives in ``crash_cluster``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
-import workload
+from crash_cluster import Cluster, Model, ModelLog, store_call
 
-from tether import types
-from tether.store import Store, open_store
 from tether.testing import StandInModelServer
-from tether.types import ModelRequest
-
-T = TypeVar("T")
-
-ROOT = Path(__file__).resolve().parents[2]
-WORKLOAD = f"{Path(workload.__file__).resolve()}:chaos"
 
 
 def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
@@ -57,144 +41,11 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-def store_call(url: str, fn: Callable[[Store], Awaitable[T]]) -> T:
-    """Open the store, run ``fn`` on it, close it: the test's own view of the data."""
-
-    async def main() -> T:
-        store = open_store(url)
-        await store.open()
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
-
-
-# ---- the model server ----------------------------------------------------------
-
-
-@dataclass
-class ModelLog:
-    """Every request the stand-in model answered, with the time it arrived."""
-
-    seen: list[tuple[float, ModelRequest]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __call__(self, request: ModelRequest) -> Any:
-        with self.lock:
-            self.seen.append((time.time(), request))
-        return workload.script(request)
-
-    def requests(self) -> list[tuple[float, ModelRequest]]:
-        with self.lock:
-            return list(self.seen)
-
-
-@dataclass
-class Model:
-    server: StandInModelServer
-    log: ModelLog
-
-
 @pytest.fixture
 def model() -> Iterator[Model]:
     log = ModelLog()
     with StandInModelServer(log) as server:
         yield Model(server, log)
-
-
-# ---- worker processes ------------------------------------------------------------
-
-
-@dataclass
-class WorkerProcess:
-    worker_id: str
-    proc: subprocess.Popen[bytes]
-    stderr_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def signal(self, signum: int) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signum)
-
-    def wait(self, timeout: float = 60.0) -> int:
-        return self.proc.wait(timeout=timeout)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-
-class Cluster:
-    """Starts ``tether worker`` processes on one store; kills what is left at the end."""
-
-    def __init__(self, tmp_path: Path, store_url: str, model: Model) -> None:
-        self.tmp_path = tmp_path
-        self.store_url = store_url
-        self.model = model
-        self.effects = tmp_path / "effects.db"
-        self.started: list[WorkerProcess] = []
-        self._count = 0
-        with workload.effects_db(self.effects):
-            pass
-
-    def start(
-        self,
-        worker_id: str,
-        *,
-        lease_ttl: float = 1.5,
-        grace: float = 10.0,
-        concurrency: int = 4,
-        heartbeat: float | None = None,
-    ) -> WorkerProcess:
-        self._count += 1
-        stderr_path = self.tmp_path / f"worker-{self._count}-{worker_id}.log"
-        env = dict(os.environ)
-        env.update(
-            TETHER_TEST_MODEL_URL=self.model.server.base_url,
-            TETHER_TEST_EFFECTS=str(self.effects),
-            TETHER_TEST_WORKER=worker_id,
-            PYTHONUNBUFFERED="1",
-        )
-        env.pop("TETHER_STORE", None)
-        command = [
-            sys.executable, "-m", "tether", "worker", WORKLOAD,
-            "--store", self.store_url,
-            "--worker-id", worker_id,
-            "--lease-ttl", str(lease_ttl),
-            "--grace", str(grace),
-            "--concurrency", str(concurrency),
-            "--poll", "0.05",
-        ]  # fmt: skip
-        if heartbeat is not None:
-            command += ["--heartbeat", str(heartbeat)]
-        with stderr_path.open("wb") as err:
-            proc = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err
-            )
-        started = WorkerProcess(worker_id, proc, stderr_path)
-        self.started.append(started)
-        return started
-
-    def wait_ready(self, worker: WorkerProcess, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while "ready" not in worker.stderr():
-            assert worker.alive(), f"worker {worker.worker_id} died:\n{worker.stderr()}"
-            assert time.monotonic() < deadline, f"worker {worker.worker_id} never got ready"
-            time.sleep(0.05)
-
-    def stop_all(self) -> None:
-        for w in self.started:
-            if w.alive():
-                w.signal(signal.SIGCONT)
-                w.signal(signal.SIGKILL)
-                w.wait()
 
 
 @pytest.fixture
@@ -204,30 +55,3 @@ def cluster(tmp_path: Path, store_url: str, model: Model) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop_all()
-
-
-# ---- waiting on the store ------------------------------------------------------------
-
-
-def wait_until(check: Callable[[], T | None], *, timeout: float, what: str, poll: float = 0.1) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(poll)
-
-
-async def submit_task(
-    store: Store, *, tenant: str, session_id: str, tag: str, j: int, calls: int, pause: float
-) -> types.TaskRecord:
-    return await store.submit_task(
-        types.NewTask(
-            tenant=tenant,
-            agent="chaos",
-            input=workload.task_input(tag, j, calls, pause),
-            session_id=session_id,
-        )
-    )

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import pytest
 import workload
+from crash_cluster import ROOT, Cluster, Model, WorkerProcess, store_call, submit_task, wait_until
 
-from conftest import ROOT, Cluster, Model, WorkerProcess, store_call, submit_task
 from tether import types
 from tether.execution.worker import stable_id
 from tether.store import Store
@@ -44,9 +44,8 @@ class Plan:
     """tag -> tenant"""
 
 
-def _submit_all(url: str, rng: random.Random) -> Plan:
+def _open_sessions(url: str) -> Plan:
     async def body(s: Store) -> Plan:
-        tasks: dict[str, workload.Order] = {}
         sessions: dict[str, str] = {}
         tenants: dict[str, str] = {}
         for i in range(SESSIONS):
@@ -54,17 +53,30 @@ def _submit_all(url: str, rng: random.Random) -> Plan:
             tag = f"{tenant}-s{i}"
             session = await s.create_session(tenant, "chaos")
             sessions[tag], tenants[tag] = session.id, tenant
-        # interleave the sessions' tasks, as independent clients would
-        for j in range(TASKS_PER_SESSION):
-            for tag, sid in sessions.items():
-                pause = round(rng.uniform(0.1, 0.5), 3)
-                task = await submit_task(
-                    s, tenant=tenants[tag], session_id=sid, tag=tag, j=j, calls=CALLS, pause=pause
-                )
-                tasks[task.id] = workload.Order(tag, j, CALLS, pause)
-        return Plan(tasks, sessions, tenants)
+        return Plan({}, sessions, tenants)
 
     return store_call(url, body)
+
+
+def _submit(url: str, plan: Plan, rng: random.Random, rounds: range) -> None:
+    """Each session's tasks of these rounds, interleaved as independent clients would."""
+
+    async def body(s: Store) -> None:
+        for j in rounds:
+            for tag, sid in plan.sessions.items():
+                pause = round(rng.uniform(0.1, 0.5), 3)
+                task = await submit_task(
+                    s,
+                    tenant=plan.tenants[tag],
+                    session_id=sid,
+                    tag=tag,
+                    j=j,
+                    calls=CALLS,
+                    pause=pause,
+                )
+                plan.tasks[task.id] = workload.Order(tag, j, CALLS, pause)
+
+    store_call(url, body)
 
 
 @dataclass
@@ -89,8 +101,9 @@ def _state(url: str, plan: Plan) -> State:
 def _counts(url: str, plan: Plan) -> dict[str, int]:
     async def body(s: Store) -> dict[str, int]:
         counts: dict[str, int] = defaultdict(int)
-        for t in plan.tasks:
-            counts[(await s.get_task(t)).status] += 1
+        for t in await s.list_tasks(limit=100_000):
+            if t.id in plan.tasks:
+                counts[t.status] += 1
         return counts
 
     return store_call(url, body)
@@ -122,7 +135,14 @@ class Chaos:
         return self.cluster.start(worker_id, lease_ttl=1.5, grace=15.0, concurrency=4)
 
     def kill_one(self) -> None:
-        victim = self.rng.choice(self.workers)
+        # the victim holds leases, so a replaced one always leaves work to recover (a
+        # worker started a moment ago may not have claimed anything yet)
+        holding = wait_until(
+            lambda: [w for w in self.workers if _leases_of(self.cluster.store_url, w.worker_id)],
+            timeout=60,
+            what="a worker holding leases",
+        )
+        victim = self.rng.choice(holding)
         victim.signal(signal.SIGKILL)
         victim.wait()
         self.killed_pids.add(victim.pid)
@@ -136,6 +156,7 @@ class Chaos:
 
     def rolling_restart(self) -> None:
         for old in list(self.workers):
+            self.cluster.wait_ready(old)  # a replacement may still be starting
             old.signal(signal.SIGTERM)
             code = old.wait(timeout=60)
             self.drained.append((old.worker_id, code))
@@ -154,33 +175,43 @@ def test_chaos(cluster: Cluster, model: Model, store_url: str) -> None:
     seed = random.randrange(1_000_000)
     print(f"chaos seed {seed}")
     rng = random.Random(seed)
-    plan = _submit_all(store_url, rng)
-    total = len(plan.tasks)
-    assert total >= 100
+    plan = _open_sessions(store_url)
+    # the last round of tasks is held back until every fault is in, so a slow machine
+    # (a long rolling restart) cannot finish the work before the faults are injected
+    _submit(store_url, plan, rng, range(TASKS_PER_SESSION - 1))
+    first = len(plan.tasks)
 
     chaos = Chaos(cluster, rng)
     chaos.workers = [chaos.start(f"w{i}") for i in range(WORKERS)]
-    # progress points (share of tasks completed) at which something bad happens
+    # progress points (share of the first rounds completed) at which something bad happens
     kills = sorted(rng.uniform(0.05, 0.6) for _ in range(KILLS))
     restart_at = rng.uniform(0.2, 0.4)
-    restarted = False
+    restarted = held_back = False
     deadline = time.monotonic() + 240
     while True:
         counts = _counts(store_url, plan)
         done = counts["completed"]
-        if done == total:
+        faults_in = not kills and restarted
+        if not held_back and (faults_in or done >= first - WORKERS):
+            _submit(store_url, plan, rng, range(TASKS_PER_SESSION - 1, TASKS_PER_SESSION))
+            held_back = True
+            continue
+        if held_back and done == len(plan.tasks):
             break
         assert counts["failed"] == 0 and counts["cancelled"] == 0, counts
         assert time.monotonic() < deadline, f"chaos run did not finish: {dict(counts)}"
-        if kills and done >= kills[0] * total:
+        if kills and done >= kills[0] * first:
             kills.pop(0)
             chaos.kill_one()
-        if not restarted and done >= restart_at * total:
+        if not restarted and done >= restart_at * first:
             restarted = True
             chaos.rolling_restart()
         time.sleep(0.1)
+    assert len(plan.tasks) == SESSIONS * TASKS_PER_SESSION >= 100
     assert not kills and restarted, "the run finished before every fault was injected"
 
+    for w in chaos.workers:  # a replacement may still be starting: SIGTERM drains only once ready
+        cluster.wait_ready(w)
     for w in chaos.workers:
         w.signal(signal.SIGTERM)
     for w in chaos.workers:

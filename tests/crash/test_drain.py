@@ -15,8 +15,8 @@ import time
 
 import pytest
 import workload
+from crash_cluster import Cluster, WorkerProcess, store_call, submit_task, wait_until
 
-from conftest import Cluster, WorkerProcess, store_call, submit_task, wait_until
 from tether import types
 from tether.execution.worker import stable_id
 from tether.store import Store

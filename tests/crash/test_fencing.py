@@ -11,8 +11,8 @@ import signal
 import time
 
 import workload
+from crash_cluster import Cluster, WorkerProcess, store_call, submit_task, wait_until
 
-from conftest import Cluster, WorkerProcess, store_call, submit_task, wait_until
 from tether import types
 from tether.store import Store
 

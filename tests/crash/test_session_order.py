@@ -11,8 +11,8 @@ import signal
 import threading
 
 import workload
+from crash_cluster import Cluster, Model, store_call, submit_task, wait_until
 
-from conftest import Cluster, Model, store_call, submit_task, wait_until
 from tether import types
 from tether.store import Store, open_store
 
