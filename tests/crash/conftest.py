@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from crash_cluster import Cluster, Model, ModelLog, store_call
+from crash_cluster import Cluster, Model, ModelLog
 
+from store_view import store_call
 from tether.testing import StandInModelServer
 
 

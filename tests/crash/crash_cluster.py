@@ -7,14 +7,13 @@ other test folder uses.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +21,7 @@ from typing import Any, TypeVar
 import workload
 
 from tether import types
-from tether.store import Store, open_store
+from tether.store import Store
 from tether.testing import StandInModelServer
 from tether.types import ModelRequest
 
@@ -30,20 +29,6 @@ T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKLOAD = f"{Path(workload.__file__).resolve()}:chaos"
-
-
-def store_call(url: str, fn: Callable[[Store], Awaitable[T]]) -> T:
-    """Open the store, run ``fn`` on it, close it: the test's own view of the data."""
-
-    async def main() -> T:
-        store = open_store(url)
-        await store.open()
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
 
 
 # ---- the model server ----------------------------------------------------------

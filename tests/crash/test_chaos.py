@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import pytest
 import workload
-from crash_cluster import ROOT, Cluster, Model, WorkerProcess, store_call, submit_task, wait_until
+from crash_cluster import ROOT, Cluster, Model, WorkerProcess, submit_task, wait_until
 
+from store_view import store_call
 from tether import types
 from tether.execution.worker import stable_id
 from tether.store import Store

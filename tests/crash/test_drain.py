@@ -15,8 +15,9 @@ import time
 
 import pytest
 import workload
-from crash_cluster import Cluster, WorkerProcess, store_call, submit_task, wait_until
+from crash_cluster import Cluster, WorkerProcess, submit_task, wait_until
 
+from store_view import store_call
 from tether import types
 from tether.execution.worker import stable_id
 from tether.store import Store

@@ -11,8 +11,9 @@ import signal
 import time
 
 import workload
-from crash_cluster import Cluster, WorkerProcess, store_call, submit_task, wait_until
+from crash_cluster import Cluster, WorkerProcess, submit_task, wait_until
 
+from store_view import store_call
 from tether import types
 from tether.store import Store
 

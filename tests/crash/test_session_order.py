@@ -11,8 +11,9 @@ import signal
 import threading
 
 import workload
-from crash_cluster import Cluster, Model, store_call, submit_task, wait_until
+from crash_cluster import Cluster, Model, submit_task, wait_until
 
+from store_view import store_call
 from tether import types
 from tether.store import Store, open_store
 

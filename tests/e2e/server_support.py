@@ -21,29 +21,16 @@ from typing import Any, TypeVar
 import httpx
 import server_agents
 
+from store_view import store_call
 from tether.execution.settings import ExecutionSettings
 from tether.server import keys
 from tether.server.config import ServerConfig
 from tether.server.service import Service
-from tether.store import open_store
-from tether.store.base import Store
 
 T = TypeVar("T")
 HERE = Path(__file__).parent
 AGENTS_SPEC = f"{HERE / 'server_agents.py'}:runtime"
 TETHER = str(Path(sys.executable).with_name("tether"))
-
-
-def store_call(url: str, fn: Callable[[Store], Any]) -> Any:
-    async def go() -> Any:
-        store = open_store(url)
-        await store.open()
-        try:
-            return await fn(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
 
 
 def make_key(store_url: str, tenant: str) -> str:
