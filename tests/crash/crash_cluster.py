@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -150,18 +149,7 @@ class Cluster:
                 w.wait()
 
 
-# ---- waiting on the store ------------------------------------------------------------
-
-
-def wait_until(check: Callable[[], T | None], *, timeout: float, what: str, poll: float = 0.1) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(poll)
+# ---- the workload's tasks --------------------------------------------------------
 
 
 async def submit_task(

@@ -15,12 +15,13 @@ import time
 
 import pytest
 import workload
-from crash_cluster import Cluster, WorkerProcess, submit_task, wait_until
+from crash_cluster import Cluster, WorkerProcess, submit_task
 
 from store_view import store_call
 from tether import types
 from tether.execution.worker import stable_id
 from tether.store import Store
+from waiting import wait_until
 
 LONG_LEASE = 120.0
 

@@ -11,11 +11,12 @@ import signal
 import time
 
 import workload
-from crash_cluster import Cluster, WorkerProcess, submit_task, wait_until
+from crash_cluster import Cluster, WorkerProcess, submit_task
 
 from store_view import store_call
 from tether import types
 from tether.store import Store
+from waiting import wait_until
 
 PAUSE = 1.0
 CALLS = 3

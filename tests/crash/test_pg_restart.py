@@ -15,7 +15,7 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import workload
 import pg
 from tether import errors, types
 from tether.store.postgres import PostgresStore
+from waiting import wait_until
 
 CALLS = 4
 TASKS_PER_SESSION = 2
@@ -111,13 +112,6 @@ def submit_all(url: str) -> None:
     asyncio.run(write())
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 40) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 @pytest.mark.slow
 def test_workers_ride_out_a_postgres_restart(cluster: Any, store_url: str) -> None:
     """``cluster`` is the crash suite's (``tests/crash/conftest.py``), on this database."""
@@ -127,14 +121,19 @@ def test_workers_ride_out_a_postgres_restart(cluster: Any, store_url: str) -> No
     submit_all(store_url)
 
     # restart while some steps are committed and tool steps are in flight
-    wait_for(lambda: sum(len(j) for j in snapshot(store_url).values()) >= 4, "the first commits")
+    wait_until(
+        lambda: sum(len(j) for j in snapshot(store_url).values()) >= 4,
+        what="the first commits",
+        timeout=40,
+    )
     before = snapshot(store_url)
     restart_postgres()
 
     total = SESSIONS * TASKS_PER_SESSION
-    wait_for(
+    wait_until(
         lambda: [t.status for t in tasks(store_url)].count("completed") == total,
-        "every task to complete after the restart",
+        what="every task to complete after the restart",
+        timeout=40,
     )
     for w in workers:
         assert w.alive(), f"worker {w.worker_id} died:\n{w.stderr()}"

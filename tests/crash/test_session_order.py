@@ -11,11 +11,12 @@ import signal
 import threading
 
 import workload
-from crash_cluster import Cluster, Model, submit_task, wait_until
+from crash_cluster import Cluster, Model, submit_task
 
 from store_view import store_call
 from tether import types
 from tether.store import Store, open_store
+from waiting import wait_until
 
 SUBMITTERS = 4
 PER_SUBMITTER = 4

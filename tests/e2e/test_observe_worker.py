@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tether import Runtime, types
 from tether.observe import metrics
 from tether.testing import Fault, StandInModelServer
+from waiting import wait_until
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -46,14 +47,6 @@ Scrape = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 # ---- helpers -----------------------------------------------------------------------
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @dataclass
@@ -107,7 +100,7 @@ def start_worker(name: str, store: str, tmp: Path, env: dict[str, str], n: int =
         assert proc.poll() is None, f"worker {name} exited early:\n{w.text()}"
         return "ready" in w.text()
 
-    wait_for(f"worker {name} to start", ready)
+    wait_until(ready, what=f"worker {name} to start")
     found = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", w.text())
     assert found, w.text()
     w.port = int(found.group(1))
@@ -195,14 +188,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             def final() -> bool:
                 return runtime.get_task(r.tasks[key].id).status in types.FINAL_STATUSES
 
-            wait_for(f"task {key} to end", final)
+            wait_until(final, what=f"task {key} to end")
             r.tasks[key] = runtime.get_task(r.tasks[key].id)
             return r.tasks[key]
 
         def entered(gate: str, n: int, timeout: float = 30.0) -> None:
-            wait_for(
-                f"{gate} entered {n}x",
+            wait_until(
                 lambda: (gates / f"{gate}.entered.{n}").exists(),
+                what=f"{gate} entered {n}x",
                 timeout=timeout,
             )
 
@@ -277,9 +270,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             else:
                 raise AssertionError("w1 never took t5 over")
             w0b.proc.send_signal(signal.SIGCONT)
-            wait_for(
-                "w0 to notice its lost lease",
+            wait_until(
                 lambda: value(w0b.scrape(), "tether_leases_lost_total") == 1.0,
+                what="w0 to notice its lost lease",
             )
             (gates / "g5.open").touch()
             settle("t5")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import server_support as support
 
+from waiting import wait_until
+
 
 def test_context_reports_tokens_and_limit_after_a_task(tmp_path: Path) -> None:
     store_url = f"sqlite:///{tmp_path / 'tether.db'}"
@@ -17,7 +19,7 @@ def test_context_reports_tokens_and_limit_after_a_task(tmp_path: Path) -> None:
         empty = client.get(f"/v1/sessions/{sid}/context").json()
         assert (empty["tokens"], empty["limit"], empty["summary"]) == (None, None, None)
         tid = client.post(f"/v1/sessions/{sid}/tasks", json={"input": "hi"}).json()["id"]
-        support.wait_for(
+        wait_until(
             lambda: client.get(f"/v1/tasks/{tid}").json()["status"] == "completed",
             what="the task to complete",
         )

@@ -14,6 +14,7 @@ import server_support as support
 
 from tether import types
 from tether.store.base import Store
+from waiting import wait_until
 
 
 def test_rolling_restart_loses_no_task_and_no_event(tmp_path: Path) -> None:
@@ -25,7 +26,7 @@ def test_rolling_restart_loses_no_task_and_no_event(tmp_path: Path) -> None:
         c = first.client(key)
         sid = c.post("/v1/sessions", json={"agent": "slow"}).json()["id"]
         tid = c.post(f"/v1/sessions/{sid}/tasks", json={"input": "2.5"}).json()["id"]
-        support.wait_for(
+        wait_until(
             lambda: c.get(f"/v1/tasks/{tid}").json()["status"] == "running", what="the claim"
         )
         seen: list[support.Event] = []
@@ -33,14 +34,14 @@ def test_rolling_restart_loses_no_task_and_no_event(tmp_path: Path) -> None:
             target=lambda: seen.extend(support.read_events(first.client(key), tid))
         )
         reader.start()
-        support.wait_for(
+        wait_until(
             lambda: 'route="/v1/tasks/{task_id}/events"' in c.get("/metrics").text,
             what="the stream to open",
         )
         assert c.get("/readyz").status_code == 200
 
         first.stop(signal.SIGTERM)
-        ready = support.wait_for(
+        ready = wait_until(
             lambda: (r := c.get("/readyz")).status_code == 503 and r, what="readyz 503"
         )
         assert ready.json()["status"] == "draining"

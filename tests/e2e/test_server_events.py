@@ -9,6 +9,7 @@ from pathlib import Path
 import server_support as support
 
 from tether.store.base import Store
+from waiting import wait_until
 
 
 def _stored_seqs(store_url: str, task_id: str) -> list[int]:
@@ -84,9 +85,7 @@ def test_cancel_stops_a_running_task_at_a_step_boundary(tmp_path: Path) -> None:
     with support.serve_in_thread(store_url, workers=1) as srv:
         c = srv.client(key)
         _, tid = _submit(c, "steps", "40:0.1")
-        support.wait_for(
-            lambda: c.get(f"/v1/tasks/{tid}").json()["steps"], what="a first committed step"
-        )
+        wait_until(lambda: c.get(f"/v1/tasks/{tid}").json()["steps"], what="a first committed step")
         cancelled = c.post(f"/v1/tasks/{tid}/cancel")
         assert cancelled.status_code == 202
         assert cancelled.json()["cancel_requested"] is True
@@ -128,7 +127,7 @@ def test_drain_ends_open_streams_cleanly_and_readyz_turns_503(tmp_path: Path) ->
         reader = threading.Thread(target=follow)
         reader.start()
         stream_open.wait(5)
-        support.wait_for(
+        wait_until(
             lambda: 'route="/v1/tasks/{task_id}/events"' in c.get("/metrics").text,
             what="the stream to open",
         )
