@@ -84,9 +84,9 @@ def _enter_wal(conn: sqlite3.Connection) -> str:
     """Switch to WAL, waiting out other processes that open the same new file.
 
     The switch reads the header under a shared lock and then needs an exclusive one;
-    when another connection already waits for exclusive, SQLite answers "database is
-    locked" at once instead of calling the busy handler (that wait could deadlock), so
-    the wait is ours: short jittered sleeps up to the busy timeout."""
+    while another connection holds the write lock, SQLite answers "database is locked"
+    at once instead of calling the busy handler (that wait could deadlock), so the
+    wait is ours: short jittered sleeps up to the busy timeout."""
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     while True:
         try:
