@@ -17,12 +17,13 @@ demo: $(BIN)/.installed
 	$(BIN)/tether demo
 
 # Services the tests need: this machine kind starts PostgreSQL and Redis, but the
-# test command must still start PostgreSQL when it is not answering; promtool
-# (Debian's prometheus package) checks the shipped alert rules.
+# test command must still start PostgreSQL when it is not answering; Debian's
+# prometheus package (promtool, and a real server for query tests) and Chromium with
+# its driver (console tests in a real browser) come from Debian, never downloaded.
 services:
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; pg_isready -h 127.0.0.1 -p 5432
-	@command -v promtool >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@{ command -v promtool && command -v prometheus && command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus chromium chromium-driver >/dev/null; }
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests examples bench

@@ -22,7 +22,7 @@ from tether.models.openai import OpenAIModel
 from tether.models.scripted import ScriptedModel
 from tether.retry import RetryPolicy
 from tether.runtime import Runtime, TaskResult
-from tether.tools import Tool, ToolContext, tool
+from tether.tools import Tool, ToolContext, current_step, tool
 
 __all__ = [
     "Agent",
@@ -46,5 +46,6 @@ __all__ = [
     "ToolContext",
     "ToolFailed",
     "ToolRetryable",
+    "current_step",
     "tool",
 ]

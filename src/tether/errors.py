@@ -14,7 +14,7 @@ tenant/session/task/step, and what to do.
     │                                 OutputTruncated, ModelProtocolError
     ├── AgentError (agent)            MaxStepsExceeded, BudgetExhausted, NonDeterminismError,
     │                                 ContextBudgetExceeded, WorkflowFailed, StepTimeout,
-    │                                 StepConnectionLost
+    │                                 StepConnectionLost, NotInStep
     └── InfraError (infra)            StoreUnavailable, StoreVersionError, StoreCorrupt,
                                       PayloadVersionError, MissingExtra, WorkerLost
     TetherSignal (BaseException: unwinds through user code's ``except Exception``)
@@ -303,6 +303,10 @@ class NonDeterminismError(AgentError):
 
     Check that the workflow is deterministic, or version the agent so old tasks
     finish on the recorded path."""
+
+
+class NotInStep(AgentError):
+    """Code that needs a running step (``tether.current_step()``) ran outside one."""
 
 
 class ContextBudgetExceeded(AgentError):

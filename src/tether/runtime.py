@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from tether import errors, retry, types
+from tether import errors, integrations, retry, types
 from tether.agent import Agent
 from tether.execution.committer import Committer
 from tether.execution.context import TaskContext
@@ -125,13 +125,16 @@ class Runtime:
 
     # ---- registry ------------------------------------------------------------
 
-    def register(self, workflow: Agent | Workflow, *, spec: str | None = None) -> None:
-        """Make an agent (or a durable function) runnable by its name."""
-        name = workflow.name
+    def register(self, workflow: Agent | Workflow | object, *, spec: str | None = None) -> None:
+        """Make an agent (or a durable function) runnable by its name. An agent written
+        with another framework (Pydantic AI, the OpenAI Agents SDK, a compiled LangGraph
+        graph) registers as it is, through its integration."""
+        adapted = as_workflow(workflow)
+        name = adapted.name
         existing = self.workflows.get(name)
-        if existing is not None and existing is not workflow:
+        if existing is not None and _source(existing) is not _source(adapted):
             raise errors.InvalidInput(f"a workflow named {name!r} is already registered")
-        self.workflows[name] = workflow
+        self.workflows[name] = adapted
         if spec is not None:
             self.specs[name] = spec
 
@@ -321,6 +324,28 @@ class Runtime:
     def store_call(self, fn: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
         """Run ``fn(store)`` on the runtime's loop: the operator's door to every read."""
         return self._call(fn)
+
+
+def as_workflow(obj: object) -> Workflow:
+    """``obj`` as a durable function: tether's own kinds as they are, another framework's
+    agent through its integration; anything else is refused, saying what is accepted."""
+    if isinstance(obj, Agent | FunctionWorkflow):
+        return obj
+    adapted = integrations.workflow_for(obj)
+    if adapted is not None:
+        return adapted
+    if callable(obj) and isinstance(getattr(obj, "name", None), str) and hasattr(obj, "retries"):
+        return obj  # type: ignore[return-value]  # a Workflow by shape
+    raise errors.InvalidInput(
+        f"cannot register a {type(obj).__module__}.{type(obj).__qualname__}: register a tether "
+        "Agent, a @runtime.workflow function, a Pydantic AI agent with TetherDurability, an "
+        "OpenAI Agents SDK agent or a compiled LangGraph graph"
+    )
+
+
+def _source(workflow: Workflow) -> object:
+    """What a workflow was made from: an integration's adapter keeps its agent in ``wraps``."""
+    return getattr(workflow, "wraps", workflow)
 
 
 def _trace_carrier(given: dict[str, str] | None) -> dict[str, str] | None:

@@ -9,10 +9,12 @@ tool's own side effects can be deduplicated.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import inspect
 import json
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -41,6 +43,35 @@ class ToolContext:
     def heartbeat(self) -> None:
         """Report liveness; a tool that reports is not timed out while it does."""
         self._beat()
+
+
+_running: contextvars.ContextVar[ToolContext | None] = contextvars.ContextVar(
+    "tether_running_step", default=None
+)
+
+
+def current_step() -> ToolContext:
+    """The running step's ``ToolContext``: for code tether runs inside a step without
+    handing it a ``ctx`` (a Pydantic AI or Agents SDK tool), to deduplicate its side
+    effects by ``idempotency_key`` and to ``heartbeat()``."""
+    ctx = _running.get()
+    if ctx is None:
+        raise errors.NotInStep(
+            "tether.current_step() was called outside a running step; call it from a tool "
+            "or step function that a tether task runs"
+        )
+    return ctx
+
+
+@contextlib.contextmanager
+def running_step(ctx: ToolContext) -> Iterator[ToolContext]:
+    """Make ``ctx`` what ``current_step()`` returns while the block runs (this task and
+    the tasks and threads it starts, which copy the context)."""
+    token = _running.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _running.reset(token)
 
 
 class Tool:

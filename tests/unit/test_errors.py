@@ -48,6 +48,7 @@ TAXONOMY: dict[str, tuple[str, str, bool]] = {
     "WorkflowFailed": ("agent", "WorkflowFailed", False),
     "StepTimeout": ("agent", "Timeout", True),
     "StepConnectionLost": ("agent", "ConnectionLost", True),
+    "NotInStep": ("agent", "NotInStep", False),
     # infra
     "InfraError": ("infra", "InfraError", False),
     "StoreUnavailable": ("infra", "StoreUnavailable", True),

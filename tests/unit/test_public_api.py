@@ -33,6 +33,7 @@ EXPECTED = sorted(
         "ToolContext",
         "ToolFailed",
         "ToolRetryable",
+        "current_step",
         "tool",
     ]
 )

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tether import errors
+from tether import errors, integrations
 from tether.agent import Agent
 from tether.execution.runner import FunctionWorkflow, Workflow
 from tether.runtime import Runtime
@@ -63,7 +63,7 @@ def load_spec(spec: str) -> LoadedSpec:
         except AttributeError as exc:
             raise errors.InvalidInput(f"spec {spec!r}: {target} has no attribute {attr!r}") from exc
         return _from_object(obj, canonical, spec)
-    found = [v for v in vars(module).values() if isinstance(v, Agent | Runtime | FunctionWorkflow)]
+    found = [v for v in vars(module).values() if _runnable(v)]
     runtimes = [v for v in found if isinstance(v, Runtime)]
     if len(runtimes) == 1:
         return _from_object(runtimes[0], canonical, spec)
@@ -75,14 +75,27 @@ def load_spec(spec: str) -> LoadedSpec:
     return _from_object(found[0], canonical, spec)
 
 
+def _runnable(obj: object) -> bool:
+    """An agent, workflow or runtime a spec may name: tether's own kinds, or another
+    framework's agent that its integration accepts."""
+    if isinstance(obj, Agent | Runtime | FunctionWorkflow):
+        return True
+    return type(obj).__module__.partition(".")[0] in integrations.ADAPTERS and (
+        integrations.workflow_for(obj) is not None
+    )
+
+
 def _from_object(obj: object, canonical: str, spec: str) -> LoadedSpec:
     if isinstance(obj, Runtime):
         return LoadedSpec(canonical, tuple(obj.workflows.values()), obj)
     if isinstance(obj, Agent | FunctionWorkflow):
         return LoadedSpec(canonical, (obj,))
+    adapted = integrations.workflow_for(obj)
+    if adapted is not None:
+        return LoadedSpec(canonical, (adapted,))
     raise errors.InvalidInput(
-        f"spec {spec!r} names a {type(obj).__name__}; "
-        "it must name an Agent, a workflow or a Runtime"
+        f"spec {spec!r} names a {type(obj).__name__}; it must name an Agent, a workflow, a "
+        "Runtime, or an agent of Pydantic AI, the OpenAI Agents SDK or LangGraph"
     )
 
 

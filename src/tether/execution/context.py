@@ -245,7 +245,7 @@ class TaskContext:
             "tool",
             tool.name,
             {"arguments": args},
-            self._tool_executor(tool, args, self._index),
+            self._tool_executor(tool, args),
             policy=tool.retry or self.retries.tool,
             where="tool",
             timeout=tool.timeout or self.settings.tool_timeout,
@@ -258,7 +258,6 @@ class TaskContext:
         Whatever goes wrong (unknown tool, malformed JSON, arguments off-schema, a
         tool that raises) becomes an error message the model reads, not a crash."""
         name = tool.name if tool is not None else call.name
-        index = self._index
 
         def to_message(content: str) -> types.Message:
             return types.Message(role="tool", content=content, tool_call_id=call.id, name=name)
@@ -269,7 +268,7 @@ class TaskContext:
                     f"there is no tool named {call.name!r}; call one of the tools offered"
                 )
             args = tool.parse_arguments(call.arguments)
-            result = await self._tool_executor(tool, args, index)(attempt, beat)
+            result = await self._tool_executor(tool, args)(attempt, beat)
             return to_message(tools.render_result(result))
 
         return await self.run_step(
@@ -291,18 +290,10 @@ class TaskContext:
         )
 
     def _tool_executor(
-        self, tool: tools.Tool, args: dict[str, Any], index: int
+        self, tool: tools.Tool, args: dict[str, Any]
     ) -> Callable[[int, Heartbeat], Awaitable[Any]]:
         async def execute(attempt: int, beat: Heartbeat) -> Any:
-            tctx = tools.ToolContext(
-                task_id=self.task.id,
-                session_id=self.task.session_id,
-                tenant=self.task.tenant,
-                step_index=index,
-                attempt=attempt,
-                _beat=beat.beat,
-            )
-            result = await tool.invoke(args, tctx)
+            result = await tool.invoke(args, tools.current_step())
             _require_json(result, f"tool {tool.name!r}")
             return result
 
@@ -362,7 +353,15 @@ class TaskContext:
             )
             beat = Heartbeat()
             try:
-                with obslog.bind(step=index, attempt=attempt):
+                running = tools.ToolContext(
+                    task_id=self.task.id,
+                    session_id=self.task.session_id,
+                    tenant=self.task.tenant,
+                    step_index=index,
+                    attempt=attempt,
+                    _beat=beat.beat,
+                )
+                with obslog.bind(step=index, attempt=attempt), tools.running_step(running):
                     value = await self._guard(
                         execute(attempt, beat), beat, timeout, heartbeat_timeout, index, kind, name
                     )
