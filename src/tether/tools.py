@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import inspect
 import json
 import typing
@@ -22,6 +23,9 @@ import pydantic
 
 from tether import errors, types
 from tether.retry import RetryPolicy
+
+InThread = Callable[[Callable[[], Any]], Awaitable[Any]]
+"""Runs a blocking call in a thread and awaits its result."""
 
 
 @dataclass(slots=True)
@@ -131,13 +135,22 @@ class Tool:
             ) from exc
         return {k: getattr(parsed, k) for k in type(parsed).model_fields}
 
-    async def invoke(self, arguments: dict[str, Any], ctx: ToolContext) -> Any:
-        """Run the tool; a sync tool runs in a thread so the event loop keeps going."""
+    async def invoke(
+        self,
+        arguments: dict[str, Any],
+        ctx: ToolContext,
+        *,
+        in_thread: InThread | None = None,
+    ) -> Any:
+        """Run the tool; a sync tool runs in a thread so the event loop keeps going:
+        ``in_thread`` (a worker's own bounded pool), else asyncio's default one."""
         kwargs = dict(arguments)
         if self._ctx_param is not None:
             kwargs[self._ctx_param] = ctx
         if self.is_async:
             return await typing.cast(Awaitable[Any], self.fn(**kwargs))
+        if in_thread is not None:
+            return await in_thread(functools.partial(self.fn, **kwargs))
         return await asyncio.to_thread(self.fn, **kwargs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -1,11 +1,24 @@
-"""``tether worker``: a long-running process that claims and runs tasks, and drains on SIGTERM."""
+"""``tether worker``: a long-running process that claims and runs tasks, and drains on SIGTERM.
+
+A worker always ends. SIGTERM (or SIGINT) drains it: no more claims, in-flight steps
+finish up to ``--grace``, what is still running is released (another worker continues
+it at once) and the process exits 0, whatever its tools do: a sync tool that never
+returns is left in its daemon thread, and a watchdog thread ends the process if the
+drain itself overruns ``--grace`` by more than ``EXIT_MARGIN`` seconds. A second signal
+ends it at once (exit 130). The guard drains it the same way when its memory passes
+``--max-memory`` or every sync tool thread is abandoned.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
+import threading
+import time
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -14,6 +27,7 @@ from tether import errors
 from tether.cli import StoreOpt, _fail, app, err
 from tether.cli.spec import build_runtime
 from tether.execution.committer import Committer
+from tether.execution.guard import Guard, parse_size
 from tether.execution.identity import worker_identity
 from tether.execution.settings import ExecutionSettings
 from tether.execution.worker import Worker
@@ -48,6 +62,23 @@ def worker(
         str,
         typer.Option(help="A stuck step is retried here ('retry') or handed over ('handover')."),
     ] = "retry",
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            help="Drain and exit 0 when resident memory passes this (512M, 2G), before an "
+            "OOM kill; env TETHER_MAX_MEMORY.",
+            envvar="TETHER_MAX_MEMORY",
+        ),
+    ] = None,
+    sync_threads: Annotated[
+        int, typer.Option(help="Threads for sync tools; all abandoned: stop claiming, drain.")
+    ] = 32,
+    stuck_after: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a step may run without a first heartbeat before it counts as stuck."
+        ),
+    ] = 120.0,
     log_json: Annotated[bool, typer.Option("--log-json/--log-text", help="Log format.")] = True,
     store: StoreOpt = None,
 ) -> None:
@@ -62,12 +93,21 @@ def worker(
         raise _fail(
             errors.InvalidInput(f"--on-stuck must be 'retry' or 'handover', not {on_stuck!r}")
         )
+    try:
+        memory_limit = parse_size(max_memory) if max_memory is not None else None
+    except ValueError as exc:
+        raise _fail(errors.InvalidInput(f"--max-memory: {exc}")) from exc
+    if sync_threads < 1:
+        raise _fail(errors.InvalidInput("--sync-threads must be at least 1"))
     settings = ExecutionSettings(
         lease_ttl=lease_ttl,
         heartbeat_interval=heartbeat,
         drain_grace=grace,
         poll_interval=poll,
         on_stuck="handover" if on_stuck == "handover" else "retry",
+        sync_tool_threads=sync_threads,
+        stuck_after=stuck_after,
+        max_memory=memory_limit,
     )
     with worker_identity(worker_id, runtime.store_url) as wid:
         try:
@@ -77,6 +117,31 @@ def worker(
         finally:
             obs.close()
     raise typer.Exit(code)
+
+
+EXIT_MARGIN = 5.0
+"""Seconds past ``--grace`` a draining worker may take to release and close before its
+watchdog ends the process anyway."""
+
+
+def _exit_now(code: int, line: str) -> None:
+    """Leave at once: threads running abandoned tools are not waited for."""
+    err.print(line, highlight=False)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _watchdog(seconds: float, code: int, line: str) -> None:
+    """End the process after ``seconds`` unless it has ended by then (a daemon thread,
+    so it runs even while the main thread waits for other threads at exit)."""
+
+    def fire() -> None:
+        time.sleep(seconds)
+        _exit_now(code, line)
+
+    threading.Thread(target=fire, name="tether-exit-watchdog", daemon=True).start()
 
 
 async def _serve(
@@ -103,37 +168,67 @@ async def _serve(
         observers=observers,
         committer=Committer(store, on_commit_seconds=metrics.observe_commit),
     )
+    metrics.track_worker(w, max_memory=settings.max_memory)
+    metrics.know_task_types(runtime.workflows)
     loop = asyncio.get_running_loop()
     signals = {"count": 0}
+    deadline = settings.drain_grace + EXIT_MARGIN
 
-    def on_signal(signum: int) -> None:
-        signals["count"] += 1
-        if signals["count"] > 1:
-            err.print(f"worker {w.owner}: second signal, exiting now", highlight=False)
-            sys.stderr.flush()
-            os._exit(130)
+    def begin_drain(reason: str) -> None:
+        w.drain(reason)
+        _watchdog(
+            deadline,
+            1,
+            f"worker {w.owner}: drain overran --grace {settings.drain_grace}s by "
+            f"{EXIT_MARGIN}s; exiting without waiting further (unreleased leases expire)",
+        )
+
+    def announce(signum: int) -> None:
         err.print(
             f"worker {w.owner}: {signal.Signals(signum).name}, draining "
             f"({len(w.in_flight)} in flight, grace {settings.drain_grace}s)",
             highlight=False,
         )
-        w.drain()
+        if not w.draining:
+            begin_drain("signal")
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        # A plain handler, not the loop's: it runs even while the loop cannot.
+        signals["count"] += 1
+        if signals["count"] > 1:
+            # Only a raw write here: a lock the interrupted code holds would hang us.
+            os.write(2, f"worker {w.owner}: second signal, exiting now\n".encode())
+            os._exit(130)
+        loop.call_soon_threadsafe(announce, signum)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
+        signal.signal(sig, on_signal)
     err.print(
         f"worker {w.owner} ready: agents {sorted(runtime.workflows)}, concurrency {concurrency}, "
         f"lease ttl {settings.lease_ttl}s, store {runtime.store_url}",
         highlight=False,
     )
+    guard = Guard(w, max_memory=settings.max_memory)
+    watching = asyncio.create_task(guard.watch())
     try:
         await w.serve()
     finally:
+        if guard.reason is not None:
+            err.print(
+                f"worker {w.owner}: {guard.reason.replace('_', ' ')}, draining "
+                f"({len(w.in_flight)} in flight, grace {settings.drain_grace}s)",
+                highlight=False,
+            )
+            begin_drain(guard.reason)
+        watching.cancel()
         await w.shutdown()
         await _close_models(runtime)
         await store.close()
     err.print(f"worker {w.owner}: drained, leases released, exiting", highlight=False)
-    await _leave_stuck_threads(loop)
+    if w.threads.busy:
+        _exit_now(0, f"exiting with {w.threads.busy} released tool(s) still running in a thread")
+    # Nothing should hold the exit up now; if anything does, leave anyway.
+    _watchdog(EXIT_MARGIN, 0, f"worker {w.owner}: exit held up by a thread; exiting now")
     return 0
 
 
@@ -142,16 +237,3 @@ async def _close_models(runtime: Runtime) -> None:
         model = getattr(workflow, "model", None)
         if model is not None:
             await model.aclose()
-
-
-async def _leave_stuck_threads(loop: asyncio.AbstractEventLoop) -> None:
-    """A sync tool released past the grace period may still run in its thread, which
-    Python would wait for at exit. Its lease is released and its result would be fenced
-    off, so the process exits without waiting for it."""
-    try:
-        await asyncio.wait_for(loop.shutdown_default_executor(), timeout=1.0)
-    except TimeoutError:
-        err.print("exiting with a released tool still running in a thread", highlight=False)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)

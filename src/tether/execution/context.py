@@ -77,8 +77,10 @@ class TaskContext:
         settings: ExecutionSettings,
         retries: retry.Retries,
         worker: str,
+        in_thread: tools.InThread | None = None,
     ) -> None:
         self.task = task
+        self._in_thread = in_thread
         self.history = history
         self.session_state: dict[str, Any] = dict(session.state)
         self.session_created_at = session.created_at
@@ -293,7 +295,7 @@ class TaskContext:
         self, tool: tools.Tool, args: dict[str, Any]
     ) -> Callable[[int, Heartbeat], Awaitable[Any]]:
         async def execute(attempt: int, beat: Heartbeat) -> Any:
-            result = await tool.invoke(args, tools.current_step())
+            result = await tool.invoke(args, tools.current_step(), in_thread=self._in_thread)
             _require_json(result, f"tool {tool.name!r}")
             return result
 
@@ -547,10 +549,32 @@ class TaskContext:
             return await work
         job = asyncio.ensure_future(work)
         silence_limit = heartbeat_timeout or timeout
+        stuck_after = self.settings.stuck_after
+        flagged = False
         try:
             while True:
                 limit = silence_limit if beat.beats else timeout
-                remaining = beat.last + limit - time.monotonic()
+                now = time.monotonic()
+                remaining = beat.last + limit - now
+                wait = min(remaining, silence_limit)
+                if not beat.beats and not flagged and stuck_after < limit:
+                    # Silent from the start: no heartbeat timeout can tell, so a step
+                    # running past ``stuck_after`` without one beat is reported stuck
+                    # (it goes on until its timeout).
+                    until = beat.started + stuck_after - now
+                    if until <= 0:
+                        flagged = True
+                        self.emitter.emit(
+                            events.STEP_STUCK,
+                            step=index,
+                            kind=kind,
+                            step_name=name,
+                            silent_for=now - beat.started,
+                            never_beat=True,
+                            stuck_after=stuck_after,
+                        )
+                    else:
+                        wait = min(wait, until)
                 if remaining <= 0:
                     job.cancel()
                     silent = time.monotonic() - beat.last
@@ -574,7 +598,7 @@ class TaskContext:
                         **self._ids(index),
                     )
                 # wake at least every silence_limit: a first heartbeat shortens the limit
-                done, _ = await asyncio.wait({job}, timeout=min(remaining, silence_limit))
+                done, _ = await asyncio.wait({job}, timeout=wait)
                 if done:
                     return job.result()
         finally:

@@ -18,6 +18,7 @@ from tether.execution.context import TaskContext
 from tether.execution.emitter import Emitter
 from tether.execution.lease import LeaseKeeper
 from tether.execution.settings import ExecutionSettings
+from tether.execution.threads import SyncThreads
 from tether.observe import events
 from tether.observe import logging as obslog
 from tether.store.base import Claim, Store
@@ -62,8 +63,13 @@ class TaskRunner:
         settings: ExecutionSettings,
         observers: events.Observer,
         committer: Committer,
+        threads: SyncThreads | None = None,
     ) -> None:
         self.store = store
+        self.threads = threads
+        self.release_reason = "drain"
+        """Why a task released at a step boundary leaves (``drain``, ``memory_limit``,
+        ``threads_exhausted``): the ``reason`` of its ``task.released`` event."""
         self.workflows = workflows
         self.worker = worker
         self.settings = settings
@@ -127,6 +133,7 @@ class TaskRunner:
             settings=self.settings,
             retries=workflow.retries,
             worker=self.worker,
+            in_thread=self.threads.run if self.threads is not None else None,
         )
         me = asyncio.current_task()
         keeper.start(me)
@@ -142,13 +149,13 @@ class TaskRunner:
             return None
         except errors.StepHandedOver as exc:
             _log.warning("task %s: %s", task.id, exc)
-            await self._release(keeper, emitter, ctx)
+            await self._release(keeper, emitter, ctx, reason="stuck")
             return None
         except asyncio.CancelledError:
             if keeper.lost:
                 _log.warning("task %s: lease lost mid-step, abandoning this run", task.id)
                 return None
-            await self._release(keeper, emitter, ctx)
+            await self._release(keeper, emitter, ctx, reason=self.release_reason)
             raise
         except errors.TaskCancelled:
             return await self._finish(keeper, emitter, "cancelled", None, None, started, session)
@@ -215,9 +222,11 @@ class TaskRunner:
         self.observers.on_event(event)
         return record
 
-    async def _release(self, keeper: LeaseKeeper, emitter: Emitter, ctx: TaskContext) -> None:
+    async def _release(
+        self, keeper: LeaseKeeper, emitter: Emitter, ctx: TaskContext, *, reason: str
+    ) -> None:
         """Give the task back at once (drain), so another worker continues it now."""
-        emitter.emit(events.TASK_RELEASED, from_step=ctx.steps_done)
+        emitter.emit(events.TASK_RELEASED, from_step=ctx.steps_done, reason=reason)
         taken = emitter.take()
         try:
             await asyncio.shield(self._release_now(keeper, taken))

@@ -25,6 +25,15 @@ class ExecutionSettings:
     (the stuck work is abandoned), for hangs that belong to this worker."""
     tool_timeout: float = 300.0
     """Default seconds a tool may run without a heartbeat before it is timed out."""
+    stuck_after: float = 120.0
+    """Seconds a step with a timeout may run without ever heartbeating before it is
+    reported stuck (a ``step.stuck`` event and ``sessions_stuck``); it keeps running
+    until its timeout. A step that beats is stuck when silent past its heartbeat timeout."""
+    sync_tool_threads: int = 32
+    """Threads a worker runs sync tools on. A timed-out sync tool's thread is abandoned
+    until it returns; when every thread is abandoned the worker stops claiming."""
+    max_memory: int | None = None
+    """Resident bytes past which a ``tether worker`` drains and exits 0 (None: no limit)."""
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
     """How backoff waits; tests inject a recorder instead of wall time."""
     rand: Callable[[], float] = field(default=random.random)

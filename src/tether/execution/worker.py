@@ -18,6 +18,11 @@ retry's backoff, is released at its next step boundary (cancelled there; the run
 gives the lease back so another worker resumes it at once); a task in the middle of
 a step finishes that step and commits it first. ``shutdown(grace)`` waits up to
 ``grace`` seconds for that, then cancels what is left, which releases it too.
+
+Sync tools run on the worker's own bounded pool (``threads``). When every thread
+of it is abandoned (timed-out sync tools that never returned) the worker claims
+nothing more (``saturated``), logs ``worker.threads_exhausted`` once, and says so
+in ``/readyz`` and the metrics; ``tether worker``'s guard then drains it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from tether import errors, types
 from tether.execution.committer import Committer
 from tether.execution.runner import TaskRunner, Workflow
 from tether.execution.settings import ExecutionSettings
+from tether.execution.threads import SyncThreads
 from tether.observe import events
 from tether.store.base import Claim, Store
 
@@ -108,6 +114,8 @@ class Worker:
         self.settings = settings or ExecutionSettings()
         self.agents = list(agents) if agents is not None else list(workflows)
         self._boundaries = _Boundaries(self)
+        self.threads = SyncThreads(self.settings.sync_tool_threads, name=f"tether-tool-{worker_id}")
+        """Where this worker's sync tools run."""
         self.runner = TaskRunner(
             store,
             workflows,
@@ -115,10 +123,14 @@ class Worker:
             settings=self.settings,
             observers=events.Observers([self._boundaries, observers or events.Observers()]),
             committer=committer or Committer(store),
+            threads=self.threads,
         )
         self._running: dict[str, asyncio.Task[types.TaskRecord | None]] = {}
         self._releasing: set[str] = set()
         self._draining = False
+        self.drain_reason: str | None = None
+        """Why the worker drains (``signal``, ``memory_limit``, ``threads_exhausted``)."""
+        self._saturated = False
         self._took_back = False
         self._wake = asyncio.Event()
 
@@ -129,6 +141,29 @@ class Worker:
     @property
     def in_flight(self) -> list[str]:
         return list(self._running)
+
+    @property
+    def abandoned_threads(self) -> int:
+        return self.threads.abandoned
+
+    @property
+    def saturated(self) -> bool:
+        """Every sync tool thread is abandoned: this worker claims nothing new."""
+        exhausted = self.threads.exhausted
+        if exhausted and not self._saturated:
+            _log.error(
+                "worker.threads_exhausted",
+                extra={
+                    "worker": self.owner,
+                    "abandoned": self.threads.abandoned,
+                    "size": self.threads.size,
+                    "detail": "every sync tool thread runs a call that was given up; this "
+                    "worker claims no more tasks: restart it (SIGTERM drains it), raise "
+                    "sync_tool_threads, or make the tools return on their timeout",
+                },
+            )
+        self._saturated = exhausted
+        return exhausted
 
     def wake(self) -> None:
         """Look for work now (a new task was submitted)."""
@@ -143,7 +178,7 @@ class Worker:
         burst = 1
         while not self._draining:
             claimed = 0
-            free = self.concurrency - len(self._running)
+            free = 0 if self.saturated else self.concurrency - len(self._running)
             if free > 0:
                 asked = min(free, burst)
                 claims = await asyncio.gather(*(self._claim() for _ in range(asked)))
@@ -268,9 +303,12 @@ class Worker:
 
     # ---- draining ------------------------------------------------------------------
 
-    def drain(self) -> None:
+    def drain(self, reason: str = "signal") -> None:
         """Stop claiming; tasks between steps or in backoff are released at once, tasks
-        in a step at the end of that step."""
+        in a step at the end of that step. ``reason`` goes on their ``task.released``."""
+        if self.drain_reason is None:
+            self.drain_reason = reason
+            self.runner.release_reason = "drain" if reason == "signal" else reason
         self._draining = True
         self._wake.set()
         for task_id in list(self._running):

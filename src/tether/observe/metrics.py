@@ -10,22 +10,41 @@ Mapping from events (``agent`` is the ``task_type`` label):
 - ``step.started`` with attempt 1 → ``task_steps_started_total{task_type, step}``;
   ``step.completed`` → ``task_steps_completed_total{task_type, step}``. ``step`` is the
   step index as a string, ``"100+"`` from index 100 on, so the label set stays bounded.
+  A step's ``completed`` series is set to 0 when it starts, and the next index's two
+  series when a step completes, so a step that never completes reads 0 (not absent)
+  and a first start is an increase ``rate()`` sees.
 - ``task.started`` with reason ``start`` → ``tasks_started_total``; ``task.recovered``
-  → ``task_recoveries_total``; ``step.replayed`` → ``steps_replayed_total``.
+  → ``task_recoveries_total{reason}`` (``recovery`` after a lease expired, ``handover``
+  from a draining or stuck worker, ``resume`` by the same worker id after a restart);
+  ``step.replayed`` → ``steps_replayed_total``.
 - ``task.completed|failed|cancelled`` → ``tasks_finished_total{outcome}`` and
   ``session_duration_seconds{end_reason}`` observing the event's ``session_age``;
-  ``lease.lost`` and ``task.released`` observe it with ``end_reason="abandoned"``
-  (the session's age then is its age at ``task.started`` plus the time since).
+  ``lease.lost`` observes it with ``end_reason="abandoned"``, ``task.released`` (a
+  drain or a stuck step handing the task over) with ``end_reason="handover"`` (the
+  session's age then is its age at ``task.started`` plus the time since).
 - ``step.retrying`` → ``task_retries_total{error_type=error_class}``; every
-  ``step.retrying`` and ``step.failed`` error, and a ``task.failed`` error that no
-  ``step.failed`` reported already (``step_error`` false), → ``errors_total{type, error_class}``.
+  ``step.retrying`` error (``final="false"``: tried again) and ``step.failed`` error
+  (``final="true"``), and a ``task.failed`` error that no ``step.failed`` reported
+  already (``step_error`` false, ``final="true"``) → ``errors_total{type, error_class, final}``.
+- ``know_task_types`` (at registration) sets every series a task type will have at 0
+  (outcomes, retryable error classes, strategies, step 0), and the error classes,
+  recovery reasons and end reasons exist at 0 from the start: the first event of a
+  kind is an increase, not a new series ``increase()`` cannot see.
 - a model ``step.completed`` sets ``session_context_tokens`` and
   ``session_context_limit_tokens{session_id}``; the task's end, release or lost lease
   removes those series (absent, not zero: only running sessions are exported).
 - ``sessions_stuck`` counts running tasks with a step declared stuck (``step.stuck``)
   that has not got through since: the task stays counted while that step is retried,
   until a step completes or fails for good, or the task ends, is released or lost.
-- ``worker_memory_bytes`` is read from the process when scraped.
+  A step that runs past ``stuck_after`` without a first heartbeat is reported by a
+  ``step.stuck`` event too (``never_beat``).
+- ``oldest_running_step_seconds``: the age of the longest-running step attempt here.
+- ``worker_memory_bytes`` is read from the process when scraped; ``track_worker`` adds
+  the worker's ``worker_memory_limit_bytes`` (``--max-memory``, 0: none),
+  ``sync_tool_threads_abandoned``, ``worker_saturated`` (1: claims nothing, every sync
+  tool thread abandoned) and ``worker_draining{reason}``.
+- The standard process collector adds ``process_start_time_seconds`` (a restart shows
+  as a change) and the other ``process_*`` series.
 """
 
 from __future__ import annotations
@@ -33,15 +52,17 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import prometheus_client
 from prometheus_client import exposition
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from tether import errors as tether_errors
+from tether import types
 from tether.observe import events, process
 
 PREFIX = "tether_"
@@ -66,7 +87,58 @@ METRIC_NAMES: tuple[str, ...] = (
     "tether_leases_lost_total",
     "tether_journal_commit_seconds",
     "tether_worker_memory_bytes",
+    # issue 13: workers that never stall silently (to add to DESIGN.md's list)
+    "tether_oldest_running_step_seconds",
+    "tether_sync_tool_threads_abandoned",
+    "tether_worker_saturated",
+    "tether_worker_draining",
+    "tether_worker_memory_limit_bytes",
 )
+
+# What the standard process collector adds (no prefix: the names every exporter uses).
+PROCESS_NAMES: tuple[str, ...] = (
+    "process_virtual_memory_bytes",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
+    "process_cpu_seconds_total",
+    "process_open_fds",
+    "process_max_fds",
+)
+
+OUTCOMES = ("completed", "failed", "cancelled")
+RECOVERY_REASONS = ("recovery", "handover", "resume")
+END_REASONS = (*OUTCOMES, "abandoned", "handover")
+STRATEGIES = ("summarize", "memory")
+DRAIN_REASONS = ("signal", "memory_limit", "threads_exhausted")
+
+
+def _error_kinds() -> list[tuple[str, str, bool]]:
+    """``(type, error_class, retryable)`` of every concrete tether error."""
+    kinds: dict[tuple[str, str], bool] = {}
+    for cls in tether_errors.ERROR_TYPES.values():
+        if cls.__subclasses__() or cls.__name__.startswith("_"):
+            continue
+        err = cls("x")
+        key = (err.where, err.error_class)
+        kinds[key] = kinds.get(key, False) or err.retryable
+    return [(where, cls, retryable) for (where, cls), retryable in sorted(kinds.items())]
+
+
+ERROR_KINDS = _error_kinds()
+
+
+class WorkerState(Protocol):
+    """What the metrics read from a worker at scrape time."""
+
+    @property
+    def abandoned_threads(self) -> int: ...
+
+    @property
+    def saturated(self) -> bool: ...
+
+    @property
+    def drain_reason(self) -> str | None: ...
+
 
 STEP_CAP = 100
 STEP_CAPPED = f"{STEP_CAP}+"
@@ -154,8 +226,9 @@ class Metrics:
         )
         self.errors = counter(
             "tether_errors",
-            "Errors, by where they happened (type) and error_class.",
-            ["type", "error_class"],
+            "Errors, by where they happened (type) and error_class; final=false: the "
+            "step was tried again, final=true: it failed for good.",
+            ["type", "error_class", "final"],
             registry=r,
         )
         self.requests = counter(
@@ -203,7 +276,8 @@ class Metrics:
         )
         self.task_recoveries = counter(
             "tether_task_recoveries",
-            "Tasks resumed from their journal (recovery, handover, resume).",
+            "Tasks resumed from their journal, by reason (recovery, handover, resume).",
+            ["reason"],
             registry=r,
         )
         self.leases_lost = counter(
@@ -221,11 +295,76 @@ class Metrics:
             registry=r,
         )
         self.worker_memory.set_function(process.rss_bytes)
+        self.oldest_running_step = gauge(
+            "tether_oldest_running_step_seconds",
+            "Age of the longest-running step attempt in this process (0: none running).",
+            registry=r,
+        )
+        self.sync_threads_abandoned = gauge(
+            "tether_sync_tool_threads_abandoned",
+            "Sync tool threads still running a call that was timed out or released.",
+            registry=r,
+        )
+        self.worker_saturated = gauge(
+            "tether_worker_saturated",
+            "1 while a worker claims nothing because every sync tool thread is abandoned.",
+            registry=r,
+        )
+        self.worker_draining = gauge(
+            "tether_worker_draining",
+            "1 while a worker drains, by reason (signal, memory_limit, threads_exhausted).",
+            ["reason"],
+            registry=r,
+        )
+        self.worker_memory_limit = gauge(
+            "tether_worker_memory_limit_bytes",
+            "The worker's --max-memory (0: no limit).",
+            registry=r,
+        )
+        self._workers: list[WorkerState] = []
+        self.sync_threads_abandoned.set_function(
+            lambda: float(sum(w.abandoned_threads for w in self._workers))
+        )
+        self.worker_saturated.set_function(lambda: float(any(w.saturated for w in self._workers)))
+        for reason in DRAIN_REASONS:
+            self.worker_draining.labels(reason=reason).set_function(self._draining_for(reason))
+        prometheus_client.ProcessCollector(registry=r)
+        for reason in RECOVERY_REASONS:
+            self.task_recoveries.labels(reason=reason)
+        for end_reason in END_REASONS:
+            self.session_duration.labels(end_reason=end_reason)
+        for where, cls, _ in ERROR_KINDS:
+            for final in ("true", "false"):
+                self.errors.labels(type=where, error_class=cls, final=final)
         # What is scraped: the same metrics without prometheus_client's "_created"
         # series, which would add names outside DESIGN.md's list and that Prometheus
         # ignores in the text format anyway.
         self.exposed = prometheus_client.CollectorRegistry(auto_describe=False)
         self.exposed.register(_WithoutCreated(self.registry))
+
+    def _draining_for(self, reason: str) -> Callable[[], float]:
+        return lambda: float(any(w.drain_reason == reason for w in self._workers))
+
+    def track_worker(self, worker: WorkerState, *, max_memory: int | None = None) -> None:
+        """Export ``worker``'s threads, saturation and drain reason, and its memory limit."""
+        self._workers.append(worker)
+        if max_memory is not None:
+            self.worker_memory_limit.set(max_memory)
+
+    def know_task_types(self, task_types: Iterable[str]) -> None:
+        """Create every series these task types will have, at 0 (see the module doc)."""
+        retryable = sorted({cls for _, cls, r in ERROR_KINDS if r})
+        for t in task_types:
+            self.tasks_started.labels(task_type=t)
+            for outcome in OUTCOMES:
+                self.tasks_finished.labels(task_type=t, outcome=outcome)
+            for cls in retryable:
+                self.task_retries.labels(task_type=t, error_type=cls)
+            for strategy in STRATEGIES:
+                self.context_compactions.labels(task_type=t, strategy=strategy)
+            self.output_truncations.labels(task_type=t)
+            self.task_steps_started.labels(task_type=t, step="0")
+            self.task_steps_completed.labels(task_type=t, step="0")
 
     def observe_request(self, route: str, code: int | str) -> None:
         """Count one HTTP request; ``route`` is the route template, never the raw path."""
@@ -273,6 +412,8 @@ class _Running:
     session_age_at_start: float | None = None
     stuck: bool = False
     context: bool = False
+    step_since: float | None = None
+    """When the step attempt running now started (None: between steps)."""
 
 
 # Events after which a stuck task is no longer stuck (its end drops it altogether).
@@ -299,6 +440,18 @@ class MetricsObserver:
     metrics: Metrics
     _tasks: dict[str, _Running] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    clock: Callable[[], float] = field(default=types.now)
+    """Wall-clock seconds, as events' ``at``; for the oldest step's age."""
+
+    def __post_init__(self) -> None:
+        self.metrics.oldest_running_step.set_function(self.oldest_step_age)
+
+    def oldest_step_age(self) -> float:
+        """Seconds the longest-running step attempt here has run (0 when none runs)."""
+        now = self.clock()
+        with self._lock:
+            since = [t.step_since for t in self._tasks.values() if t.step_since is not None]
+        return max(0.0, now - min(since)) if since else 0.0
 
     def on_event(self, event: events.TaskEvent) -> None:
         with self._lock:
@@ -326,27 +479,38 @@ class MetricsObserver:
             if data.get("reason", "start") == "start":
                 m.tasks_started.labels(task_type=event.agent).inc()
         elif name == events.TASK_RECOVERED:
-            m.task_recoveries.inc()
+            m.task_recoveries.labels(reason=str(data.get("reason") or "recovery")).inc()
         elif name == events.STEP_STARTED:
+            self._task(event).step_since = event.at
             if event.step is not None and event.attempt in (None, 1):
                 step = step_label(event.step)
+                m.task_steps_completed.labels(task_type=event.agent, step=step)
                 m.task_steps_started.labels(task_type=event.agent, step=step).inc()
         elif name == events.STEP_COMPLETED:
+            if running is not None:
+                running.step_since = None
             if event.step is not None:
                 step = step_label(event.step)
                 m.task_steps_completed.labels(task_type=event.agent, step=step).inc()
+                following = step_label(event.step + 1)
+                m.task_steps_started.labels(task_type=event.agent, step=following)
+                m.task_steps_completed.labels(task_type=event.agent, step=following)
             self._set_context(event)
         elif name == events.STEP_REPLAYED:
             m.steps_replayed.inc()
         elif name == events.STEP_RETRYING:
+            if running is not None:
+                running.step_since = None
             err = _error(data)
             if err is not None:
                 m.task_retries.labels(task_type=event.agent, error_type=err[1]).inc()
-                m.errors.labels(type=err[0], error_class=err[1]).inc()
+                m.errors.labels(type=err[0], error_class=err[1], final="false").inc()
         elif name == events.STEP_FAILED:
+            if running is not None:
+                running.step_since = None
             err = _error(data)
             if err is not None:
-                m.errors.labels(type=err[0], error_class=err[1]).inc()
+                m.errors.labels(type=err[0], error_class=err[1], final="true").inc()
         elif name == events.STEP_STUCK:
             self._task(event).stuck = True
             self._set_stuck()
@@ -361,10 +525,10 @@ class MetricsObserver:
             if name == events.TASK_FAILED and not data.get("step_error", False):
                 err = _error(data)
                 if err is not None:
-                    m.errors.labels(type=err[0], error_class=err[1]).inc()
+                    m.errors.labels(type=err[0], error_class=err[1], final="true").inc()
             self._end(event, outcome)
         elif name == events.TASK_RELEASED:
-            self._end(event, "abandoned")
+            self._end(event, "handover")
         elif name == events.LEASE_LOST:
             m.leases_lost.inc()
             self._end(event, "abandoned")

@@ -29,6 +29,21 @@ DESIGN_NAMES = {
     "tether_leases_lost_total",
     "tether_journal_commit_seconds",
     "tether_worker_memory_bytes",
+    # issue 13 (DESIGN.md's list gains these with it)
+    "tether_oldest_running_step_seconds",
+    "tether_sync_tool_threads_abandoned",
+    "tether_worker_saturated",
+    "tether_worker_draining",
+    "tether_worker_memory_limit_bytes",
+}
+# The standard process collector's series (Linux): process_start_time_seconds shows restarts.
+PROCESS_NAMES = {
+    "process_virtual_memory_bytes",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
+    "process_cpu_seconds_total",
+    "process_open_fds",
+    "process_max_fds",
 }
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -94,7 +109,8 @@ def test_metric_names_are_designs_list(m: metrics.Metrics) -> None:
     for family in parser.text_string_to_metric_families(m.render().decode()):
         # the parser drops a counter's "_total" from its family name
         scraped.add(family.name + "_total" if family.type == "counter" else family.name)
-    assert scraped == DESIGN_NAMES
+    assert scraped == DESIGN_NAMES | PROCESS_NAMES
+    assert set(metrics.PROCESS_NAMES) == PROCESS_NAMES
     # after samples exist, still no sample outside those names (no "_created" series)
     m.observe_request("/healthz", 200)
     m.observe_commit(0.1)
@@ -102,7 +118,8 @@ def test_metric_names_are_designs_list(m: metrics.Metrics) -> None:
     for family in parser.text_string_to_metric_families(m.render().decode()):
         for sample in family.samples:
             base = sample.name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
-            assert sample.name in DESIGN_NAMES or base in DESIGN_NAMES, sample.name
+            known = DESIGN_NAMES | PROCESS_NAMES
+            assert sample.name in known or base in known, sample.name
 
 
 def test_step_label_caps_at_100() -> None:
@@ -149,7 +166,12 @@ def test_a_task_that_completes(m: metrics.Metrics) -> None:
     assert value(s, "tether_task_steps_started_total", task_type="research", step="1") == 1
     assert value(s, "tether_task_steps_completed_total", task_type="research", step="1") == 1
     assert value(s, "tether_task_retries_total", task_type="research", error_type="Timeout") == 1
-    assert value(s, "tether_errors_total", type="tool", error_class="Timeout") == 1
+    # tried again: not final
+    assert value(s, "tether_errors_total", type="tool", error_class="Timeout", final="false") == 1
+    assert value(s, "tether_errors_total", type="tool", error_class="Timeout", final="true") == 0
+    # the next step's series exist at 0 before it starts
+    assert value(s, "tether_task_steps_started_total", task_type="research", step="2") == 0
+    assert value(s, "tether_task_steps_completed_total", task_type="research", step="2") == 0
     assert value(s, "tether_session_context_tokens", session_id="s1") == 900
     assert value(s, "tether_session_context_limit_tokens", session_id="s1") == 1000
 
@@ -175,7 +197,7 @@ def test_steps_beyond_100_share_one_label(m: metrics.Metrics) -> None:
         o.on_event(ev(events.STEP_COMPLETED, step=i, kind="tool", attempt=1, duration=0.0))
     s = scrape(m)
     steps = sorted(d["step"] for d in series(s, "tether_task_steps_started_total"))
-    assert steps == ["100+", "98", "99"]
+    assert steps == ["100+", "98", "99"]  # and no "101": the cap holds for the next step too
     assert value(s, "tether_task_steps_started_total", task_type="research", step="100+") == 5
     assert value(s, "tether_task_steps_completed_total", task_type="research", step="100+") == 5
 
@@ -190,7 +212,9 @@ def test_resumed_tasks_count_recoveries_not_starts(m: metrics.Metrics) -> None:
     o.on_event(ev("task.recovered", "t2", session="s2", reason="resume", from_step=0))
     s = scrape(m)
     assert value(s, "tether_tasks_started_total", task_type="research") is None
-    assert value(s, "tether_task_recoveries_total") == 2
+    assert value(s, "tether_task_recoveries_total", reason="recovery") == 1
+    assert value(s, "tether_task_recoveries_total", reason="resume") == 1
+    assert value(s, "tether_task_recoveries_total", reason="handover") == 0
     assert value(s, "tether_steps_replayed_total") == 3
 
 
@@ -224,9 +248,13 @@ def test_errors_are_counted_once(m: metrics.Metrics) -> None:
         )
     )
     s = scrape(m)
-    assert value(s, "tether_errors_total", type="model", error_class="RateLimited") == 2
-    assert value(s, "tether_errors_total", type="model", error_class="BudgetExhausted") == 1
-    assert value(s, "tether_errors_total", type="agent", error_class="WorkflowFailed") == 1
+    def errors(where: str, cls: str, final: str) -> float | None:
+        return value(s, "tether_errors_total", type=where, error_class=cls, final=final)
+
+    assert errors("model", "RateLimited", "false") == 2
+    assert errors("model", "RateLimited", "true") == 0
+    assert errors("model", "BudgetExhausted", "true") == 1
+    assert errors("agent", "WorkflowFailed", "true") == 1
     assert (
         value(s, "tether_task_retries_total", task_type="research", error_type="RateLimited") == 2
     )
@@ -269,9 +297,11 @@ def test_abandoned_sessions_and_lost_leases(m: metrics.Metrics) -> None:
     o.on_event(ev(events.TASK_CANCELLED, "t3", session="s3", duration=1.0, session_age=4.0))
     s = scrape(m)
     assert value(s, "tether_leases_lost_total") == 1
-    # age at start plus the time since task.started
-    assert value(s, "tether_session_duration_seconds_count", end_reason="abandoned") == 2
-    assert value(s, "tether_session_duration_seconds_sum", end_reason="abandoned") == 132.0
+    # age at start plus the time since task.started; a drain's handover is not abandoned
+    assert value(s, "tether_session_duration_seconds_count", end_reason="abandoned") == 1
+    assert value(s, "tether_session_duration_seconds_sum", end_reason="abandoned") == 130.0
+    assert value(s, "tether_session_duration_seconds_count", end_reason="handover") == 1
+    assert value(s, "tether_session_duration_seconds_sum", end_reason="handover") == 2.0
     assert value(s, "tether_session_duration_seconds_sum", end_reason="cancelled") == 4.0
     assert value(s, "tether_tasks_finished_total", task_type="research", outcome="cancelled") == 1
     assert series(s, "tether_session_context_tokens") == []
@@ -403,7 +433,9 @@ def test_malformed_data_does_not_raise(m: metrics.Metrics) -> None:
     o.on_event(ev(events.TASK_FAILED, error=None, step_error=False))
     o.on_event(ev("task.something_new"))
     s = scrape(m)
-    assert series(s, "tether_errors_total") == []
+    # every known error kind exists at 0, and nothing else was counted
+    assert {v for (n, _), v in s.items() if n == "tether_errors_total"} == {0.0}
+    assert len(series(s, "tether_errors_total")) == 2 * len(metrics.ERROR_KINDS)
     assert series(s, "tether_session_context_tokens") == []
 
 
