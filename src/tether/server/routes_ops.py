@@ -35,6 +35,13 @@ async def healthz() -> schemas.Health:
 async def readyz(state: State) -> JSONResponse:
     if state.lifecycle.draining:
         return _readiness(503, "draining", "the server is draining: send traffic elsewhere")
+    if state.saturated():
+        return _readiness(
+            503,
+            "saturated",
+            "every sync tool thread of a worker here runs a call that was given up; it claims "
+            "no tasks: restart this process (SIGTERM drains it)",
+        )
     try:
         await asyncio.wait_for(state.store.schema_version(), _READY_TIMEOUT)
     except (errors.TetherError, TimeoutError) as exc:

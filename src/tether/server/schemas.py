@@ -178,5 +178,5 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "draining", "unavailable"]
+    status: Literal["ready", "draining", "unavailable", "saturated"]
     detail: str | None = None

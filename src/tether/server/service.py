@@ -141,6 +141,9 @@ class Service:
             )
             for wid in worker_ids
         ]
+        for w in self.workers:
+            self.metrics.track_worker(w)
+        self.metrics.know_task_types(self.workflows)
         state = ServerState(
             store=store,
             agents=frozenset(self.workflows),
@@ -148,6 +151,7 @@ class Service:
             specs=self.specs,
             metrics=self.metrics,
             on_submit=self._wake_workers,
+            saturated=lambda: any(w.saturated for w in self.workers),
         )
         app = create_app(state)
         uv_config = uvicorn.Config(

@@ -25,6 +25,8 @@ class ServerState:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     on_submit: Callable[[], None] = lambda: None
     """Called after a task is queued: embedded workers look for work at once."""
+    saturated: Callable[[], bool] = lambda: False
+    """True while an embedded worker claims nothing: its sync tool threads are all abandoned."""
 
 
 def get_state(request: Request) -> ServerState:
