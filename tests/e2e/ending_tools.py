@@ -6,17 +6,22 @@ but ``rescuer`` (``TETHER_TEST_WORKER``), which answers at once: so a task stuck
 one worker is seen to finish once handed over. ``leak`` times out after 0.3 s and
 leaves its thread blocked; ``fast`` answers at once. A tool marks each entry with a
 file ``<tool>.<pid>`` in ``TETHER_TEST_MARKS``.
+
+``hog`` leaks: its step 0 keeps ``TETHER_TEST_GROW`` bytes of touched memory for good,
+its step 1 waits (heartbeating) until the test creates ``linger.open`` in the marks
+folder, its step 2 answers at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
 from pathlib import Path
 from typing import Any
 
-from tether import RetryPolicy, tool
+from tether import RetryPolicy, ToolContext, tool
 from tether.execution.context import TaskContext
 from tether.execution.runner import FunctionWorkflow
 from tether.tools import Tool
@@ -64,6 +69,32 @@ def fast() -> str:
     return "fast"
 
 
+_kept: list[bytes] = []
+
+
+@tool
+def grow() -> int:
+    """Keep a block of memory for good (every page written, so it is resident)."""
+    size = int(os.environ["TETHER_TEST_GROW"])
+    _kept.append(b"\x01" * size)
+    return size
+
+
+@tool
+async def linger(ctx: ToolContext) -> str:
+    """Wait for the gate, heartbeating."""
+    _enter("linger")
+    gate = Path(os.environ["TETHER_TEST_MARKS"]) / "linger.open"
+    while not gate.exists():
+        ctx.heartbeat()
+        await asyncio.sleep(0.05)
+    return "lingered"
+
+
+async def _hog(ctx: TaskContext, input: str) -> Any:
+    return [await ctx.call_tool(grow), await ctx.call_tool(linger), await ctx.call_tool(fast)]
+
+
 def _one_tool(the_tool: Tool) -> FunctionWorkflow:
     async def run(ctx: TaskContext, input: str) -> Any:
         return await ctx.call_tool(the_tool, {})
@@ -75,3 +106,4 @@ sleeper = _one_tool(sleep)
 reader = _one_tool(read)
 leaker = _one_tool(leak)
 quick = _one_tool(fast)
+hog = FunctionWorkflow(_hog, name="hog")

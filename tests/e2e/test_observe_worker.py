@@ -112,7 +112,12 @@ def value(scrape: Scrape, name: str, **labels: str) -> float | None:
 
 
 def series(scrape: Scrape, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    return {labels: v for (n, labels), v in scrape.items() if n == name}
+    """A metric's series that are not 0 (known label values are exported at 0 from the start)."""
+    return {labels: v for (n, labels), v in scrape.items() if n == name and v != 0}
+
+
+def total(scrape: Scrape, name: str) -> float:
+    return sum(v for (n, _), v in scrape.items() if n == name)
 
 
 # ---- the scenario ------------------------------------------------------------------
@@ -307,7 +312,7 @@ def by(label: str, scrape: Scrape, name: str) -> dict[str, float]:
 
 
 def test_every_design_metric_is_exposed(run: Run) -> None:
-    assert run.exposed_names == set(metrics.METRIC_NAMES)
+    assert run.exposed_names == set(metrics.METRIC_NAMES) | set(metrics.PROCESS_NAMES)
 
 
 def test_counters_of_the_first_worker_are_exact(run: Run) -> None:
@@ -324,19 +329,20 @@ def test_counters_of_the_first_worker_are_exact(run: Run) -> None:
         "StepStuck": 1.0,  # t4's silent first attempt
     }
     errors_seen = {
-        (dict(k)["type"], dict(k)["error_class"]): v
+        (dict(k)["type"], dict(k)["error_class"], dict(k)["final"]): v
         for k, v in series(s, "tether_errors_total").items()
     }
     assert errors_seen == {
-        ("model", "RateLimited"): 1.0,
-        ("tool", "ToolFailed"): 1.0,
-        ("model", "OutputTruncated"): 1.0,
-        ("tool", "StepStuck"): 1.0,
-        ("model", "ModelRejected"): 1.0,  # t2's 400: once, though it failed the task too
+        ("model", "RateLimited", "false"): 1.0,
+        ("tool", "ToolFailed", "false"): 1.0,
+        ("model", "OutputTruncated", "false"): 1.0,
+        ("tool", "StepStuck", "false"): 1.0,
+        # t2's 400: once, though it failed the task too
+        ("model", "ModelRejected", "true"): 1.0,
     }
     assert series(s, "tether_output_truncations_total") == {FAULTY: 1.0}
     assert value(s, "tether_steps_replayed_total") == 0.0
-    assert value(s, "tether_task_recoveries_total") == 0.0
+    assert total(s, "tether_task_recoveries_total") == 0.0
     assert value(s, "tether_leases_lost_total") == 0.0
     assert value(s, "tether_sessions_stuck") == 0.0
     assert by("end_reason", s, "tether_session_duration_seconds_count") == {
@@ -372,7 +378,7 @@ def test_restart_and_takeover_are_counted_where_they_happen(run: Run) -> None:
 
     b = run.scrapes["w0b.final"]  # w0 restarted after SIGKILL, then frozen and thawed
     assert series(b, "tether_tasks_started_total") == {}
-    assert value(b, "tether_task_recoveries_total") == 1.0
+    assert by("reason", b, "tether_task_recoveries_total") == {"resume": 1.0}
     assert value(b, "tether_steps_replayed_total") == 1.0  # t5's model step
     assert value(b, "tether_leases_lost_total") == 1.0
     assert by("step", b, "tether_task_steps_started_total") == {"1": 1.0}
@@ -384,7 +390,7 @@ def test_restart_and_takeover_are_counted_where_they_happen(run: Run) -> None:
 
     w1 = run.scrapes["w1.final"]  # took t5 over once w0's lease expired
     assert series(w1, "tether_tasks_started_total") == {}
-    assert value(w1, "tether_task_recoveries_total") == 1.0
+    assert by("reason", w1, "tether_task_recoveries_total") == {"recovery": 1.0}
     assert value(w1, "tether_steps_replayed_total") == 1.0
     assert value(w1, "tether_leases_lost_total") == 0.0
     assert by("outcome", w1, "tether_tasks_finished_total") == {"completed": 1.0}
@@ -455,7 +461,7 @@ def test_events_followed_from_another_process_while_the_task_ran(run: Run) -> No
     assert started[1]["name"] == "hold" and started[1]["tool_call_id"]
 
 
-_METRIC = re.compile(r"\btether_[a-z0-9_]+")
+_METRIC = re.compile(r"\b(?:tether|process)_[a-z0-9_]+")
 _BY = re.compile(r"\bby\s*\(([^)]*)\)")
 _PROMETHEUS_LABELS = {"job", "instance"}
 
@@ -476,7 +482,8 @@ def test_alert_rules_read_series_the_workers_expose(run: Run, tmp_path: Path) ->
             scraped.setdefault(_family(name), set()).update(k for k, _ in label_set)
     for rule in rules:
         names = {_family(n) for n in _METRIC.findall(rule["expr"])}
-        assert names and names <= set(scraped), (rule["alert"], names - set(scraped))
+        assert names or "up{" in rule["expr"], rule["alert"]  # or Prometheus's own ``up``
+        assert names <= set(scraped), (rule["alert"], names - set(scraped))
         grouped = {x.strip() for g in _BY.findall(rule["expr"]) for x in g.split(",")} - {""}
         offered = set().union(*(scraped[n] for n in names)) | _PROMETHEUS_LABELS
         assert grouped <= offered, (rule["alert"], grouped - offered)

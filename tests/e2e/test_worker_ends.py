@@ -4,16 +4,19 @@ SIGTERM drains a worker whose tool blocks for good (in ``time.sleep``, in a bloc
 socket read): it releases the task (handed over at once to the next worker, which
 finishes it) and exits 0, although the tool's thread is still blocked; a second
 signal ends it at once. A worker whose every sync tool thread is abandoned (timed-out
-tools that never return) stops claiming, says why, and drains itself.
+tools that never return) stops claiming, says why, and drains itself. A worker past
+``--max-memory`` drains itself the same way and exits 0.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,7 @@ from typing import Any
 
 import ending_tools
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tether import Runtime, types
 from tether.execution.worker import stable_id
@@ -28,7 +32,8 @@ from waiting import wait_until
 
 HERE = Path(__file__).resolve().parent
 TOOLS = HERE / "ending_tools.py"
-SPECS = [f"{TOOLS}:{name}" for name in ("sleeper", "reader", "leaker", "quick")]
+SPECS = [f"{TOOLS}:{name}" for name in ("sleeper", "reader", "leaker", "quick", "hog")]
+MiB = 1024 * 1024
 LONG_LEASE = 120.0
 
 
@@ -59,6 +64,7 @@ class Setup:
             **os.environ,
             "TETHER_TEST_MARKS": str(self.marks),
             "TETHER_TEST_WORKER": name,
+            "TETHER_TEST_GROW": str(256 * MiB),
             "OTEL_SDK_DISABLED": "true",
         }
         env.pop("TETHER_STORE", None)
@@ -92,6 +98,7 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
     for workflow in (ending_tools.sleeper, ending_tools.reader, ending_tools.leaker):
         runtime.register(workflow, spec=f"{TOOLS}:{workflow.name}")
     runtime.register(ending_tools.quick, spec=f"{TOOLS}:quick")
+    runtime.register(ending_tools.hog, spec=f"{TOOLS}:hog")
     s = Setup(tmp_path, store, marks, runtime, [])
     try:
         yield s
@@ -170,3 +177,51 @@ def test_a_worker_whose_sync_threads_are_all_abandoned_stops_claiming_and_drains
     wait_until(lambda: setup.task(waiting.id).status == "completed", what="the next task")
     fresh.proc.send_signal(signal.SIGTERM)
     assert fresh.proc.wait(timeout=60) == 0, fresh.text()
+
+
+def _scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        body = r.read().decode()
+    return {
+        s.name + "".join(f"[{k}={v}]" for k, v in sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
+
+
+def test_a_worker_past_max_memory_finishes_its_step_hands_over_and_exits_0(
+    setup: Setup,
+) -> None:
+    limit = 200 * MiB
+    task = setup.runtime.submit("hog", "go")
+    hog = setup.start("hog", "--max-memory", "200M", "--metrics-port", "0")
+    setup.entered("linger", hog)  # step 0 kept 256 MiB; step 1 is in flight
+    wait_until(lambda: "memory limit, draining" in hog.text(), what="the memory guard")
+    found = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", hog.text())
+    assert found, hog.text()
+    metrics = _scrape(int(found.group(1)))
+    assert metrics["tether_worker_memory_limit_bytes"] == limit
+    assert metrics["tether_worker_memory_bytes"] >= limit
+    assert metrics["tether_worker_draining[reason=memory_limit]"] == 1
+    assert metrics["tether_worker_draining[reason=signal]"] == 0
+    (setup.marks / "linger.open").touch()  # the step in flight finishes and commits
+
+    assert hog.proc.wait(timeout=60) == 0, hog.text()
+    logged = {line["event"]: line for line in hog.json_lines()}
+    over = logged["worker.memory_limit"]
+    assert over["max_memory_bytes"] == limit and over["rss_bytes"] >= limit
+    events = setup.runtime.store_call(lambda s: s.list_events(task.id))
+    released = [e.data for e in events if e.name == "task.released"]
+    assert [(d["reason"], d["from_step"]) for d in released] == [("memory_limit", 2)]
+    journal = setup.runtime.store_call(lambda s: s.load_journal(task.id))
+    assert [stable_id(st.worker or "") for st in journal] == ["hog", "hog"]
+
+    rescuer = setup.start("rescuer")
+    wait_until(lambda: setup.task(task.id).status == "completed", what="the handover")
+    runs = setup.runtime.store_call(lambda s: s.list_runs(task.id))
+    assert [(stable_id(r.worker), r.reason, r.from_step) for r in runs] == [
+        ("hog", "start", 0),
+        ("rescuer", "handover", 2),
+    ]
+    rescuer.proc.send_signal(signal.SIGTERM)
+    assert rescuer.proc.wait(timeout=60) == 0, rescuer.text()
