@@ -248,6 +248,7 @@ def test_errors_are_counted_once(m: metrics.Metrics) -> None:
         )
     )
     s = scrape(m)
+
     def errors(where: str, cls: str, final: str) -> float | None:
         return value(s, "tether_errors_total", type=where, error_class=cls, final=final)
 
@@ -477,3 +478,56 @@ def test_registries_are_independent() -> None:
     a.observe_request("/healthz", 200)
     assert value(scrape(a), "tether_requests_total", route="/healthz", code="200") == 1
     assert value(scrape(b), "tether_requests_total", route="/healthz", code="200") is None
+
+
+def test_known_task_types_start_every_series_at_zero(m: metrics.Metrics) -> None:
+    m.know_task_types(["research"])
+    s = scrape(m)
+    assert value(s, "tether_tasks_started_total", task_type="research") == 0
+    for outcome in ("completed", "failed", "cancelled"):
+        assert value(s, "tether_tasks_finished_total", task_type="research", outcome=outcome) == 0
+    assert value(s, "tether_task_steps_started_total", task_type="research", step="0") == 0
+    assert value(s, "tether_task_steps_completed_total", task_type="research", step="0") == 0
+    assert value(s, "tether_task_retries_total", task_type="research", error_type="Timeout") == 0
+    assert (
+        value(s, "tether_task_retries_total", task_type="research", error_type="Conflict") is None
+    )
+    for strategy in ("summarize", "memory"):
+        labels = {"task_type": "research", "strategy": strategy}
+        assert value(s, "tether_context_compactions_total", **labels) == 0
+    assert value(s, "tether_output_truncations_total", task_type="research") == 0
+    # without any task type: error kinds, recovery and end reasons
+    assert value(s, "tether_errors_total", type="tool", error_class="Timeout", final="true") == 0
+    assert value(s, "tether_task_recoveries_total", reason="handover") == 0
+    assert value(s, "tether_session_duration_seconds_count", end_reason="handover") == 0
+
+
+def test_a_step_that_never_completes_reads_zero_not_absent(m: metrics.Metrics) -> None:
+    o = metrics.MetricsObserver(m)
+    o.on_event(ev(events.STEP_STARTED, step=7, kind="tool", attempt=1))
+    o.on_event(ev(events.STEP_FAILED, step=7, kind="tool", attempt=1, error=err("tool", "X")))
+    s = scrape(m)
+    assert value(s, "tether_task_steps_started_total", task_type="research", step="7") == 1
+    assert value(s, "tether_task_steps_completed_total", task_type="research", step="7") == 0
+
+
+def test_the_oldest_running_step_and_a_step_that_never_beat(m: metrics.Metrics) -> None:
+    now = [1000.0]
+    o = metrics.MetricsObserver(m, clock=lambda: now[0])
+    assert value(scrape(m), "tether_oldest_running_step_seconds") == 0
+    o.on_event(ev(events.TASK_STARTED, reason="start", session_age=0.0, at=1000.0))
+    o.on_event(ev(events.STEP_STARTED, step=0, kind="tool", attempt=1, at=1000.0))
+    o.on_event(ev(events.TASK_STARTED, "t2", session="s2", reason="start", at=1005.0))
+    o.on_event(ev(events.STEP_STARTED, "t2", session="s2", step=0, kind="tool", at=1005.0))
+    now[0] = 1130.0
+    s = scrape(m)
+    assert value(s, "tether_oldest_running_step_seconds") == 130.0
+    # silent from the start past stuck_after: stuck, though it never heartbeat
+    o.on_event(ev(events.STEP_STUCK, step=0, kind="tool", never_beat=True, stuck_after=120.0))
+    assert value(scrape(m), "tether_sessions_stuck") == 1
+    o.on_event(ev(events.STEP_COMPLETED, step=0, kind="tool", attempt=1, at=1131.0))
+    s = scrape(m)
+    assert value(s, "tether_sessions_stuck") == 0
+    assert value(s, "tether_oldest_running_step_seconds") == 125.0  # t2's step now
+    o.on_event(ev(events.STEP_RETRYING, "t2", session="s2", step=0, error=err("tool", "X")))
+    assert value(scrape(m), "tether_oldest_running_step_seconds") == 0
