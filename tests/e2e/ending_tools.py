@@ -9,7 +9,7 @@ file ``<tool>.<pid>`` in ``TETHER_TEST_MARKS``.
 
 ``hog`` leaks: its step 0 keeps ``TETHER_TEST_GROW`` bytes of touched memory for good,
 its step 1 waits (heartbeating) until the test creates ``linger.open`` in the marks
-folder, its step 2 answers at once.
+folder, its step 2 answers at once. ``gated`` is ``linger`` alone.
 """
 
 from __future__ import annotations
@@ -95,11 +95,11 @@ async def _hog(ctx: TaskContext, input: str) -> Any:
     return [await ctx.call_tool(grow), await ctx.call_tool(linger), await ctx.call_tool(fast)]
 
 
-def _one_tool(the_tool: Tool) -> FunctionWorkflow:
+def _one_tool(the_tool: Tool, name: str | None = None) -> FunctionWorkflow:
     async def run(ctx: TaskContext, input: str) -> Any:
         return await ctx.call_tool(the_tool, {})
 
-    return FunctionWorkflow(run, name=the_tool.name)
+    return FunctionWorkflow(run, name=name or the_tool.name)
 
 
 sleeper = _one_tool(sleep)
@@ -107,3 +107,4 @@ reader = _one_tool(read)
 leaker = _one_tool(leak)
 quick = _one_tool(fast)
 hog = FunctionWorkflow(_hog, name="hog")
+gated = _one_tool(linger, "gated")

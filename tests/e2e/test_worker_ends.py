@@ -28,11 +28,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tether import Runtime, types
 from tether.execution.worker import stable_id
+from tether.store.base import Claim, Store
 from waiting import wait_until
 
 HERE = Path(__file__).resolve().parent
 TOOLS = HERE / "ending_tools.py"
-SPECS = [f"{TOOLS}:{name}" for name in ("sleeper", "reader", "leaker", "quick", "hog")]
+SPECS = [f"{TOOLS}:{name}" for name in ("sleeper", "reader", "leaker", "quick", "hog", "gated")]
 MiB = 1024 * 1024
 LONG_LEASE = 120.0
 
@@ -99,6 +100,7 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
         runtime.register(workflow, spec=f"{TOOLS}:{workflow.name}")
     runtime.register(ending_tools.quick, spec=f"{TOOLS}:quick")
     runtime.register(ending_tools.hog, spec=f"{TOOLS}:hog")
+    runtime.register(ending_tools.gated, spec=f"{TOOLS}:gated")
     s = Setup(tmp_path, store, marks, runtime, [])
     try:
         yield s
@@ -225,3 +227,32 @@ def test_a_worker_past_max_memory_finishes_its_step_hands_over_and_exits_0(
     ]
     rescuer.proc.send_signal(signal.SIGTERM)
     assert rescuer.proc.wait(timeout=60) == 0, rescuer.text()
+
+
+def test_a_lease_lost_at_commit_emits_lease_lost(setup: Setup) -> None:
+    """Issue 21: the commit, not the renewal, finds the lease taken over."""
+    task = setup.runtime.submit("gated", "go")
+    # a short lease that is never renewed while the step runs
+    slow = setup.start("slow", "--lease-ttl", "0.5", "--heartbeat", "600", "--metrics-port", "0")
+    setup.entered("linger", slow)
+
+    async def take_over(s: Store) -> Claim | None:
+        return await s.claim_task("thief/1.1", lease_ttl=600, agents=["gated"], task_id=task.id)
+
+    claim = wait_until(
+        lambda: setup.runtime.store_call(take_over), what="the lease to expire and be taken"
+    )
+    assert claim.reason == "recovery"
+    (setup.marks / "linger.open").touch()  # the step ends; its commit is fenced off
+    lost = wait_until(
+        lambda: [line for line in slow.json_lines() if line["event"] == "lease.lost"],
+        what="lease.lost in the worker's log",
+    )
+    assert [(line["task"], line["agent"]) for line in lost] == [(task.id, "gated")]
+    found = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", slow.text())
+    assert found, slow.text()
+    assert _scrape(int(found.group(1)))["tether_leases_lost_total"] == 1
+    journal = setup.runtime.store_call(lambda s: s.load_journal(task.id))
+    assert journal == []  # fenced: nothing of the old holder's step was written
+    slow.proc.send_signal(signal.SIGTERM)
+    assert slow.proc.wait(timeout=60) == 0, slow.text()

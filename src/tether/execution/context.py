@@ -48,6 +48,10 @@ class LeaseView:
     lost: bool = False
     cancel_requested: bool = False
 
+    def mark_lost(self) -> None:
+        """The lease was taken over (the keeper also emits ``lease.lost``, once)."""
+        self.lost = True
+
 
 @dataclasses.dataclass(slots=True)
 class StepOutcome:
@@ -662,7 +666,7 @@ class TaskContext:
                 )
             )
         except errors.LeaseLost:
-            self._lease.lost = True
+            self._lease.mark_lost()
             raise
         except BaseException:
             self.emitter.give_back(taken)
