@@ -111,11 +111,15 @@ def worker(
     )
     with worker_identity(worker_id, runtime.store_url) as wid:
         try:
-            code = asyncio.run(
+            code, busy = asyncio.run(
                 _serve(runtime, wid, concurrency, settings, metrics_port, obs, metrics_host)
             )
         finally:
             obs.close()
+    if busy:
+        # Python would wait for those threads at exit: their tasks are released and
+        # anything they still write is fenced off, so leave without them.
+        _exit_now(code, f"exiting with {busy} released tool(s) still running in a thread")
     raise typer.Exit(code)
 
 
@@ -152,7 +156,8 @@ async def _serve(
     metrics_port: int | None,
     obs: Observability,
     metrics_host: str = "127.0.0.1",
-) -> int:
+) -> tuple[int, int]:
+    """Serve until drained; the exit code and how many tool threads still run."""
     metrics, observers = obs.metrics, obs.observers
     if metrics_port is not None:
         server, _ = serve_metrics(metrics, metrics_port, host=metrics_host)
@@ -225,11 +230,9 @@ async def _serve(
         await _close_models(runtime)
         await store.close()
     err.print(f"worker {w.owner}: drained, leases released, exiting", highlight=False)
-    if w.threads.busy:
-        _exit_now(0, f"exiting with {w.threads.busy} released tool(s) still running in a thread")
     # Nothing should hold the exit up now; if anything does, leave anyway.
     _watchdog(EXIT_MARGIN, 0, f"worker {w.owner}: exit held up by a thread; exiting now")
-    return 0
+    return 0, w.threads.busy
 
 
 async def _close_models(runtime: Runtime) -> None:
