@@ -7,7 +7,8 @@ back. asyncio's default executor would let these pile up unseen until every sync
 of the worker waits for a thread, and Python would wait for them at exit; this pool
 is bounded (``ExecutionSettings.sync_tool_threads``), reports its abandoned threads,
 says when it is *exhausted* (every thread abandoned: no sync tool can start until a
-restart), and its threads are daemons, so a worker can always exit.
+restart), and its threads are daemons, so a worker can always exit. A thread idle for
+``idle_exit`` seconds ends, so pools of short-lived workers (``Runtime.run``) leave none.
 """
 
 from __future__ import annotations
@@ -39,11 +40,13 @@ class _Job:
 class SyncThreads:
     """A bounded pool of daemon threads for sync tools, with an abandoned-thread count."""
 
-    def __init__(self, size: int, *, name: str = "tether-tool") -> None:
+    def __init__(self, size: int, *, name: str = "tether-tool", idle_exit: float = 5.0) -> None:
         if size < 1:
             raise ValueError("a sync tool pool needs at least one thread")
         self.size = size
         self._name = name
+        self._idle_exit = idle_exit
+        self._started = 0
         self._lock = threading.Lock()
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._threads = 0
@@ -78,10 +81,10 @@ class SyncThreads:
             start = self._waiting > self._idle and self._threads < self.size
             if start:
                 self._threads += 1
+                self._started += 1
+                name = f"{self._name}-{self._started}"
         if start:
-            threading.Thread(
-                target=self._serve, name=f"{self._name}-{self._threads}", daemon=True
-            ).start()
+            threading.Thread(target=self._serve, name=name, daemon=True).start()
         self._jobs.put(job)
         try:
             value: T = await job.future
@@ -95,11 +98,24 @@ class SyncThreads:
                     self._abandoned += 1
             raise
 
+    @property
+    def threads(self) -> int:
+        """Threads alive now (idle ones end after ``idle_exit`` seconds)."""
+        return self._threads
+
     def _serve(self) -> None:
         while True:
             with self._lock:
                 self._idle += 1
-            job = self._jobs.get()
+            try:
+                job = self._jobs.get(timeout=self._idle_exit)
+            except queue.Empty:
+                with self._lock:
+                    self._idle -= 1
+                    if self._waiting > self._idle:
+                        continue  # a call was queued counting on this thread
+                    self._threads -= 1
+                    return
             with self._lock:
                 self._idle -= 1
                 self._waiting -= 1

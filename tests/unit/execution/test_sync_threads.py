@@ -107,3 +107,17 @@ def test_calls_see_the_callers_context_and_run_on_daemon_threads_up_to_the_bound
 
     asyncio.run(main())
     assert names == {"bounded-1", "bounded-2"}
+
+
+def test_idle_threads_end_and_the_pool_starts_new_ones() -> None:
+    async def main() -> None:
+        pool = SyncThreads(2, name="idle", idle_exit=0.05)
+        def name() -> str:
+            return threading.current_thread().name
+
+        assert await pool.run(name) == "idle-1"
+        await _until(lambda: pool.threads == 0, "the idle thread to end")
+        assert not [t for t in threading.enumerate() if t.name.startswith("idle-")]
+        assert await pool.run(name) == "idle-2"  # a fresh thread
+
+    asyncio.run(main())
