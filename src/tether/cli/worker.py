@@ -12,6 +12,7 @@ ends it at once (exit 130). The guard drains it the same way when its memory pas
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -204,7 +205,8 @@ async def _serve(
             # Only a raw write here: a lock the interrupted code holds would hang us.
             os.write(2, f"worker {w.owner}: second signal, exiting now\n".encode())
             os._exit(130)
-        loop.call_soon_threadsafe(announce, signum)
+        with contextlib.suppress(RuntimeError):  # the loop has closed: leaving already
+            loop.call_soon_threadsafe(announce, signum)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
