@@ -112,6 +112,7 @@ def test_calls_see_the_callers_context_and_run_on_daemon_threads_up_to_the_bound
 def test_idle_threads_end_and_the_pool_starts_new_ones() -> None:
     async def main() -> None:
         pool = SyncThreads(2, name="idle", idle_exit=0.05)
+
         def name() -> str:
             return threading.current_thread().name
 
