@@ -167,7 +167,39 @@ def _request_from_wire(body: dict[str, Any]) -> types.ModelRequest:
         tools=tuple(tools),
         max_tokens=max_tokens,
         temperature=float(temperature) if isinstance(temperature, int | float) else None,
+        tool_choice=_tool_choice_from_wire(body.get("tool_choice"), tools),
+        output_schema=_output_schema_from_wire(body.get("response_format")),
     )
+
+
+def _tool_choice_from_wire(raw: Any, tools: Sequence[types.ToolSpec]) -> str | None:
+    """OpenAI's rules: a mode, or ``{"type": "function", "function": {"name": …}}`` naming
+    an offered tool; any ``tool_choice`` without tools is refused."""
+    if raw is None:
+        return None
+    if not tools:
+        raise ValueError("'tool_choice' is only allowed when 'tools' are specified")
+    if isinstance(raw, str) and raw in types.TOOL_CHOICE_MODES:
+        return raw
+    function = raw.get("function") if isinstance(raw, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    if not isinstance(name, str) or name not in {t.name for t in tools}:
+        raise ValueError(f"'tool_choice' {raw!r} names no offered tool")
+    return name
+
+
+def _output_schema_from_wire(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, dict) and raw.get("type") == "json_schema":
+        spec = raw.get("json_schema")
+        if isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
+            return {"name": str(spec.get("name") or "output"), "schema": spec["schema"]}
+    if isinstance(raw, dict) and raw.get("type") == "json_object":
+        return {"name": "output", "schema": raw.get("schema") or {"type": "object"}}
+    if isinstance(raw, dict) and raw.get("type") == "text":
+        return None
+    raise ValueError(f"'response_format' {raw!r} is not text, json_object or json_schema")
 
 
 class StandInModelServer:
@@ -328,6 +360,7 @@ class StandInModelServer:
             message = types.Message(role="assistant", content=fault.text)
             finish = "length"
         wire = openai.message_to_wire(message)
+        wire["content"] = message.content  # OpenAI answers a tools-only turn with null
         wire.pop("tool_call_id", None)
         usage = response.usage or types.Usage(prompt, scripted.completion_tokens(message))
         return _json_answer(

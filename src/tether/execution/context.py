@@ -83,7 +83,9 @@ class TaskContext:
         self.session_state: dict[str, Any] = dict(session.state)
         self.session_created_at = session.created_at
         self._lease = lease
-        self._journal = journal
+        # By index: the tool steps of one turn may commit out of order, leaving gaps.
+        self._journal = {record.index: record for record in journal}
+        self._last_recorded = max(self._journal, default=-1)
         self._store = store
         self._committer = committer
         self.emitter = emitter
@@ -122,7 +124,19 @@ class TaskContext:
 
     @property
     def replaying(self) -> bool:
-        return self._index < len(self._journal)
+        return self._index <= self._last_recorded
+
+    def recorded(self, index: int) -> bool:
+        """Whether step ``index`` is in the journal (it will replay, not run)."""
+        return index in self._journal
+
+    def reserve_steps(self, n: int) -> int:
+        """Take the next ``n`` step indices for steps that will run concurrently (the
+        tool calls of one turn), so each gets the same index on every run whatever
+        order they finish in; returns the first. Pass each to ``run_step(index=…)``."""
+        first = self._index
+        self._index += n
+        return first
 
     @property
     def store(self) -> Store:
@@ -252,11 +266,21 @@ class TaskContext:
             heartbeat_timeout=tool.heartbeat_timeout,
         )
 
-    async def run_tool_call(self, tool: tools.Tool | None, call: types.ToolCall) -> types.Message:
+    async def run_tool_call(
+        self,
+        tool: tools.Tool | None,
+        call: types.ToolCall,
+        *,
+        index: int | None = None,
+        appends: Callable[[types.Message], Sequence[types.Message]] | None = None,
+    ) -> types.Message:
         """Answer a model's tool call with a tool message, in one journaled step.
 
         Whatever goes wrong (unknown tool, malformed JSON, arguments off-schema, a
-        tool that raises) becomes an error message the model reads, not a crash."""
+        tool that raises) becomes an error message the model reads, not a crash.
+        ``index`` is a step index from ``reserve_steps``; ``appends(message)``, asked
+        once at commit, says which session messages the commit appends (default: the
+        step's own), so concurrent calls append theirs in the model's order."""
         name = tool.name if tool is not None else call.name
 
         def to_message(content: str) -> types.Message:
@@ -283,10 +307,11 @@ class TaskContext:
             outcome=StepOutcome(
                 encode=lambda m: m.to_dict(),
                 decode=types.Message.from_dict,
-                messages=lambda m: (m,),
+                messages=appends or (lambda m: (m,)),
             ),
             on_failure=lambda err: to_message(f"Error ({err.error_class}): {err.detail}"),
             started_data={"tool_call_id": call.id},
+            index=index,
         )
 
     def _tool_executor(
@@ -320,6 +345,7 @@ class TaskContext:
         # incrementally); ``inputs`` then only describes them in error messages.
         input_fingerprint: str | None = None,
         started_data: dict[str, Any] | None = None,
+        index: int | None = None,
     ) -> T:
         """Replay the step if the journal has it, else run it (with retries) and commit it.
 
@@ -330,11 +356,12 @@ class TaskContext:
         outcome = outcome or StepOutcome()
         if session_state is not None:
             outcome = dataclasses.replace(outcome, session_state=session_state)
-        index = self._index
-        self._index += 1
+        if index is None:
+            index = self._index
+            self._index += 1
         fp = input_fingerprint or fingerprint(kind, name, inputs)
 
-        if index < len(self._journal):
+        if index in self._journal:
             return self._replay(
                 self._journal[index], index, kind, name, fp, inputs, outcome, on_failure
             )
@@ -462,7 +489,7 @@ class TaskContext:
                 **self._ids(index),
             )
         self.replayed += 1
-        self.steps_done = index + 1
+        self.steps_done = max(self.steps_done, index + 1)
         self.last_message_seqs = record.message_seqs
         self.emitter.emit(events.STEP_REPLAYED, step=index, kind=kind, step_name=name)
         state = record.output
@@ -644,7 +671,7 @@ class TaskContext:
             self.emitter.give_back(taken)
             raise
         self.last_message_seqs = result.message_seqs
-        self.steps_done = index + 1
+        self.steps_done = max(self.steps_done, index + 1)
         if state is not None:
             self.session_state = state
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -21,7 +21,13 @@ from tether.models import errors as http_errors
 
 def message_to_wire(message: types.Message) -> dict[str, Any]:
     """One message as the chat-completions API expects it."""
-    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    content = message.content
+    if content is None and message.role == "assistant":
+        # An assistant turn that only calls tools: llama-cpp-python's server refuses a
+        # null content (422), Ollama and older vLLM templates mishandle it; "" is read
+        # the same way by every server tether names.
+        content = ""
+    out: dict[str, Any] = {"role": message.role, "content": content}
     if message.tool_calls:
         out["tool_calls"] = [
             {
@@ -49,6 +55,28 @@ def tool_to_wire(tool: types.ToolSpec) -> dict[str, Any]:
     }
 
 
+def tool_choice_to_wire(choice: str) -> str | dict[str, Any]:
+    """``auto``/``required``/``none`` as they are; a tool's name as the named form."""
+    if choice in types.TOOL_CHOICE_MODES:
+        return choice
+    return {"type": "function", "function": {"name": choice}}
+
+
+StructuredOutput = Literal["json_schema", "json_object", "tool"]
+
+
+def response_format_to_wire(output_schema: dict[str, Any], how: StructuredOutput) -> Any:
+    """The ``response_format`` asking for JSON matching ``{"name", "schema"}``:
+    OpenAI's ``json_schema`` form, or ``json_object`` with a ``schema`` (llama-cpp-python's
+    server knows only that one)."""
+    if how == "json_object":
+        return {"type": "json_object", "schema": output_schema["schema"]}
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": output_schema["name"], "schema": output_schema["schema"]},
+    }
+
+
 def _tool_call_from_wire(data: Any, position: int) -> types.ToolCall:
     if not isinstance(data, dict):
         raise ValueError(f"tool_calls[{position}] is not an object")
@@ -56,7 +84,9 @@ def _tool_call_from_wire(data: Any, position: int) -> types.ToolCall:
     if not isinstance(function, dict) or not isinstance(function.get("name"), str):
         raise ValueError(f"tool_calls[{position}] has no function name")
     arguments = function.get("arguments")
-    if arguments is None:
+    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
+        # A call without arguments comes as null or "" from some servers; sent back in
+        # the history, "" breaks the servers that parse it (llama.cpp's --jinja).
         arguments = "{}"
     elif not isinstance(arguments, str):
         # Some servers (older Ollama) send the arguments as an object.
@@ -142,6 +172,7 @@ class OpenAIModel:
         max_output_tokens: int = 1024,
         timeout: float = 60.0,
         headers: dict[str, str] | None = None,
+        structured_output: StructuredOutput = "json_schema",
     ) -> None:
         if context_window <= 0 or max_output_tokens <= 0:
             raise errors.InvalidInput(
@@ -154,6 +185,10 @@ class OpenAIModel:
         self.context_window = context_window
         self.max_output_tokens = max_output_tokens
         self.timeout = timeout
+        self.structured_output: StructuredOutput = structured_output
+        """How an ``output_type`` is asked for: ``response_format`` ``json_schema`` (OpenAI,
+        vLLM, Ollama, LM Studio, llama.cpp), ``json_object`` with a schema
+        (llama-cpp-python), or ``tool``: a final-answer tool (any server with tools)."""
         self._headers = dict(headers or {})
         if api_key is not None:
             self._headers["Authorization"] = f"Bearer {api_key}"
@@ -188,8 +223,14 @@ class OpenAIModel:
         }
         if request.tools:
             body["tools"] = [tool_to_wire(t) for t in request.tools]
+        if request.tools and request.tool_choice is not None:
+            body["tool_choice"] = tool_choice_to_wire(request.tool_choice)
         if request.temperature is not None:
             body["temperature"] = request.temperature
+        if request.output_schema is not None and self.structured_output != "tool":
+            body["response_format"] = response_format_to_wire(
+                request.output_schema, self.structured_output
+            )
         return body
 
     def _client(self) -> httpx.AsyncClient:
