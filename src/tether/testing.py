@@ -13,6 +13,10 @@ hashed bag-of-words vectors), and can be told to fail on purpose::
         ...
         assert server.count == 3
 
+A request with ``"stream": true`` is answered as OpenAI streams (server-sent
+``chat.completion.chunk`` events, a usage chunk when ``stream_options.include_usage``,
+then ``[DONE]``); ``Fault.cut()`` ends such a stream half-way without a finish_reason.
+
 Faults apply, in order, to the next chat-completion requests. Every chat request
 body is recorded in ``server.requests`` (embedding requests in
 ``server.embedding_requests``). With ``context_window=N`` a request whose
@@ -46,7 +50,7 @@ from tether.models import openai, scripted
 
 __all__ = ["Fault", "StandInModelServer", "hashed_embedding", "main"]
 
-FaultKind = Literal["status", "reset", "delay", "length", "garbage"]
+FaultKind = Literal["status", "reset", "delay", "length", "garbage", "cut"]
 
 _DEFAULT_ERRORS: dict[int, tuple[str, str, str | None]] = {
     400: ("Bad request.", "invalid_request_error", None),
@@ -101,6 +105,12 @@ class Fault:
         return Fault("length", text=text)
 
     @staticmethod
+    def cut() -> Fault:
+        """Answer a streaming request with the first half of its chunks, then end the
+        stream without a finish_reason (a connection cut mid-answer)."""
+        return Fault("cut")
+
+    @staticmethod
     def garbage(body: str = "<html><body>upstream proxy error</body></html>") -> Fault:
         """Answer 200 with a body that is not a chat completion."""
         return Fault("garbage", body=body)
@@ -137,6 +147,64 @@ def _error_answer(
     return _json_answer(
         status, {"error": {"message": message, "type": kind, "param": None, "code": code}}
     )
+
+
+def _stream_answer(
+    ident: str,
+    model: str,
+    message: types.Message,
+    finish: str,
+    usage: types.Usage | None,
+    *,
+    cut: bool,
+) -> _Answer:
+    """The answer as OpenAI streams it: a role chunk, the text a word at a time, the
+    tool calls, the finish chunk, a usage chunk when asked for, then ``[DONE]``."""
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        return {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        }
+
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    chunks += [chunk({"content": w}) for w in re.findall(r"\S+\s*", message.content or "")]
+    for i, call in enumerate(message.tool_calls):
+        chunks.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": i,
+                            "id": call.id,
+                            "type": "function",
+                            "function": {"name": call.name, "arguments": call.arguments},
+                        }
+                    ]
+                }
+            )
+        )
+    if cut:
+        chunks = chunks[: max(1, (len(chunks) + 1) // 2)]
+    else:
+        chunks.append(chunk({}, finish))
+        if usage is not None:
+            chunks.append(
+                {
+                    "id": ident,
+                    "object": "chat.completion.chunk",
+                    "model": model,
+                    "choices": [],
+                    "usage": {**usage.to_dict(), "total_tokens": usage.total_tokens},
+                }
+            )
+    lines = [f"data: {json.dumps(c)}\n\n" for c in chunks]
+    if not cut:
+        lines.append("data: [DONE]\n\n")
+    return _Answer(200, "".join(lines).encode(), content_type="text/event-stream")
 
 
 def _request_from_wire(body: dict[str, Any]) -> types.ModelRequest:
@@ -363,6 +431,16 @@ class StandInModelServer:
         wire["content"] = message.content  # OpenAI answers a tools-only turn with null
         wire.pop("tool_call_id", None)
         usage = response.usage or types.Usage(prompt, scripted.completion_tokens(message))
+        if body.get("stream"):
+            options = body.get("stream_options")
+            return _stream_answer(
+                f"chatcmpl-{self.count}",
+                str(body.get("model") or self.model_name),
+                message,
+                finish,
+                usage if isinstance(options, dict) and options.get("include_usage") else None,
+                cut=fault is not None and fault.kind == "cut",
+            )
         return _json_answer(
             200,
             {

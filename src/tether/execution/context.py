@@ -20,6 +20,7 @@ from tether.execution.committer import Committer
 from tether.execution.emitter import Emitter
 from tether.execution.fingerprint import RequestFingerprints, describe, fingerprint
 from tether.execution.settings import ExecutionSettings
+from tether.models import streaming
 from tether.models.base import Model
 from tether.observe import events
 from tether.observe import logging as obslog
@@ -204,7 +205,12 @@ class TaskContext:
 
         async def execute(attempt: int, beat: Heartbeat) -> types.ModelResponse:
             sent = dataclasses.replace(request, max_tokens=room["max_tokens"])
-            response = await model.complete(sent)
+
+            def delta(text: str) -> None:
+                self.emitter.emit(events.MODEL_DELTA, step=index, attempt=attempt, text=text)
+
+            with streaming.deltas_to(delta):
+                response = await model.complete(sent)
             if response.finish_reason == "length":
                 self.emitter.emit(
                     events.OUTPUT_TRUNCATED,

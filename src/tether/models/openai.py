@@ -17,6 +17,7 @@ import httpx
 
 from tether import errors, types
 from tether.models import errors as http_errors
+from tether.models import streaming
 
 
 def message_to_wire(message: types.Message) -> dict[str, Any]:
@@ -173,6 +174,8 @@ class OpenAIModel:
         timeout: float = 60.0,
         headers: dict[str, str] | None = None,
         structured_output: StructuredOutput = "json_schema",
+        stream: bool = False,
+        stream_usage: bool = True,
     ) -> None:
         if context_window <= 0 or max_output_tokens <= 0:
             raise errors.InvalidInput(
@@ -189,6 +192,11 @@ class OpenAIModel:
         """How an ``output_type`` is asked for: ``response_format`` ``json_schema`` (OpenAI,
         vLLM, Ollama, LM Studio, llama.cpp), ``json_object`` with a schema
         (llama-cpp-python), or ``tool``: a final-answer tool (any server with tools)."""
+        self.stream = stream
+        """Ask for the answer as a stream: its text reaches the step's ``model.delta``
+        events as it is made; the step still records only the complete response."""
+        self.stream_usage = stream_usage
+        """Send ``stream_options.include_usage`` (token counts at the stream's end)."""
         self._headers = dict(headers or {})
         if api_key is not None:
             self._headers["Authorization"] = f"Bearer {api_key}"
@@ -250,6 +258,8 @@ class OpenAIModel:
     async def complete(self, request: types.ModelRequest) -> types.ModelResponse:
         body = self.request_body(request)
         client = self._client()
+        if self.stream:
+            return await self._complete_streaming(client, body)
         with http_errors.translate(self.url, self.timeout):
             response = await client.post(self.url, json=body)
             http_errors.raise_for_status(response, self.url)
@@ -261,6 +271,33 @@ class OpenAIModel:
                     f"a chat completion ({exc}): {response.text[:200]!r}. Check that base_url "
                     "points at an OpenAI-compatible API."
                 ) from exc
+
+    async def _complete_streaming(
+        self, client: httpx.AsyncClient, body: dict[str, Any]
+    ) -> types.ModelResponse:
+        body["stream"] = True
+        if self.stream_usage:
+            body["stream_options"] = {"include_usage": True}
+        assembler = streaming.Assembler(self.model)
+        with http_errors.translate(self.url, self.timeout):
+            async with client.stream("POST", self.url, json=body) as response:
+                if not 200 <= response.status_code < 300:
+                    await response.aread()
+                    http_errors.raise_for_status(response, self.url)
+                if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                    await response.aread()
+                    try:  # a server that ignores "stream" answers with one completion
+                        return response_from_wire(response.json(), self.model)
+                    except (ValueError, TypeError) as exc:
+                        raise errors.ModelProtocolError(
+                            f"POST {self.url} answered a stream request with "
+                            f"{response.headers.get('content-type')!r}: {response.text[:200]!r}"
+                        ) from exc
+                async for line in response.aiter_lines():
+                    assembler.feed_line(line)
+                    if assembler.done:
+                        break
+        return assembler.response(self.url)
 
     async def aclose(self) -> None:
         """Close the running loop's client. Clients of loops running in other threads

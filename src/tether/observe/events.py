@@ -32,6 +32,8 @@ LEASE_LOST = "lease.lost"
 CONTEXT_PRESSURE = "context.pressure"
 CONTEXT_COMPACTED = "context.compacted"
 OUTPUT_TRUNCATED = "output.truncated"
+MODEL_DELTA = "model.delta"
+"""A piece of a model step's answer text as it streams (``text``, ``attempt``)."""
 
 # Events that are only observed, not written to the task's stored log: replays happen
 # on every resume and would grow the log with each recovery.
