@@ -82,9 +82,7 @@ def test_named_tool_choice_and_a_choice_kept_on_every_turn(
     tmp_path: Path, server: StandInModelServer
 ) -> None:
     server.use([ScriptedModel.call("add", a=1, b=2), "3"])
-    agent = Agent(
-        "adder", model(server), tools=[add], tool_choice="add", reset_tool_choice=False
-    )
+    agent = Agent("adder", model(server), tools=[add], tool_choice="add", reset_tool_choice=False)
     run_agent(tmp_path, agent)
     named = {"type": "function", "function": {"name": "add"}}
     assert [r["tool_choice"] for r in server.requests] == [named, named]
@@ -133,9 +131,7 @@ def test_the_calls_of_one_turn_run_at_once_and_answer_in_the_models_order(
 
     turn = ScriptedModel.calls([ScriptedModel.call("slow_add", a=n, b=n) for n in (3, 1, 2)])
     server.use([turn, "done"])
-    result, journal, messages = run_agent(
-        tmp_path, Agent("fan", model(server), tools=[slow_add])
-    )
+    result, journal, messages = run_agent(tmp_path, Agent("fan", model(server), tools=[slow_add]))
     assert result.output == "done"
     assert [(s.index, s.kind) for s in journal] == [
         (0, "model"), (1, "tool"), (2, "tool"), (3, "tool"), (4, "model")
@@ -235,4 +231,3 @@ def test_answers_that_never_validate_fail_the_task_as_output_invalid(
     assert "2 answers did not validate as City" in result.error["message"]
     assert [s.kind for s in journal] == ["model", "custom", "model"]
     assert json.loads(json.dumps(result.error))  # the contract's JSON form
-

@@ -28,9 +28,7 @@ class Heard:
 
     def deltas(self) -> list[tuple[int | None, int | None, str]]:
         return [
-            (e.step, e.attempt, e.data["text"])
-            for e in self.events
-            if e.name == events.MODEL_DELTA
+            (e.step, e.attempt, e.data["text"]) for e in self.events if e.name == events.MODEL_DELTA
         ]
 
 
@@ -84,7 +82,7 @@ def test_a_stream_cut_mid_way_is_retried_not_taken_as_the_answer(
 ) -> None:
     heard = Heard()
     server.inject(Fault.delay(0), Fault.cut())  # the second model call is cut
-    result, journal, stored = run(tmp_path, server, heard)
+    result, journal, _ = run(tmp_path, server, heard)
     assert result.output == ANSWER
     assert journal[-1].attempts == 2
     retried = [e for e in heard.events if e.name == events.STEP_RETRYING]

@@ -114,9 +114,7 @@ async def _all_or_none(work: list[Coroutine[Any, Any, None]]) -> None:
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
         raise
-    failures = [
-        exc for j in jobs if j in done and not j.cancelled() and (exc := j.exception())
-    ]
+    failures = [exc for j in jobs if j in done and not j.cancelled() and (exc := j.exception())]
     if failures:
         for job in running:
             job.cancel()
