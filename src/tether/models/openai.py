@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import uuid
 from typing import Any, Literal
 
 import httpx
@@ -56,6 +57,13 @@ def tool_to_wire(tool: types.ToolSpec) -> dict[str, Any]:
     }
 
 
+def new_call_id() -> str:
+    """An id for a tool call the server sent without one (some llama.cpp builds): nine
+    letters and digits, the one form Mistral's templates accept besides any other's.
+    The answer is journaled, so a replay sees the same id."""
+    return uuid.uuid4().hex[:9]
+
+
 def tool_choice_to_wire(choice: str) -> str | dict[str, Any]:
     """``auto``/``required``/``none`` as they are; a tool's name as the named form."""
     if choice in types.TOOL_CHOICE_MODES:
@@ -94,7 +102,7 @@ def _tool_call_from_wire(data: Any, position: int) -> types.ToolCall:
         arguments = json.dumps(arguments)
     call_id = data.get("id")
     return types.ToolCall(
-        id=call_id if isinstance(call_id, str) and call_id else f"call_{position}",
+        id=call_id if isinstance(call_id, str) and call_id else new_call_id(),
         name=function["name"],
         arguments=arguments,
     )

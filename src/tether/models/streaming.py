@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,7 +128,7 @@ class Assembler:
             )
         calls = tuple(
             types.ToolCall(
-                id=c.id or f"call_{i}", name=c.name, arguments=c.arguments.strip() or "{}"
+                id=c.id or uuid.uuid4().hex[:9], name=c.name, arguments=c.arguments.strip() or "{}"
             )
             for i, c in sorted(self.calls.items())
         )

@@ -1,0 +1,77 @@
+"""What OpenAIModel does about the servers' quirks (docs/models.md), one test each."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+from tether import OpenAIModel, errors, types
+from tether.models import openai
+from tether.testing import Fault, StandInModelServer
+
+
+def body(message: dict[str, object]) -> dict[str, object]:
+    return {"choices": [{"message": message, "finish_reason": "tool_calls"}]}
+
+
+def test_a_tool_call_without_id_or_arguments_gets_a_mistral_safe_id_and_an_object() -> None:
+    response = openai.response_from_wire(
+        body(
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": ""}}],
+            }
+        ),
+        "m",
+    )
+    (call,) = response.message.tool_calls
+    assert re.fullmatch(r"[a-zA-Z0-9]{9}", call.id)
+    assert call.arguments == "{}"
+
+
+def test_arguments_sent_as_an_object_become_json_text() -> None:
+    response = openai.response_from_wire(
+        body(
+            {
+                "role": "assistant",
+                "tool_calls": [{"id": "a1", "function": {"name": "f", "arguments": {"n": 1}}}],
+            }
+        ),
+        "m",
+    )
+    assert response.message.tool_calls[0].arguments == '{"n": 1}'
+
+
+def test_a_tools_only_assistant_turn_goes_out_with_empty_text_not_null() -> None:
+    call = types.ToolCall(id="a1", name="f", arguments="{}")
+    wire = openai.message_to_wire(types.Message(role="assistant", tool_calls=(call,)))
+    assert wire["content"] == ""
+    assert openai.message_to_wire(types.Message(role="tool", tool_call_id="a1"))["content"] is None
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "tools param requires --jinja flag",
+        "Failed to parse tools: [json.exception.type_error.302] type must be string",
+        '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set',
+    ],
+)
+def test_a_server_not_set_up_for_tools_is_rejected_at_once_not_retried(said: str) -> None:
+    with StandInModelServer(["x"]) as server:
+        server.inject(Fault.status(500, body={"error": {"message": said, "code": 500}}))
+        model = OpenAIModel(server.base_url, "m")
+        request = types.ModelRequest(messages=(types.Message(role="user", content="hi"),))
+
+        async def go() -> None:
+            try:
+                await model.complete(request)
+            finally:
+                await model.aclose()
+
+        with pytest.raises(errors.ModelRejected, match="not set up for this request") as info:
+            asyncio.run(go())
+    assert info.value.retryable is False
