@@ -32,7 +32,7 @@ import gguf
 import httpx
 import numpy as np
 
-N_CTX = 512
+N_CTX = 1024
 """The context the server gives each model, in tokens (one token per byte of text)."""
 
 CHAT_TEMPLATE = (

@@ -16,10 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pydantic
 import pytest
 from llama_support import N_CTX, LlamaServer
 
 from tether import Agent, OpenAIModel, Runtime, errors, tool, types
+from tether.models import errors as http_errors
+from tether.models import streaming
 
 
 @pytest.fixture(scope="session")
@@ -104,10 +108,12 @@ def test_agent_turns_with_server_made_tool_calls_across_tasks_of_a_session(
 
 
 def test_a_prompt_past_the_context_is_context_overflow(llama: LlamaServer) -> None:
-    request = types.ModelRequest(messages=(types.Message(role="user", content="x" * 700),))
+    request = types.ModelRequest(
+        messages=(types.Message(role="user", content="x" * (N_CTX + 100)),)
+    )
     with pytest.raises(errors.ContextOverflow) as info:
         complete(model(llama), request)
-    assert "maximum context length is 512 tokens" in str(info.value)
+    assert f"maximum context length is {N_CTX} tokens" in str(info.value)
     assert info.value.retryable is False
 
 
@@ -117,7 +123,7 @@ def test_an_agent_told_a_larger_window_fails_as_context_overflow(
     agent = Agent("big", model(llama, context_window=8192))
     with Runtime(f"sqlite:///{tmp_path / 'r.db'}") as runtime:
         runtime.register(agent)
-        result = runtime.run(runtime.submit("big", "y" * 900).id)
+        result = runtime.run(runtime.submit("big", "y" * (N_CTX + 100)).id)
     assert result.status == "failed"
     assert result.error is not None
     assert result.error["error_class"] == "ContextOverflow"
@@ -148,3 +154,67 @@ def test_an_agent_whose_answers_never_end_fails_as_output_truncated(
     assert result.error is not None
     assert result.error["error_class"] == "OutputTruncated"
     assert step.attempts == 2  # asked again once with twice the room, then failed
+
+
+def test_the_raw_quirks_tether_works_around(llama: LlamaServer) -> None:
+    """What this server does with the wire forms tether no longer sends (docs/models.md):
+    a null content beside tool calls and a json_schema response_format are refused with
+    a 500, which tether would otherwise retry; both are ModelRejected at once."""
+    client = model(llama)
+    null_content = client.request_body(types.ModelRequest(messages=HISTORY, tools=(record.spec,)))
+    null_content["messages"][2]["content"] = None
+    schema = {"name": "Count", "schema": {"type": "object"}}
+    json_schema = model(llama, structured_output="json_schema").request_body(
+        types.ModelRequest(messages=HISTORY[:2], output_schema=schema)
+    )
+
+    async def post(body: dict[str, Any]) -> None:
+        async with httpx.AsyncClient(timeout=60) as raw:
+            response = await raw.post(client.url, json=body)
+        http_errors.raise_for_status(response, client.url)
+
+    for body in (null_content, json_schema):
+        with pytest.raises(errors.ModelRejected, match="not set up for this request"):
+            asyncio.run(post(body))
+
+
+class Count(pydantic.BaseModel):
+    n: int
+
+
+def test_structured_output_through_json_object_with_a_schema(
+    tmp_path: Path, llama: LlamaServer
+) -> None:
+    agent = Agent(
+        "counter",
+        model(llama, structured_output="json_object", max_output_tokens=48),
+        output_type=Count,
+    )
+    with Runtime(f"sqlite:///{tmp_path / 'r.db'}") as runtime:
+        runtime.register(agent)
+        result = runtime.run(runtime.submit("counter", "count").id)
+    assert result.status == "completed", result.error
+    assert isinstance(result.output["n"], int)
+    assert set(result.output) == {"n"}
+
+
+def test_streaming_text_and_tool_calls(llama: LlamaServer) -> None:
+    pieces: list[str] = []
+    talk = types.ModelRequest(messages=(types.Message(role="user", content="talk"),), max_tokens=6)
+    forced = types.ModelRequest(
+        messages=(types.Message(role="user", content="record"),),
+        tools=(record.spec,),
+        tool_choice="record",
+        max_tokens=48,
+    )
+    with streaming.deltas_to(pieces.append):
+        text = complete(model(llama, "chatty", stream=True), talk)
+    called = complete(model(llama, stream=True), forced)
+
+    assert text.finish_reason == "length"
+    assert pieces and "".join(pieces) == text.message.content
+    assert text.usage is None  # this server sends no usage chunk (stream_options ignored)
+    assert called.finish_reason == "tool_calls"
+    (made,) = called.message.tool_calls
+    assert made.name == "record"
+    assert isinstance(json.loads(made.arguments)["n"], int)

@@ -58,6 +58,8 @@ SETUP_ERROR_PHRASES: tuple[str, ...] = (
     "failed to parse tools",
     # vLLM started without --enable-auto-tool-choice / --tool-call-parser
     "enable-auto-tool-choice",
+    # llama-cpp-python's server answers a request body it cannot validate with a 500
+    "'loc': ('body',",
 )
 """Phrases (lower case) of a server's answer, 5xx included, that mean its setup refuses
 this request: retrying cannot help, so the error is ``ModelRejected``."""
