@@ -15,7 +15,7 @@ from typing import Any, Literal
 import pydantic
 
 from tether import errors, retry, types
-from tether.context import memory
+from tether.context import memory, truncation
 from tether.context.manager import ContextManager
 from tether.context.policy import ContextPolicy
 from tether.context.window import Entry
@@ -162,7 +162,16 @@ class Agent:
                 output_schema=self.output.request_schema if self.output else None,
             )
             try:
-                return await ctx.call_model(self.model, request, session_state=prepared.observe)
+                return await ctx.call_model(
+                    self.model,
+                    request,
+                    session_state=prepared.observe,
+                    prompt_check=truncation.Check(
+                        prepared.raw,
+                        self.context.truncation_ratio,
+                        strict=self.context.server_truncation == "fail",
+                    ),
+                )
             except errors.ContextOverflow:
                 if recovered or not await window.recover(history):
                     raise

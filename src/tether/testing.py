@@ -21,7 +21,10 @@ Faults apply, in order, to the next chat-completion requests. Every chat request
 body is recorded in ``server.requests`` (embedding requests in
 ``server.embedding_requests``). With ``context_window=N`` a request whose
 estimated prompt tokens (``tether.models.scripted.estimate_tokens``) plus
-``max_tokens`` exceed N is refused with HTTP 400, word for word as vLLM does.
+``max_tokens`` exceed N is refused with HTTP 400, word for word as vLLM does, and
+``GET /v1/models`` publishes N as ``max_model_len``, as vLLM does. With
+``truncate_to=N`` a longer prompt is answered as a server that cuts prompts silently
+(Ollama) would: ``usage.prompt_tokens`` reports only N.
 
 Run it on its own with ``python -m tether.testing --port 8000 --reply "done"``.
 """
@@ -283,12 +286,16 @@ class StandInModelServer:
         script: scripted.ScriptedModel | scripted.Script | scripted.Reply = "ok",
         *,
         context_window: int | None = None,
+        truncate_to: int | None = None,
         model_name: str = "stand-in",
         dimensions: int = 64,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.context_window = context_window
+        self.truncate_to = truncate_to
+        """Like Ollama's ``num_ctx``: a longer prompt is answered anyway, its usage
+        reporting only the ``truncate_to`` tokens a server that cuts would have kept."""
         self.model_name = model_name
         self.dimensions = dimensions
         self._host = host
@@ -431,6 +438,8 @@ class StandInModelServer:
         wire["content"] = message.content  # OpenAI answers a tools-only turn with null
         wire.pop("tool_call_id", None)
         usage = response.usage or types.Usage(prompt, scripted.completion_tokens(message))
+        if self.truncate_to is not None and usage.prompt_tokens > self.truncate_to:
+            usage = types.Usage(self.truncate_to, usage.completion_tokens)
         if body.get("stream"):
             options = body.get("stream_options")
             return _stream_answer(

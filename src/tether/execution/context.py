@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from tether import errors, retry, tools, types
+from tether.context import truncation
 from tether.execution.committer import Committer
 from tether.execution.emitter import Emitter
 from tether.execution.fingerprint import RequestFingerprints, describe, fingerprint
@@ -193,6 +194,7 @@ class TaskContext:
         *,
         name: str | None = None,
         session_state: Callable[[types.ModelResponse], dict[str, Any] | None] | None = None,
+        prompt_check: truncation.Check | None = None,
     ) -> types.ModelResponse:
         """One journaled model call; its answer joins the session's messages (and
         ``session_state(answer)``, when given, replaces the session's state with it).
@@ -211,6 +213,8 @@ class TaskContext:
 
             with streaming.deltas_to(delta):
                 response = await model.complete(sent)
+            if prompt_check is not None:
+                self._check_prompt(prompt_check, response, model, index)
             if response.finish_reason == "length":
                 self.emitter.emit(
                     events.OUTPUT_TRUNCATED,
@@ -319,6 +323,29 @@ class TaskContext:
             started_data={"tool_call_id": call.id},
             index=index,
         )
+
+    def _check_prompt(
+        self, check: truncation.Check, response: types.ModelResponse, model: Model, index: int
+    ) -> None:
+        reported = response.usage.prompt_tokens if response.usage else None
+        if not check.suspected(reported):
+            return
+        self.emitter.emit(
+            events.PROMPT_TRUNCATED,
+            step=index,
+            kind="model",
+            step_name=model.name,
+            counted=check.counted,
+            reported=reported,
+        )
+        if check.strict:
+            raise errors.PromptTruncated(
+                f"model {model.name!r} reported {reported} prompt tokens for a request "
+                f"tether counted at {check.counted}: the server cut the prompt. Give the "
+                "server the context the model is configured with (context_window="
+                f"{model.context_window}), or lower context_window to the server's",
+                **self._ids(index),
+            )
 
     def _tool_executor(
         self, tool: tools.Tool, args: dict[str, Any]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import uuid
 from typing import Any, Literal
@@ -19,6 +20,8 @@ import httpx
 from tether import errors, types
 from tether.models import errors as http_errors
 from tether.models import streaming
+
+_log = logging.getLogger("tether.models.openai")
 
 
 def message_to_wire(message: types.Message) -> dict[str, Any]:
@@ -62,6 +65,26 @@ def new_call_id() -> str:
     letters and digits, the one form Mistral's templates accept besides any other's.
     The answer is journaled, so a replay sees the same id."""
     return uuid.uuid4().hex[:9]
+
+
+WINDOW_FIELDS: tuple[str, ...] = ("max_model_len", "context_length", "max_context_length")
+"""Where servers publish a model's context length in ``GET /models`` entries."""
+
+
+def published_window(listing: Any, model: str) -> int | None:
+    """The context length ``listing`` (a ``/models`` body) gives ``model`` (or its only
+    entry, for servers that serve one model under any name)."""
+    data = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(data, list):
+        return None
+    entries = [e for e in data if isinstance(e, dict)]
+    mine = [e for e in entries if e.get("id") == model] or (entries if len(entries) == 1 else [])
+    for entry in mine:
+        for key in WINDOW_FIELDS:
+            value = entry.get(key)
+            if isinstance(value, int) and value > 0:
+                return value
+    return None
 
 
 def tool_choice_to_wire(choice: str) -> str | dict[str, Any]:
@@ -184,6 +207,7 @@ class OpenAIModel:
         structured_output: StructuredOutput = "json_schema",
         stream: bool = False,
         stream_usage: bool = True,
+        check_window: bool = True,
     ) -> None:
         if context_window <= 0 or max_output_tokens <= 0:
             raise errors.InvalidInput(
@@ -208,6 +232,12 @@ class OpenAIModel:
         self._headers = dict(headers or {})
         if api_key is not None:
             self._headers["Authorization"] = f"Bearer {api_key}"
+        self.check_window = check_window
+        """Read the server's context length from ``GET /models`` before the first call
+        and log ``model.window_mismatch`` when it differs from ``context_window``."""
+        self.server_window: int | None = None
+        """The context length the server publishes (vLLM's ``max_model_len``), once read."""
+        self._window_checked = False
         self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
         self._lock = threading.Lock()
 
@@ -266,6 +296,9 @@ class OpenAIModel:
     async def complete(self, request: types.ModelRequest) -> types.ModelResponse:
         body = self.request_body(request)
         client = self._client()
+        if self.check_window and not self._window_checked:
+            self._window_checked = True
+            await self.read_server_window(client)
         if self.stream:
             return await self._complete_streaming(client, body)
         with http_errors.translate(self.url, self.timeout):
@@ -279,6 +312,34 @@ class OpenAIModel:
                     f"a chat completion ({exc}): {response.text[:200]!r}. Check that base_url "
                     "points at an OpenAI-compatible API."
                 ) from exc
+
+    async def read_server_window(self, client: httpx.AsyncClient | None = None) -> int | None:
+        """The context length the server publishes for this model in ``GET /models``
+        (vLLM: ``max_model_len``; others: ``context_length``, ``max_context_length``),
+        or None when it publishes none or cannot say. A value that differs from
+        ``context_window`` is logged as ``model.window_mismatch``: tether budgets by
+        ``context_window``, so a larger one is refused or cut by the server."""
+        client = client or self._client()
+        url = f"{self.base_url}/models"
+        try:
+            response = await client.get(url)
+            listing = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError) as exc:
+            _log.debug("model.window_unknown", extra={"url": url, "error": repr(exc)})
+            return None
+        self.server_window = published_window(listing, self.model)
+        if self.server_window is not None and self.server_window != self.context_window:
+            _log.warning(
+                "model.window_mismatch",
+                extra={
+                    "model": self.model,
+                    "url": url,
+                    "server_window": self.server_window,
+                    "context_window": self.context_window,
+                    "hint": "set OpenAIModel(context_window=...) to the server's value",
+                },
+            )
+        return self.server_window
 
     async def _complete_streaming(
         self, client: httpx.AsyncClient, body: dict[str, Any]
