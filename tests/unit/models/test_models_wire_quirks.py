@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 import pytest
 
 from tether import OpenAIModel, errors, types
-from tether.models import openai
+from tether.models import openai, streaming
 from tether.testing import Fault, StandInModelServer
 
 
@@ -75,3 +76,46 @@ def test_a_server_not_set_up_for_tools_is_rejected_at_once_not_retried(said: str
         with pytest.raises(errors.ModelRejected, match="not set up for this request") as info:
             asyncio.run(go())
     assert info.value.retryable is False
+
+
+def test_a_stream_assembles_calls_by_index_and_a_mid_stream_error_is_a_server_error() -> None:
+    def line(delta: dict[str, object], finish: str | None = None) -> str:
+        chunk = {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return "data: " + json.dumps(chunk)
+
+    pieces: list[str] = []
+    assembler = streaming.Assembler("m")
+    with streaming.deltas_to(pieces.append):
+        for raw in (
+            ": keep-alive",
+            line({"content": "a"}),
+            line({"tool_calls": [{"index": 1, "id": "b", "function": {"name": "g"}}]}),
+            line({"tool_calls": [{"index": 0, "id": "a", "function": {"name": "f"}}]}),
+            line({"tool_calls": [{"index": 0, "function": {"arguments": '{"n"'}}]}),
+            line({"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]}),
+            line({"tool_calls": [{"index": 1, "function": {"arguments": {"m": 2}}}]}),
+            line({}, "tool_calls"),
+            "data: [DONE]",
+        ):
+            assembler.feed_line(raw)
+    response = assembler.response("u")
+    assert pieces == ["a"]
+    assert [(c.id, c.name, c.arguments) for c in response.message.tool_calls] == [
+        ("a", "f", '{"n": 1}'),
+        ("b", "g", '{"m": 2}'),
+    ]
+    with pytest.raises(errors.ServerError, match="stream failed"):
+        streaming.Assembler("m").feed_line('data: {"error": {"message": "boom"}}')
+    cut = streaming.Assembler("m")
+    cut.feed_line(line({"content": "half"}))
+    with pytest.raises(errors.StreamInterrupted, match="without a finish_reason"):
+        cut.response("u")
+
+
+def test_the_published_window_of_this_model_or_of_a_listing_with_one_entry() -> None:
+    vllm = {"data": [{"id": "a", "max_model_len": 4096}, {"id": "m", "max_model_len": 2048}]}
+    assert openai.published_window(vllm, "m") == 2048
+    assert openai.published_window({"data": [{"id": "x", "context_length": 999}]}, "m") == 999
+    assert openai.published_window(vllm, "other") is None
+    assert openai.published_window({"data": [{"id": "m"}]}, "m") is None
+    assert openai.published_window("not json", "m") is None
