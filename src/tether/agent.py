@@ -114,8 +114,8 @@ class Agent:
             if not calls and self.output is None:
                 return response.message.content or ""
             if calls:
-                if self.reset_tool_choice and self.output is None:
-                    choice = None
+                if self.reset_tool_choice and not (self.output and self.output.via_tool):
+                    choice = None  # kept while the answer itself must be a tool call
                 done = await tool_calls.run_tool_calls(
                     ctx, self.offered, calls, concurrent=self.parallel_tool_calls
                 )

@@ -1,6 +1,7 @@
 """The workload of the parallel-tool-call kill test (a spec for `tether`).
 
-One model turn calls ``effect`` for n = 1, 2, 3 at once. Every start is logged with its
+One model turn (``tool_choice="required"``) calls ``effect`` for n = 1, 2, 3 at once;
+the answer is structured (``output_type=Recorded``, sent as ``response_format``). Every start is logged with its
 idempotency key. With KILL_MODE=hold, effect 1 waits for a file that never comes, so
 the test can SIGKILL the child while effect 1 runs and effects 2 and 3 have finished.
 """
@@ -11,6 +12,8 @@ import json
 import os
 import time
 from pathlib import Path
+
+import pydantic
 
 from tether import Agent, OpenAIModel, Runtime, ToolContext, tool
 
@@ -32,6 +35,12 @@ def effect(n: int, ctx: ToolContext) -> str:
     return f"effect {n} under {ctx.idempotency_key}"
 
 
+class Recorded(pydantic.BaseModel):
+    """The structured answer: which numbers were recorded."""
+
+    numbers: list[int]
+
+
 agent = Agent(
     name="fanout",
     model=OpenAIModel(
@@ -41,6 +50,8 @@ agent = Agent(
     ),
     instructions="Record 1, 2 and 3 at once, then say done.",
     tools=[effect],
+    tool_choice="required",
+    output_type=Recorded,
 )
 
 runtime = Runtime()

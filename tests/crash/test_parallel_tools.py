@@ -1,5 +1,7 @@
 """The tool calls of one turn run concurrently; a SIGKILL mid-turn re-runs only the
-unfinished one, and the session holds the results in the model's order.
+unfinished one, and the session holds the results in the model's order. The agent also
+forces its first turn's tool choice and answers with structured output, so all three
+survive the kill.
 
 A real `tether run` child gets one turn with three calls. Effect 1 hangs; effects 2 and 3
 finish and commit meanwhile (which only concurrency allows), with their messages held
@@ -23,7 +25,10 @@ from tether.testing import StandInModelServer
 
 HERE = Path(__file__).parent
 SPEC = f"{HERE / 'parallel_workload.py'}:runtime"
-SCRIPT = [ScriptedModel.calls([ScriptedModel.call("effect", n=n) for n in (1, 2, 3)]), "done"]
+SCRIPT = [
+    ScriptedModel.calls([ScriptedModel.call("effect", n=n) for n in (1, 2, 3)]),
+    '{"numbers": [1, 2, 3]}',
+]
 
 
 def steps(db: Path, task_id: str) -> dict[int, tuple[str, tuple[int, ...]]]:
@@ -71,7 +76,8 @@ def test_sigkill_mid_turn_reruns_only_the_unfinished_call(tmp_path: Path) -> Non
         resumed = tether(["resume", task_id, "--store", store], {**env, "KILL_MODE": "none"})
         out, err = resumed.communicate(timeout=120)
         assert resumed.returncode == 0, err
-        assert out.strip() == "done"
+        assert json.loads(out) == {"numbers": [1, 2, 3]}
+        first, second = srv.requests[0], srv.requests[-1]
 
     starts = Counter(e["key"] for e in ledger(tmp_path))
     assert starts == {f"{task_id}:1": 2, f"{task_id}:2": 1, f"{task_id}:3": 1}
@@ -86,3 +92,5 @@ def test_sigkill_mid_turn_reruns_only_the_unfinished_call(tmp_path: Path) -> Non
     assert [r[2] for r in rows[2:5]] == [f"effect {n} under <task>:{n}" for n in (1, 2, 3)]
     calls = rows[1][3]
     assert [r[4] for r in rows[2:5]] == [c[0] for c in calls]  # results follow the calls
+    assert first["tool_choice"] == "required" and "tool_choice" not in second
+    assert first["response_format"]["json_schema"]["name"] == "Recorded"
