@@ -5,13 +5,18 @@ response, and a stream cut off mid-way is retried, never taken as a short answer
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import server_agents
+import server_support as support
+from rich.console import Console
 
 from tether import Agent, OpenAIModel, Runtime, tool
+from tether.cli.progress import ProgressPrinter
 from tether.models.scripted import ScriptedModel
 from tether.observe import events
 from tether.testing import Fault, StandInModelServer
@@ -44,7 +49,7 @@ def server() -> Iterator[StandInModelServer]:
         yield srv
 
 
-def run(tmp_path: Path, server: StandInModelServer, heard: Heard) -> tuple[Any, Any, Any]:
+def run(tmp_path: Path, server: StandInModelServer, heard: Any) -> tuple[Any, Any, Any]:
     agent = Agent("streamer", OpenAIModel(server.base_url, "m", stream=True), tools=[add])
     with Runtime(f"sqlite:///{tmp_path / 'r.db'}", observers=[heard]) as runtime:
         runtime.register(agent)
@@ -93,3 +98,37 @@ def test_a_stream_cut_mid_way_is_retried_not_taken_as_the_answer(
         by_attempt[attempt] = by_attempt.get(attempt, "") + text
     assert by_attempt[2] == ANSWER
     assert ANSWER.startswith(by_attempt[1]) and by_attempt[1] != ANSWER
+
+
+def test_deltas_reach_the_tasks_sse_stream_while_the_step_runs(tmp_path: Path) -> None:
+    store_url = f"sqlite:///{tmp_path / 'tether.db'}"
+    key = support.make_key(store_url, "acme")
+    server_agents.STREAM_RELEASE.clear()
+    with support.serve_in_thread(store_url, workers=1) as srv:
+        c = srv.client(key)
+        sid = c.post("/v1/sessions", json={"agent": "held"}).json()["id"]
+        tid = c.post(f"/v1/sessions/{sid}/tasks", json={"input": "go"}).json()["id"]
+        try:
+            early = support.read_events(c, tid, until=events.MODEL_DELTA)
+            assert c.get(f"/v1/tasks/{tid}").json()["status"] == "running"
+        finally:
+            server_agents.STREAM_RELEASE.set()
+        assert early[-1].data["data"]["text"] == "streamed "
+        assert "step.completed" not in [e.event for e in early]
+        everything = support.read_events(c, tid)
+        output = c.get(f"/v1/tasks/{tid}").json()["output"]
+    assert everything[-1].data["status"] == "completed"
+    text = "".join(e.data["data"]["text"] for e in everything if e.event == events.MODEL_DELTA)
+    assert text == "streamed answer in pieces" == output
+
+
+def test_tether_runs_progress_printer_shows_the_text_as_it_streams(
+    tmp_path: Path, server: StandInModelServer
+) -> None:
+    out = io.StringIO()
+    printer = ProgressPrinter(Console(file=out, width=200, color_system=None))
+    result, _, _ = run(tmp_path, server, printer)
+    assert result.output == ANSWER
+    lines = out.getvalue().splitlines()
+    streamed = lines.index(ANSWER)  # the pieces, on one line of their own
+    assert "✓ step   2 model m" in lines[streamed + 1]
