@@ -1,9 +1,9 @@
 """The workload of the parallel-tool-call kill test (a spec for `tether`).
 
 One model turn (``tool_choice="required"``) calls ``effect`` for n = 1, 2, 3 at once;
-the answer is structured (``output_type=Recorded``, sent as ``response_format``). Every start is logged with its
-idempotency key. With KILL_MODE=hold, effect 1 waits for a file that never comes, so
-the test can SIGKILL the child while effect 1 runs and effects 2 and 3 have finished.
+the answer is structured (``output_type=Recorded``, sent as ``response_format``). Every
+start is logged with its idempotency key. With KILL_MODE=hold, effect 1 runs until it
+is killed, so the test can SIGKILL the child while effects 2 and 3 have finished.
 """
 
 from __future__ import annotations
