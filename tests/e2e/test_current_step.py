@@ -48,6 +48,6 @@ def test_inside_steps_it_names_each_step_and_its_key(tmp_path: Path) -> None:
 def test_registering_an_unknown_kind_of_object_is_refused(tmp_path: Path) -> None:
     with (
         Runtime(f"sqlite:///{tmp_path / 'r.db'}") as runtime,
-        pytest.raises(errors.InvalidInput, match="cannot register a builtins.dict"),
+        pytest.raises(errors.InvalidInput, match=r"cannot register a builtins\.dict"),
     ):
         runtime.register({"name": "x"})

@@ -208,6 +208,7 @@ class OpenAIModel:
         stream: bool = False,
         stream_usage: bool = True,
         check_window: bool = True,
+        max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
     ) -> None:
         if context_window <= 0 or max_output_tokens <= 0:
             raise errors.InvalidInput(
@@ -232,6 +233,9 @@ class OpenAIModel:
         self._headers = dict(headers or {})
         if api_key is not None:
             self._headers["Authorization"] = f"Bearer {api_key}"
+        self.max_tokens_field = max_tokens_field
+        """OpenAI's reasoning models refuse ``max_tokens`` and take
+        ``max_completion_tokens``; llama-cpp-python knows only ``max_tokens``."""
         self.check_window = check_window
         """Read the server's context length from ``GET /models`` before the first call
         and log ``model.window_mismatch`` when it differs from ``context_window``."""
@@ -263,7 +267,7 @@ class OpenAIModel:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [message_to_wire(m) for m in request.messages],
-            "max_tokens": (
+            self.max_tokens_field: (
                 request.max_tokens if request.max_tokens is not None else self.max_output_tokens
             ),
         }

@@ -119,3 +119,14 @@ def test_the_published_window_of_this_model_or_of_a_listing_with_one_entry() -> 
     assert openai.published_window(vllm, "other") is None
     assert openai.published_window({"data": [{"id": "m"}]}, "m") is None
     assert openai.published_window("not json", "m") is None
+
+
+def test_the_output_room_goes_in_the_field_the_server_takes() -> None:
+    request = types.ModelRequest(messages=(types.Message(role="user", content="x"),))
+    plain = OpenAIModel("http://127.0.0.1:9/v1", "m", max_output_tokens=33)
+    reasoning = OpenAIModel(
+        "http://127.0.0.1:9/v1", "o", max_output_tokens=33, max_tokens_field="max_completion_tokens"
+    )
+    assert plain.request_body(request)["max_tokens"] == 33
+    body = reasoning.request_body(request)
+    assert body["max_completion_tokens"] == 33 and "max_tokens" not in body
