@@ -167,7 +167,10 @@ class LlamaServer:
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"llama server exited: {self.log.read_text()[-2000:]}")
+                raise RuntimeError(
+                    "llama server exited (is llama-cpp-python[server] installed? `make llama` "
+                    f"installs it): {self.log.read_text()[-2000:]}"
+                )
             try:
                 if httpx.get(f"{self.base_url}/models", timeout=2).status_code == 200:
                     return

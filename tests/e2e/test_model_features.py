@@ -49,8 +49,8 @@ def server() -> Iterator[StandInModelServer]:
         yield srv
 
 
-def run_agent(tmp_path: Path, agent: Agent) -> Any:
-    with Runtime(f"sqlite:///{tmp_path / 'r.db'}") as runtime:
+def run_agent(tmp_path: Path, agent: Agent, store: str | None = None) -> Any:
+    with Runtime(store or f"sqlite:///{tmp_path / 'r.db'}") as runtime:
         runtime.register(agent)
         task = runtime.submit(agent.name, "go")
         result = runtime.run(task.id)
@@ -118,9 +118,11 @@ def test_tool_choice_per_request(server: StandInModelServer) -> None:
 # ---- concurrent tool calls -----------------------------------------------------
 
 
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
 def test_the_calls_of_one_turn_run_at_once_and_answer_in_the_models_order(
-    tmp_path: Path, server: StandInModelServer
+    tmp_path: Path, server: StandInModelServer, engine: str, request: pytest.FixtureRequest
 ) -> None:
+    store = request.getfixturevalue("pg_url") if engine == "postgres" else None
     barrier = threading.Barrier(3, timeout=30)  # passes only if all three run together
 
     @tool
@@ -131,7 +133,8 @@ def test_the_calls_of_one_turn_run_at_once_and_answer_in_the_models_order(
 
     turn = ScriptedModel.calls([ScriptedModel.call("slow_add", a=n, b=n) for n in (3, 1, 2)])
     server.use([turn, "done"])
-    result, journal, messages = run_agent(tmp_path, Agent("fan", model(server), tools=[slow_add]))
+    agent = Agent("fan", model(server), tools=[slow_add])
+    result, journal, messages = run_agent(tmp_path, agent, store)
     assert result.output == "done"
     assert [(s.index, s.kind) for s in journal] == [
         (0, "model"), (1, "tool"), (2, "tool"), (3, "tool"), (4, "model")
