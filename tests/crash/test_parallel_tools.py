@@ -5,9 +5,11 @@ survive the kill.
 
 A real `tether run` child gets one turn with three calls. Effect 1 hangs; effects 2 and 3
 finish and commit meanwhile (which only concurrency allows), with their messages held
-back because effect 1's result comes first. The child is SIGKILLed, `tether resume`
-finishes the task: effect 1 ran twice under one key, effects 2 and 3 once, each under
-the index the model's order gave it, and the history is the uninterrupted one.
+back because effect 1's result comes first. The child is SIGKILLed; a `tether resume`
+runs effect 1 again and is killed in turn while it waits for the model's answer; a last
+`tether resume` replays the whole turn and finishes the task. Effect 1 ran twice under
+one key, effects 2 and 3 once, each under the index the model's order gave it, and the
+history is the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from test_kill_points import base_env, history, ledger, tether, wait_until
 
-from tether.models.scripted import ScriptedModel
+from tether.models.scripted import ScriptedModel, reply_index
 from tether.testing import StandInModelServer
+from tether.types import ModelRequest
 
 HERE = Path(__file__).parent
 SPEC = f"{HERE / 'parallel_workload.py'}:runtime"
@@ -45,10 +50,28 @@ def roles(db: Path) -> list[str]:
     return [json.loads(p).get("message", json.loads(p))["role"] for (p,) in rows]
 
 
+class HeldAnswer:
+    """Answers like ScriptedModel(SCRIPT); while ``hold`` is set, the structured answer's
+    request waits (a slow model) until the test has killed the child asking for it."""
+
+    def __init__(self) -> None:
+        self.model = ScriptedModel(SCRIPT)
+        self.hold = threading.Event()
+        self.in_flight = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, request: ModelRequest) -> Any:
+        if self.hold.is_set() and reply_index(request.messages) == 1:
+            self.in_flight.set()
+            self.release.wait(60)
+        return self.model._choose(request)
+
+
 def test_sigkill_mid_turn_reruns_only_the_unfinished_call(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     store = f"sqlite:///{db}"
-    with StandInModelServer(ScriptedModel(SCRIPT).reply) as srv:
+    script = HeldAnswer()
+    with StandInModelServer(script) as srv:
         env = base_env(tmp_path, srv.base_url, "hold")
         child = tether(["run", SPEC, "go", "--store", store], env)
         task: list[str] = []
@@ -72,6 +95,17 @@ def test_sigkill_mid_turn_reruns_only_the_unfinished_call(tmp_path: Path) -> Non
         assert set(before) == {0, 2, 3}  # the model turn, effects 2 and 3; effect 1 ran
         assert before[2][1] == before[3][1] == ()  # their messages wait for effect 1's
         assert roles(db) == ["user", "assistant"]
+
+        # Resume; kill it again while it waits for the answer after the tool turn, so the
+        # last run replays the whole turn (effect 1's commit holds all three results).
+        script.hold.set()
+        again = tether(["resume", task_id, "--store", store], {**env, "KILL_MODE": "none"})
+        wait_until(script.in_flight.is_set, again)
+        again.send_signal(signal.SIGKILL)
+        again.communicate(timeout=30)
+        script.hold.clear()
+        script.release.set()
+        assert roles(db) == ["user", "assistant", "tool", "tool", "tool"]
 
         resumed = tether(["resume", task_id, "--store", store], {**env, "KILL_MODE": "none"})
         out, err = resumed.communicate(timeout=120)
