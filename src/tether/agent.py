@@ -106,7 +106,7 @@ class Agent:
         window = self._window(ctx)
         history = [Entry(m.seq, m.message) for m in ctx.history]
         choice = self._first_tool_choice()
-        invalid = 0
+        judge = structured.Judge(self.output, self.name) if self.output else None
         for _turn in range(self.max_steps):
             response = await self._model_turn(ctx, window, history, choice)
             history.append(Entry(ctx.last_message_seqs[-1], response.message))
@@ -120,18 +120,8 @@ class Agent:
                     ctx, self.offered, calls, concurrent=self.parallel_tool_calls
                 )
                 history.extend(Entry(seq, message) for seq, message in done)
-            verdict = self.output.judge_turn(response.message) if self.output else None
-            if verdict is None:
-                continue
-            if verdict.error is None:
-                return verdict.value
-            invalid += 1
-            assert self.output is not None
-            if invalid > self.output.retries:
-                raise self.output.give_up(invalid, verdict.error, self.name)
-            if not calls:
-                told = await structured.tell(ctx, self.output, verdict.error)
-                history.append(Entry(ctx.last_message_seqs[-1], told))
+            if judge and (answer := await judge.after_turn(ctx, response.message, history)):
+                return answer.value
         raise errors.MaxStepsExceeded(
             f"agent {self.name!r} made {self.max_steps} model calls without a final answer; "
             "raise max_steps or change the instructions so the model finishes"

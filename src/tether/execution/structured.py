@@ -21,6 +21,7 @@ from typing import Any
 import pydantic
 
 from tether import errors, types
+from tether.context.window import Entry
 from tether.execution.context import Heartbeat, StepOutcome, TaskContext
 from tether.retry import NO_RETRY
 from tether.tools import Tool, ToolContext
@@ -119,6 +120,32 @@ class OutputSpec:
             f"agent {agent!r}: {tries} answers did not validate as {self.type.__name__} "
             f"(last: {error}); change the instructions or the model, or raise output_retries"
         )
+
+
+class Judge:
+    """One task's answers judged in turn: counts the invalid ones and tells the model
+    what was wrong, until ``retries`` are spent."""
+
+    def __init__(self, spec: OutputSpec, agent: str) -> None:
+        self.spec = spec
+        self.agent = agent
+        self.invalid = 0
+
+    async def after_turn(
+        self, ctx: TaskContext, message: types.Message, history: list[Entry]
+    ) -> Verdict | None:
+        """The valid answer of this turn, or None to go on (tools to run, or an invalid
+        answer sent back, joining ``history``); ``OutputInvalid`` once retries are spent."""
+        verdict = self.spec.judge_turn(message)
+        if verdict is None or verdict.error is None:
+            return verdict
+        self.invalid += 1
+        if self.invalid > self.spec.retries:
+            raise self.spec.give_up(self.invalid, verdict.error, self.agent)
+        if not message.tool_calls:  # a tool answer's error went back as its result
+            told = await tell(ctx, self.spec, verdict.error)
+            history.append(Entry(ctx.last_message_seqs[-1], told))
+        return None
 
 
 async def tell(ctx: TaskContext, spec: OutputSpec, error: str) -> types.Message:
