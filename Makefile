@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint services install
+.PHONY: demo test lint services install llama
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +12,23 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
+
+# llama.cpp's OpenAI-compatible server (tests/e2e/test_llama_server.py): built once from
+# PyPI's source distribution (minutes) into a wheel cache outside the repo, portable
+# (no -march=native), then installed from that wheel with the server extra's deps.
+LLAMA_WHEELS ?= $(HOME)/.cache/tether/wheels
+LLAMA_SPEC := llama-cpp-python>=0.3,<0.4
+LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_BLAS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+
+$(BIN)/.llama: $(BIN)/.installed
+	@mkdir -p $(LLAMA_WHEELS)
+	@ls $(LLAMA_WHEELS)/llama_cpp_python-0.3.*.whl >/dev/null 2>&1 || \
+	  CMAKE_ARGS="$(LLAMA_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=2 nice -n 10 \
+	  $(BIN)/python -m pip wheel -q --no-deps -w $(LLAMA_WHEELS) '$(LLAMA_SPEC)'
+	$(BIN)/python -m pip install -q "$$(ls $(LLAMA_WHEELS)/llama_cpp_python-0.3.*.whl | sort -V | tail -1)[server]"
+	touch $@
+
+llama: $(BIN)/.llama
 
 demo: $(BIN)/.installed
 	$(BIN)/tether demo
@@ -30,5 +47,5 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: $(BIN)/.installed services lint
+test: $(BIN)/.installed llama services lint
 	$(BIN)/pytest -q -p no:cacheprovider

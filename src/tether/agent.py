@@ -12,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
+import pydantic
+
 from tether import errors, retry, types
-from tether.context import memory
+from tether.context import memory, truncation
 from tether.context.manager import ContextManager
 from tether.context.policy import ContextPolicy
 from tether.context.window import Entry
+from tether.execution import structured, tool_calls
 from tether.execution.context import Heartbeat, TaskContext
 from tether.models.base import Model
 from tether.store.base import MemoryItem
@@ -37,6 +40,11 @@ class Agent:
         tool_retry: retry.RetryPolicy | None = None,
         max_output_tokens: int | None = None,
         context: ContextPolicy | None = None,
+        tool_choice: str | None = None,
+        reset_tool_choice: bool = True,
+        parallel_tool_calls: bool = True,
+        output_type: type[pydantic.BaseModel] | None = None,
+        output_retries: int = 2,
     ) -> None:
         if not name or not name.replace("-", "_").replace(".", "_").isidentifier():
             raise errors.InvalidInput(
@@ -51,6 +59,25 @@ class Agent:
         if len(self.tools) != len(tools):
             raise errors.InvalidInput(f"agent {name!r} has two tools with the same name")
         self.max_steps = max_steps
+        self.tool_choice = _checked_tool_choice(name, tool_choice, self.tools)
+        """``auto``, ``required``, ``none`` or a tool's name, for the first model turn;
+        after a turn that called tools it goes back to the server's default unless
+        ``reset_tool_choice`` is False (a forced choice would loop for ever)."""
+        self.reset_tool_choice = reset_tool_choice
+        self.parallel_tool_calls = parallel_tool_calls
+        """Run the tool calls of one turn concurrently (each its own step and key)."""
+        self.output = (
+            structured.OutputSpec(
+                output_type,
+                via_tool=getattr(model, "structured_output", "tool") == "tool",
+                retries=output_retries,
+            )
+            if output_type is not None
+            else None
+        )
+        self.offered = dict(self.tools)
+        if self.output is not None and self.output.tool is not None:
+            self.offered[structured.FINAL_TOOL] = self.output.tool
         self.max_output_tokens = max_output_tokens
         self.context = context or ContextPolicy()
         self.budget = self.context.resolve(
@@ -75,24 +102,42 @@ class Agent:
             [types.Message(role="system", content=self.instructions)] if self.instructions else []
         )
 
-    async def __call__(self, ctx: TaskContext, input: str) -> str:
+    async def __call__(self, ctx: TaskContext, input: str) -> Any:
         window = self._window(ctx)
         history = [Entry(m.seq, m.message) for m in ctx.history]
+        choice = self._first_tool_choice()
+        judge = structured.Judge(self.output, self.name) if self.output else None
         for _turn in range(self.max_steps):
-            response = await self._model_turn(ctx, window, history)
+            response = await self._model_turn(ctx, window, history, choice)
             history.append(Entry(ctx.last_message_seqs[-1], response.message))
-            if not response.message.tool_calls:
+            calls = response.message.tool_calls
+            if not calls and self.output is None:
                 return response.message.content or ""
-            for call in response.message.tool_calls:
-                result = await ctx.run_tool_call(self.tools.get(call.name), call)
-                history.append(Entry(ctx.last_message_seqs[-1], result))
+            if calls:
+                if self.reset_tool_choice and not (self.output and self.output.via_tool):
+                    choice = None  # kept while the answer itself must be a tool call
+                done = await tool_calls.run_tool_calls(
+                    ctx, self.offered, calls, concurrent=self.parallel_tool_calls
+                )
+                history.extend(Entry(seq, message) for seq, message in done)
+            if judge and (answer := await judge.after_turn(ctx, response.message, history)):
+                return answer.value
         raise errors.MaxStepsExceeded(
             f"agent {self.name!r} made {self.max_steps} model calls without a final answer; "
             "raise max_steps or change the instructions so the model finishes"
         )
 
+    def _first_tool_choice(self) -> str | None:
+        if self.output is not None and self.output.via_tool and self.tool_choice is None:
+            return "required"  # the answer is a tool call: never plain text
+        return self.tool_choice
+
     async def _model_turn(
-        self, ctx: TaskContext, window: ContextManager, history: list[Entry]
+        self,
+        ctx: TaskContext,
+        window: ContextManager,
+        history: list[Entry],
+        tool_choice: str | None = None,
     ) -> types.ModelResponse:
         """One model step on a request that fits; after a server-side overflow, one
         compaction and one retry."""
@@ -103,9 +148,20 @@ class Agent:
                 messages=prepared.messages,
                 tools=window.tools,
                 max_tokens=self.budget.reserve_output,
+                tool_choice=tool_choice,
+                output_schema=self.output.request_schema if self.output else None,
             )
             try:
-                return await ctx.call_model(self.model, request, session_state=prepared.observe)
+                return await ctx.call_model(
+                    self.model,
+                    request,
+                    session_state=prepared.observe,
+                    prompt_check=truncation.Check(
+                        prepared.raw,
+                        self.context.truncation_ratio,
+                        strict=self.context.server_truncation == "fail",
+                    ),
+                )
             except errors.ContextOverflow:
                 if recovered or not await window.recover(history):
                     raise
@@ -116,7 +172,7 @@ class Agent:
             policy=self.context,
             budget=self.budget,
             system=self.system_messages(),
-            tools=tuple(t.spec for t in self.tools.values()),
+            tools=tuple(t.spec for t in self.offered.values()),
             journal=_Journal(ctx, self.retries),
             session_state=ctx.session_state,
             complete=self.model.complete,
@@ -125,6 +181,15 @@ class Agent:
             counter=self.counter,
             embedder=self.embedder,
         )
+
+
+def _checked_tool_choice(agent: str, choice: str | None, tools: dict[str, Tool]) -> str | None:
+    if choice is None or choice in types.TOOL_CHOICE_MODES or choice in tools:
+        return choice
+    raise errors.InvalidInput(
+        f"agent {agent!r}: tool_choice {choice!r} is neither auto, required, none nor one of "
+        f"its tools ({', '.join(tools) or 'none'})"
+    )
 
 
 class _Journal:

@@ -11,7 +11,8 @@ tenant/session/task/step, and what to do.
     │                                 UnknownTool, ToolTimeout, ToolConnectionLost, StepStuck
     ├── ModelError (model)            RateLimited, ServerError, ModelTimeout,
     │                                 ModelConnectionError, ModelRejected, ContextOverflow,
-    │                                 OutputTruncated, ModelProtocolError
+    │                                 OutputTruncated, ModelProtocolError, OutputInvalid,
+    │                                 StreamInterrupted, PromptTruncated
     ├── AgentError (agent)            MaxStepsExceeded, BudgetExhausted, NonDeterminismError,
     │                                 ContextBudgetExceeded, WorkflowFailed, StepTimeout,
     │                                 StepConnectionLost, NotInStep
@@ -279,6 +280,23 @@ class OutputTruncated(ModelError):
 class ModelProtocolError(ModelError):
     """The model endpoint answered with something that is not a chat completion (or a
     Model implementation raised an error that is not a tether error)."""
+
+
+class OutputInvalid(ModelError):
+    """The model's structured answer did not validate against the agent's output_type
+    within the allowed tries; change the instructions, the model or output_retries."""
+
+
+class StreamInterrupted(ModelError):
+    """The model's streamed answer stopped before its end (no finish_reason); the
+    step is retried, the partial text is never used as an answer."""
+
+    retryable: bool = True
+
+
+class PromptTruncated(ModelError):
+    """The model server counted far fewer prompt tokens than tether sent: it cut the
+    prompt silently (a context window configured below tether's)."""
 
 
 # ---- agent -----------------------------------------------------------------

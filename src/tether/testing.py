@@ -13,11 +13,18 @@ hashed bag-of-words vectors), and can be told to fail on purpose::
         ...
         assert server.count == 3
 
+A request with ``"stream": true`` is answered as OpenAI streams (server-sent
+``chat.completion.chunk`` events, a usage chunk when ``stream_options.include_usage``,
+then ``[DONE]``); ``Fault.cut()`` ends such a stream half-way without a finish_reason.
+
 Faults apply, in order, to the next chat-completion requests. Every chat request
 body is recorded in ``server.requests`` (embedding requests in
 ``server.embedding_requests``). With ``context_window=N`` a request whose
 estimated prompt tokens (``tether.models.scripted.estimate_tokens``) plus
-``max_tokens`` exceed N is refused with HTTP 400, word for word as vLLM does.
+``max_tokens`` exceed N is refused with HTTP 400, word for word as vLLM does, and
+``GET /v1/models`` publishes N as ``max_model_len``, as vLLM does. With
+``truncate_to=N`` a longer prompt is answered as a server that cuts prompts silently
+(Ollama) would: ``usage.prompt_tokens`` reports only N.
 
 Run it on its own with ``python -m tether.testing --port 8000 --reply "done"``.
 """
@@ -46,7 +53,7 @@ from tether.models import openai, scripted
 
 __all__ = ["Fault", "StandInModelServer", "hashed_embedding", "main"]
 
-FaultKind = Literal["status", "reset", "delay", "length", "garbage"]
+FaultKind = Literal["status", "reset", "delay", "length", "garbage", "cut"]
 
 _DEFAULT_ERRORS: dict[int, tuple[str, str, str | None]] = {
     400: ("Bad request.", "invalid_request_error", None),
@@ -101,6 +108,12 @@ class Fault:
         return Fault("length", text=text)
 
     @staticmethod
+    def cut() -> Fault:
+        """Answer a streaming request with the first half of its chunks, then end the
+        stream without a finish_reason (a connection cut mid-answer)."""
+        return Fault("cut")
+
+    @staticmethod
     def garbage(body: str = "<html><body>upstream proxy error</body></html>") -> Fault:
         """Answer 200 with a body that is not a chat completion."""
         return Fault("garbage", body=body)
@@ -139,6 +152,64 @@ def _error_answer(
     )
 
 
+def _stream_answer(
+    ident: str,
+    model: str,
+    message: types.Message,
+    finish: str,
+    usage: types.Usage | None,
+    *,
+    cut: bool,
+) -> _Answer:
+    """The answer as OpenAI streams it: a role chunk, the text a word at a time, the
+    tool calls, the finish chunk, a usage chunk when asked for, then ``[DONE]``."""
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        return {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        }
+
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    chunks += [chunk({"content": w}) for w in re.findall(r"\S+\s*", message.content or "")]
+    for i, call in enumerate(message.tool_calls):
+        chunks.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": i,
+                            "id": call.id,
+                            "type": "function",
+                            "function": {"name": call.name, "arguments": call.arguments},
+                        }
+                    ]
+                }
+            )
+        )
+    if cut:
+        chunks = chunks[: max(1, (len(chunks) + 1) // 2)]
+    else:
+        chunks.append(chunk({}, finish))
+        if usage is not None:
+            chunks.append(
+                {
+                    "id": ident,
+                    "object": "chat.completion.chunk",
+                    "model": model,
+                    "choices": [],
+                    "usage": {**usage.to_dict(), "total_tokens": usage.total_tokens},
+                }
+            )
+    lines = [f"data: {json.dumps(c)}\n\n" for c in chunks]
+    if not cut:
+        lines.append("data: [DONE]\n\n")
+    return _Answer(200, "".join(lines).encode(), content_type="text/event-stream")
+
+
 def _request_from_wire(body: dict[str, Any]) -> types.ModelRequest:
     raw_messages = body.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
@@ -167,7 +238,39 @@ def _request_from_wire(body: dict[str, Any]) -> types.ModelRequest:
         tools=tuple(tools),
         max_tokens=max_tokens,
         temperature=float(temperature) if isinstance(temperature, int | float) else None,
+        tool_choice=_tool_choice_from_wire(body.get("tool_choice"), tools),
+        output_schema=_output_schema_from_wire(body.get("response_format")),
     )
+
+
+def _tool_choice_from_wire(raw: Any, tools: Sequence[types.ToolSpec]) -> str | None:
+    """OpenAI's rules: a mode, or ``{"type": "function", "function": {"name": …}}`` naming
+    an offered tool; any ``tool_choice`` without tools is refused."""
+    if raw is None:
+        return None
+    if not tools:
+        raise ValueError("'tool_choice' is only allowed when 'tools' are specified")
+    if isinstance(raw, str) and raw in types.TOOL_CHOICE_MODES:
+        return raw
+    function = raw.get("function") if isinstance(raw, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    if not isinstance(name, str) or name not in {t.name for t in tools}:
+        raise ValueError(f"'tool_choice' {raw!r} names no offered tool")
+    return name
+
+
+def _output_schema_from_wire(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, dict) and raw.get("type") == "json_schema":
+        spec = raw.get("json_schema")
+        if isinstance(spec, dict) and isinstance(spec.get("schema"), dict):
+            return {"name": str(spec.get("name") or "output"), "schema": spec["schema"]}
+    if isinstance(raw, dict) and raw.get("type") == "json_object":
+        return {"name": "output", "schema": raw.get("schema") or {"type": "object"}}
+    if isinstance(raw, dict) and raw.get("type") == "text":
+        return None
+    raise ValueError(f"'response_format' {raw!r} is not text, json_object or json_schema")
 
 
 class StandInModelServer:
@@ -183,12 +286,16 @@ class StandInModelServer:
         script: scripted.ScriptedModel | scripted.Script | scripted.Reply = "ok",
         *,
         context_window: int | None = None,
+        truncate_to: int | None = None,
         model_name: str = "stand-in",
         dimensions: int = 64,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.context_window = context_window
+        self.truncate_to = truncate_to
+        """Like Ollama's ``num_ctx``: a longer prompt is answered anyway, its usage
+        reporting only the ``truncate_to`` tokens a server that cuts would have kept."""
         self.model_name = model_name
         self.dimensions = dimensions
         self._host = host
@@ -328,8 +435,21 @@ class StandInModelServer:
             message = types.Message(role="assistant", content=fault.text)
             finish = "length"
         wire = openai.message_to_wire(message)
+        wire["content"] = message.content  # OpenAI answers a tools-only turn with null
         wire.pop("tool_call_id", None)
         usage = response.usage or types.Usage(prompt, scripted.completion_tokens(message))
+        if self.truncate_to is not None and usage.prompt_tokens > self.truncate_to:
+            usage = types.Usage(self.truncate_to, usage.completion_tokens)
+        if body.get("stream"):
+            options = body.get("stream_options")
+            return _stream_answer(
+                f"chatcmpl-{self.count}",
+                str(body.get("model") or self.model_name),
+                message,
+                finish,
+                usage if isinstance(options, dict) and options.get("include_usage") else None,
+                cut=fault is not None and fault.kind == "cut",
+            )
         return _json_answer(
             200,
             {

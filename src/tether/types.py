@@ -122,20 +122,35 @@ class Usage:
         return Usage(int(data.get("prompt_tokens", 0)), int(data.get("completion_tokens", 0)))
 
 
+TOOL_CHOICE_MODES: tuple[str, ...] = ("auto", "required", "none")
+"""``ModelRequest.tool_choice`` values that are modes; any other value names one tool."""
+
+
 @dataclass(frozen=True, slots=True)
 class ModelRequest:
     messages: tuple[Message, ...]
     tools: tuple[ToolSpec, ...] = ()
     max_tokens: int | None = None
     temperature: float | None = None
+    tool_choice: str | None = None
+    """``auto``, ``required``, ``none``, or the name of the one tool the model must call;
+    None leaves it to the server (``auto`` when tools are offered)."""
+    output_schema: dict[str, Any] | None = None
+    """``{"name": …, "schema": {…}}``: the answer must be JSON matching the schema."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "messages": [m.to_dict() for m in self.messages],
             "tools": [t.to_dict() for t in self.tools],
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
         }
+        # Only when set, so requests recorded before these fields keep their fingerprints.
+        if self.tool_choice is not None:
+            out["tool_choice"] = self.tool_choice
+        if self.output_schema is not None:
+            out["output_schema"] = self.output_schema
+        return out
 
 
 @dataclass(frozen=True, slots=True)

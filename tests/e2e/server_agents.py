@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
-from tether import Agent, Runtime, ScriptedModel
+from tether import Agent, Runtime, ScriptedModel, types
 from tether.execution.context import TaskContext
+from tether.models import streaming
 
 runtime = Runtime()
 
@@ -33,3 +35,34 @@ async def slow(ctx: TaskContext, input: str) -> str:
     await ctx.step("long", _pause, 0, float(input))
     await ctx.step("short", _pause, 1, 0.01)
     return "done"
+
+
+STREAM_RELEASE = threading.Event()
+"""Set by the test once it has seen the first streamed piece on the task's SSE stream."""
+
+
+class HeldStream:
+    """A model that streams its answer in pieces (``tether.models.streaming``), holding
+    after the first until ``STREAM_RELEASE`` is set, as a slow generation would."""
+
+    name = "held-stream"
+    context_window = 4096
+    max_output_tokens = 64
+
+    async def complete(self, request: types.ModelRequest) -> types.ModelResponse:
+        pieces = ["streamed ", "answer ", "in ", "pieces"]
+        streaming.emit(pieces[0])
+        for _ in range(600):
+            if STREAM_RELEASE.is_set():
+                break
+            await asyncio.sleep(0.05)
+        for piece in pieces[1:]:
+            streaming.emit(piece)
+        text = "".join(pieces)
+        return types.ModelResponse(types.Message(role="assistant", content=text), model=self.name)
+
+    async def aclose(self) -> None:
+        return None
+
+
+runtime.register(Agent("held", HeldStream()))

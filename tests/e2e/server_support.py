@@ -163,9 +163,11 @@ def read_events(
     *,
     last_event_id: int | None = None,
     stop_after: int | None = None,
+    until: str | None = None,
 ) -> list[Event]:
-    """Read a task's event stream until it ends (or ``stop_after`` events with an id,
-    then hang up). Closing events (``stream.end``, ``stream.reconnect``) are included."""
+    """Read a task's event stream until it ends (or ``stop_after`` events with an id, or
+    the first event named ``until``, then hang up). Closing events (``stream.end``,
+    ``stream.reconnect``) are included."""
     headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
     out: list[Event] = []
     with client.stream("GET", f"/v1/tasks/{task_id}/events", headers=headers) as response:
@@ -178,6 +180,8 @@ def read_events(
                     event_id = int(fields["id"]) if "id" in fields else None
                     out.append(Event(fields["event"], json.loads(fields["data"]), event_id))
                     if stop_after is not None and sum(e.id is not None for e in out) >= stop_after:
+                        return out
+                    if until is not None and out[-1].event == until:
                         return out
                 fields = {}
                 continue

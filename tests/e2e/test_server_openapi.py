@@ -37,7 +37,7 @@ def test_openapi_names_every_route_of_the_contract(tmp_path: Path) -> None:
     assert {p["name"] for p in submit["parameters"]} == {"session_id", "Idempotency-Key"}
     assert {"202", "401", "404", "409", "413", "422"} <= set(submit["responses"])
     agent = doc["components"]["schemas"]["SessionCreate"]["properties"]["agent"]
-    assert agent["examples"] == ["echo", "slow", "steps"]
+    assert agent["examples"] == ["echo", "held", "slow", "steps"]
     task = doc["components"]["schemas"]["TaskDetail"]["properties"]
     assert {"id", "session_id", "tenant", "agent", "status", "output", "error", "steps"} <= set(
         task

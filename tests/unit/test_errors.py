@@ -39,6 +39,9 @@ TAXONOMY: dict[str, tuple[str, str, bool]] = {
     "ContextOverflow": ("model", "ContextOverflow", False),
     "OutputTruncated": ("model", "OutputTruncated", True),
     "ModelProtocolError": ("model", "ModelProtocolError", False),
+    "OutputInvalid": ("model", "OutputInvalid", False),
+    "StreamInterrupted": ("model", "StreamInterrupted", True),
+    "PromptTruncated": ("model", "PromptTruncated", False),
     # agent
     "AgentError": ("agent", "AgentError", False),
     "MaxStepsExceeded": ("agent", "MaxStepsExceeded", False),

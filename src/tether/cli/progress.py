@@ -13,8 +13,17 @@ class ProgressPrinter:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.replayed = 0
+        self._mid_line = False
 
     def on_event(self, event: events.TaskEvent) -> None:
+        if event.name == events.MODEL_DELTA:  # streamed answer text, as it comes
+            text = str(event.data.get("text", ""))
+            self.console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
+            self._mid_line = True
+            return
+        if self._mid_line:
+            self.console.print()
+            self._mid_line = False
         what = f"{event.step_kind or ''} {event.step_name or ''}".strip()
         step = f"step {event.step:>3}" if event.step is not None else ""
         if event.name == events.STEP_STARTED:

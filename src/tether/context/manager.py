@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 from tether import errors, types
-from tether.context import counting, embedders, memory, summarize, window
+from tether.context import counting, embedders, memory, summarize, truncation, window
 from tether.context.count_cache import CachedCounter
 from tether.context.ledger import Ledger, Summary
 from tether.context.policy import Budget, ContextPolicy
@@ -189,7 +189,10 @@ class ContextManager:
         def observe(response: types.ModelResponse) -> dict[str, Any]:
             reported = response.usage.prompt_tokens if response.usage else None
             calibration = base.calibration
-            if reported:
+            # A report far below the count is the server cutting the prompt (the model
+            # step says so): learning from it would make every later count too low.
+            check = truncation.Check(raw, self.policy.truncation_ratio)
+            if reported and not check.suspected(reported):
                 calibration = calibration.observe(raw, reported)
             last = {
                 "estimated": tokens,

@@ -37,6 +37,9 @@ class ContextPolicy:
     - ``counter`` / ``tokenizer``: a ``TokenCounter``, or the path of a local
       ``tokenizer.json``; default the offline ``EstimateCounter``.
     - ``embedder``: vectors for memory; default the offline ``HashedEmbedder``.
+    - ``server_truncation``: when the server reports far fewer prompt tokens than were
+      counted (below ``truncation_ratio`` of them: it cut the prompt silently), ``warn``
+      (a ``prompt.truncated`` event and metric) or ``fail`` (``PromptTruncated``).
     """
 
     window: int | None = None
@@ -51,6 +54,8 @@ class ContextPolicy:
     counter: counting.TokenCounter | None = None
     tokenizer: str | os.PathLike[str] | None = None
     embedder: embedders.Embedder | None = None
+    server_truncation: Literal["warn", "fail"] = "warn"
+    truncation_ratio: float = 0.5
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -71,6 +76,12 @@ class ContextPolicy:
                 raise errors.InvalidInput(f"ContextPolicy {field} must be positive, not {value}")
         if self.keep_recent < 0 or self.recall_k < 1:
             raise errors.InvalidInput("ContextPolicy keep_recent must be ≥ 0 and recall_k ≥ 1")
+        if self.server_truncation not in ("warn", "fail") or not 0 < self.truncation_ratio < 1:
+            raise errors.InvalidInput(
+                "ContextPolicy server_truncation must be 'warn' or 'fail' and "
+                f"truncation_ratio in (0, 1), not {self.server_truncation!r}, "
+                f"{self.truncation_ratio}"
+            )
         if self.counter is not None and self.tokenizer is not None:
             raise errors.InvalidInput("ContextPolicy takes a counter or a tokenizer, not both")
 

@@ -16,10 +16,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from tether import errors, retry, tools, types
+from tether.context import truncation
 from tether.execution.committer import Committer
 from tether.execution.emitter import Emitter
 from tether.execution.fingerprint import RequestFingerprints, describe, fingerprint
 from tether.execution.settings import ExecutionSettings
+from tether.models import streaming
 from tether.models.base import Model
 from tether.observe import events
 from tether.observe import logging as obslog
@@ -89,7 +91,9 @@ class TaskContext:
         self.session_state: dict[str, Any] = dict(session.state)
         self.session_created_at = session.created_at
         self._lease = lease
-        self._journal = journal
+        # By index: the tool steps of one turn may commit out of order, leaving gaps.
+        self._journal = {record.index: record for record in journal}
+        self._last_recorded = max(self._journal, default=-1)
         self._store = store
         self._committer = committer
         self.emitter = emitter
@@ -128,7 +132,19 @@ class TaskContext:
 
     @property
     def replaying(self) -> bool:
-        return self._index < len(self._journal)
+        return self._index <= self._last_recorded
+
+    def recorded(self, index: int) -> bool:
+        """Whether step ``index`` is in the journal (it will replay, not run)."""
+        return index in self._journal
+
+    def reserve_steps(self, n: int) -> int:
+        """Take the next ``n`` step indices for steps that will run concurrently (the
+        tool calls of one turn), so each gets the same index on every run whatever
+        order they finish in; returns the first. Pass each to ``run_step(index=…)``."""
+        first = self._index
+        self._index += n
+        return first
 
     @property
     def store(self) -> Store:
@@ -184,6 +200,7 @@ class TaskContext:
         *,
         name: str | None = None,
         session_state: Callable[[types.ModelResponse], dict[str, Any] | None] | None = None,
+        prompt_check: truncation.Check | None = None,
     ) -> types.ModelResponse:
         """One journaled model call; its answer joins the session's messages (and
         ``session_state(answer)``, when given, replaces the session's state with it).
@@ -196,7 +213,14 @@ class TaskContext:
 
         async def execute(attempt: int, beat: Heartbeat) -> types.ModelResponse:
             sent = dataclasses.replace(request, max_tokens=room["max_tokens"])
-            response = await model.complete(sent)
+
+            def delta(text: str) -> None:
+                self.emitter.emit(events.MODEL_DELTA, step=index, attempt=attempt, text=text)
+
+            with streaming.deltas_to(delta):
+                response = await model.complete(sent)
+            if prompt_check is not None:
+                self._check_prompt(prompt_check, response, model, index)
             if response.finish_reason == "length":
                 self.emitter.emit(
                     events.OUTPUT_TRUNCATED,
@@ -258,11 +282,21 @@ class TaskContext:
             heartbeat_timeout=tool.heartbeat_timeout,
         )
 
-    async def run_tool_call(self, tool: tools.Tool | None, call: types.ToolCall) -> types.Message:
+    async def run_tool_call(
+        self,
+        tool: tools.Tool | None,
+        call: types.ToolCall,
+        *,
+        index: int | None = None,
+        appends: Callable[[types.Message], Sequence[types.Message]] | None = None,
+    ) -> types.Message:
         """Answer a model's tool call with a tool message, in one journaled step.
 
         Whatever goes wrong (unknown tool, malformed JSON, arguments off-schema, a
-        tool that raises) becomes an error message the model reads, not a crash."""
+        tool that raises) becomes an error message the model reads, not a crash.
+        ``index`` is a step index from ``reserve_steps``; ``appends(message)``, asked
+        once at commit, says which session messages the commit appends (default: the
+        step's own), so concurrent calls append theirs in the model's order."""
         name = tool.name if tool is not None else call.name
 
         def to_message(content: str) -> types.Message:
@@ -289,11 +323,35 @@ class TaskContext:
             outcome=StepOutcome(
                 encode=lambda m: m.to_dict(),
                 decode=types.Message.from_dict,
-                messages=lambda m: (m,),
+                messages=appends or (lambda m: (m,)),
             ),
             on_failure=lambda err: to_message(f"Error ({err.error_class}): {err.detail}"),
             started_data={"tool_call_id": call.id},
+            index=index,
         )
+
+    def _check_prompt(
+        self, check: truncation.Check, response: types.ModelResponse, model: Model, index: int
+    ) -> None:
+        reported = response.usage.prompt_tokens if response.usage else None
+        if not check.suspected(reported):
+            return
+        self.emitter.emit(
+            events.PROMPT_TRUNCATED,
+            step=index,
+            kind="model",
+            step_name=model.name,
+            counted=check.counted,
+            reported=reported,
+        )
+        if check.strict:
+            raise errors.PromptTruncated(
+                f"model {model.name!r} reported {reported} prompt tokens for a request "
+                f"tether counted at {check.counted}: the server cut the prompt. Give the "
+                "server the context the model is configured with (context_window="
+                f"{model.context_window}), or lower context_window to the server's",
+                **self._ids(index),
+            )
 
     def _tool_executor(
         self, tool: tools.Tool, args: dict[str, Any]
@@ -326,6 +384,7 @@ class TaskContext:
         # incrementally); ``inputs`` then only describes them in error messages.
         input_fingerprint: str | None = None,
         started_data: dict[str, Any] | None = None,
+        index: int | None = None,
     ) -> T:
         """Replay the step if the journal has it, else run it (with retries) and commit it.
 
@@ -336,11 +395,12 @@ class TaskContext:
         outcome = outcome or StepOutcome()
         if session_state is not None:
             outcome = dataclasses.replace(outcome, session_state=session_state)
-        index = self._index
-        self._index += 1
+        if index is None:
+            index = self._index
+            self._index += 1
         fp = input_fingerprint or fingerprint(kind, name, inputs)
 
-        if index < len(self._journal):
+        if index in self._journal:
             return self._replay(
                 self._journal[index], index, kind, name, fp, inputs, outcome, on_failure
             )
@@ -468,7 +528,7 @@ class TaskContext:
                 **self._ids(index),
             )
         self.replayed += 1
-        self.steps_done = index + 1
+        self.steps_done = max(self.steps_done, index + 1)
         self.last_message_seqs = record.message_seqs
         self.emitter.emit(events.STEP_REPLAYED, step=index, kind=kind, step_name=name)
         state = record.output
@@ -672,7 +732,7 @@ class TaskContext:
             self.emitter.give_back(taken)
             raise
         self.last_message_seqs = result.message_seqs
-        self.steps_done = index + 1
+        self.steps_done = max(self.steps_done, index + 1)
         if state is not None:
             self.session_state = state
 

@@ -7,6 +7,7 @@ renewal, so recording events costs no extra write per step.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from tether import types
@@ -44,8 +45,25 @@ class Emitter:
             data=data,
         )
         self._observers.on_event(event)
-        if name not in events.EPHEMERAL:
-            self._pending.append(event.stored())
+        if name in events.EPHEMERAL:
+            return
+        stored = event.stored()
+        last = self._pending[-1] if self._pending else None
+        if (
+            name == events.MODEL_DELTA
+            and last is not None
+            and last.name == name
+            and last.step == step
+            and last.data.get("attempt") == stored.data.get("attempt")
+        ):
+            # Streamed text waiting for the next write is stored as one event, not one
+            # a token; observers have heard every piece already.
+            stored = dataclasses.replace(
+                last, data={**last.data, "text": last.data["text"] + stored.data["text"]}
+            )
+            self._pending[-1] = stored
+            return
+        self._pending.append(stored)
 
     def take(self) -> tuple[types.NewEvent, ...]:
         """Hand the queued events to a write; they are the caller's to store now."""

@@ -69,13 +69,21 @@ class RequestFingerprints:
     def _head_of(self, kind: str, name: str, model: str, request: types.ModelRequest) -> str:
         """The fingerprint of everything but the messages; the last one is reused while
         the same tools (the same objects) and settings are asked for."""
-        key = (kind, name, model, request.max_tokens, request.temperature)
+        key = (
+            kind,
+            name,
+            model,
+            request.max_tokens,
+            request.temperature,
+            request.tool_choice,
+            json.dumps(request.output_schema, sort_keys=True),
+        )
         known = self._head
         if (
             known is not None
-            and known[0][:5] == key
-            and len(known[0][5]) == len(request.tools)
-            and all(map(operator.is_, known[0][5], request.tools))
+            and known[0][:7] == key
+            and len(known[0][7]) == len(request.tools)
+            and all(map(operator.is_, known[0][7], request.tools))
         ):
             return known[1]
         rest = dataclasses.replace(request, messages=()).to_dict()

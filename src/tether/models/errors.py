@@ -11,6 +11,7 @@ ever sees httpx.
     other httpx errors               -> ModelProtocolError
     HTTP 429                         -> RateLimited           (retryable, ``retry_after`` set)
     a body naming a context overflow -> ContextOverflow       (any status >= 400 but 429)
+    a body naming a setup refusal    -> ModelRejected         (llama.cpp without --jinja…)
     HTTP 5xx                         -> ServerError           (retryable)
     other HTTP 4xx                   -> ModelRejected
 
@@ -49,6 +50,19 @@ CONTEXT_OVERFLOW_PHRASES: tuple[str, ...] = (
     "context length exceeded",
 )
 """Phrases (lower case) that mark an error body as "the request does not fit the context"."""
+
+SETUP_ERROR_PHRASES: tuple[str, ...] = (
+    # llama.cpp server started without --jinja, asked for tools: a 500 no retry mends
+    "requires --jinja",
+    # llama.cpp server: a tool definition its template engine cannot read
+    "failed to parse tools",
+    # vLLM started without --enable-auto-tool-choice / --tool-call-parser
+    "enable-auto-tool-choice",
+    # llama-cpp-python's server answers a request body it cannot validate with a 500
+    "'loc': ('body',",
+)
+"""Phrases (lower case) of a server's answer, 5xx included, that mean its setup refuses
+this request: retrying cannot help, so the error is ``ModelRejected``."""
 
 _MAX_DETAIL = 300
 
@@ -131,6 +145,11 @@ def raise_for_status(response: httpx.Response, url: str) -> None:
             f"{said}: {detail}. The request does not fit the model's context window: "
             "set context_window to the server's real limit, lower max_output_tokens, "
             "or use a ContextPolicy that compacts (summarize or memory)."
+        )
+    if status >= 400 and any(p in response.text.lower() for p in SETUP_ERROR_PHRASES):
+        raise errors.ModelRejected(
+            f"{said}: {detail}. The model server is not set up for this request (tools or "
+            "tool_choice); retrying will not help: see docs/models.md for the server's flags."
         )
     if status >= 500:
         raise errors.ServerError(

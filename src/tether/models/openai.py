@@ -10,18 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
-from typing import Any
+import uuid
+from typing import Any, Literal
 
 import httpx
 
 from tether import errors, types
 from tether.models import errors as http_errors
+from tether.models import streaming
+
+_log = logging.getLogger("tether.models.openai")
 
 
 def message_to_wire(message: types.Message) -> dict[str, Any]:
     """One message as the chat-completions API expects it."""
-    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    content = message.content
+    if content is None and message.role == "assistant":
+        # An assistant turn that only calls tools: llama-cpp-python's server refuses a
+        # null content (422), Ollama and older vLLM templates mishandle it; "" is read
+        # the same way by every server tether names.
+        content = ""
+    out: dict[str, Any] = {"role": message.role, "content": content}
     if message.tool_calls:
         out["tool_calls"] = [
             {
@@ -49,6 +60,55 @@ def tool_to_wire(tool: types.ToolSpec) -> dict[str, Any]:
     }
 
 
+def new_call_id() -> str:
+    """An id for a tool call the server sent without one (some llama.cpp builds): nine
+    letters and digits, the one form Mistral's templates accept besides any other's.
+    The answer is journaled, so a replay sees the same id."""
+    return uuid.uuid4().hex[:9]
+
+
+WINDOW_FIELDS: tuple[str, ...] = ("max_model_len", "context_length", "max_context_length")
+"""Where servers publish a model's context length in ``GET /models`` entries."""
+
+
+def published_window(listing: Any, model: str) -> int | None:
+    """The context length ``listing`` (a ``/models`` body) gives ``model`` (or its only
+    entry, for servers that serve one model under any name)."""
+    data = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(data, list):
+        return None
+    entries = [e for e in data if isinstance(e, dict)]
+    mine = [e for e in entries if e.get("id") == model] or (entries if len(entries) == 1 else [])
+    for entry in mine:
+        for key in WINDOW_FIELDS:
+            value = entry.get(key)
+            if isinstance(value, int) and value > 0:
+                return value
+    return None
+
+
+def tool_choice_to_wire(choice: str) -> str | dict[str, Any]:
+    """``auto``/``required``/``none`` as they are; a tool's name as the named form."""
+    if choice in types.TOOL_CHOICE_MODES:
+        return choice
+    return {"type": "function", "function": {"name": choice}}
+
+
+StructuredOutput = Literal["json_schema", "json_object", "tool"]
+
+
+def response_format_to_wire(output_schema: dict[str, Any], how: StructuredOutput) -> Any:
+    """The ``response_format`` asking for JSON matching ``{"name", "schema"}``:
+    OpenAI's ``json_schema`` form, or ``json_object`` with a ``schema`` (llama-cpp-python's
+    server knows only that one)."""
+    if how == "json_object":
+        return {"type": "json_object", "schema": output_schema["schema"]}
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": output_schema["name"], "schema": output_schema["schema"]},
+    }
+
+
 def _tool_call_from_wire(data: Any, position: int) -> types.ToolCall:
     if not isinstance(data, dict):
         raise ValueError(f"tool_calls[{position}] is not an object")
@@ -56,14 +116,16 @@ def _tool_call_from_wire(data: Any, position: int) -> types.ToolCall:
     if not isinstance(function, dict) or not isinstance(function.get("name"), str):
         raise ValueError(f"tool_calls[{position}] has no function name")
     arguments = function.get("arguments")
-    if arguments is None:
+    if arguments is None or (isinstance(arguments, str) and not arguments.strip()):
+        # A call without arguments comes as null or "" from some servers; sent back in
+        # the history, "" breaks the servers that parse it (llama.cpp's --jinja).
         arguments = "{}"
     elif not isinstance(arguments, str):
         # Some servers (older Ollama) send the arguments as an object.
         arguments = json.dumps(arguments)
     call_id = data.get("id")
     return types.ToolCall(
-        id=call_id if isinstance(call_id, str) and call_id else f"call_{position}",
+        id=call_id if isinstance(call_id, str) and call_id else new_call_id(),
         name=function["name"],
         arguments=arguments,
     )
@@ -142,6 +204,11 @@ class OpenAIModel:
         max_output_tokens: int = 1024,
         timeout: float = 60.0,
         headers: dict[str, str] | None = None,
+        structured_output: StructuredOutput = "json_schema",
+        stream: bool = False,
+        stream_usage: bool = True,
+        check_window: bool = True,
+        max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
     ) -> None:
         if context_window <= 0 or max_output_tokens <= 0:
             raise errors.InvalidInput(
@@ -154,9 +221,27 @@ class OpenAIModel:
         self.context_window = context_window
         self.max_output_tokens = max_output_tokens
         self.timeout = timeout
+        self.structured_output: StructuredOutput = structured_output
+        """How an ``output_type`` is asked for: ``response_format`` ``json_schema`` (OpenAI,
+        vLLM, Ollama, LM Studio, llama.cpp), ``json_object`` with a schema
+        (llama-cpp-python), or ``tool``: a final-answer tool (any server with tools)."""
+        self.stream = stream
+        """Ask for the answer as a stream: its text reaches the step's ``model.delta``
+        events as it is made; the step still records only the complete response."""
+        self.stream_usage = stream_usage
+        """Send ``stream_options.include_usage`` (token counts at the stream's end)."""
         self._headers = dict(headers or {})
         if api_key is not None:
             self._headers["Authorization"] = f"Bearer {api_key}"
+        self.max_tokens_field = max_tokens_field
+        """OpenAI's reasoning models refuse ``max_tokens`` and take
+        ``max_completion_tokens``; llama-cpp-python knows only ``max_tokens``."""
+        self.check_window = check_window
+        """Read the server's context length from ``GET /models`` before the first call
+        and log ``model.window_mismatch`` when it differs from ``context_window``."""
+        self.server_window: int | None = None
+        """The context length the server publishes (vLLM's ``max_model_len``), once read."""
+        self._window_checked = False
         self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
         self._lock = threading.Lock()
 
@@ -182,14 +267,20 @@ class OpenAIModel:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [message_to_wire(m) for m in request.messages],
-            "max_tokens": (
+            self.max_tokens_field: (
                 request.max_tokens if request.max_tokens is not None else self.max_output_tokens
             ),
         }
         if request.tools:
             body["tools"] = [tool_to_wire(t) for t in request.tools]
+        if request.tools and request.tool_choice is not None:
+            body["tool_choice"] = tool_choice_to_wire(request.tool_choice)
         if request.temperature is not None:
             body["temperature"] = request.temperature
+        if request.output_schema is not None and self.structured_output != "tool":
+            body["response_format"] = response_format_to_wire(
+                request.output_schema, self.structured_output
+            )
         return body
 
     def _client(self) -> httpx.AsyncClient:
@@ -209,6 +300,11 @@ class OpenAIModel:
     async def complete(self, request: types.ModelRequest) -> types.ModelResponse:
         body = self.request_body(request)
         client = self._client()
+        if self.check_window and not self._window_checked:
+            self._window_checked = True
+            await self.read_server_window(client)
+        if self.stream:
+            return await self._complete_streaming(client, body)
         with http_errors.translate(self.url, self.timeout):
             response = await client.post(self.url, json=body)
             http_errors.raise_for_status(response, self.url)
@@ -220,6 +316,61 @@ class OpenAIModel:
                     f"a chat completion ({exc}): {response.text[:200]!r}. Check that base_url "
                     "points at an OpenAI-compatible API."
                 ) from exc
+
+    async def read_server_window(self, client: httpx.AsyncClient | None = None) -> int | None:
+        """The context length the server publishes for this model in ``GET /models``
+        (vLLM: ``max_model_len``; others: ``context_length``, ``max_context_length``),
+        or None when it publishes none or cannot say. A value that differs from
+        ``context_window`` is logged as ``model.window_mismatch``: tether budgets by
+        ``context_window``, so a larger one is refused or cut by the server."""
+        client = client or self._client()
+        url = f"{self.base_url}/models"
+        try:
+            response = await client.get(url)
+            listing = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError) as exc:
+            _log.debug("model.window_unknown", extra={"url": url, "error": repr(exc)})
+            return None
+        self.server_window = published_window(listing, self.model)
+        if self.server_window is not None and self.server_window != self.context_window:
+            _log.warning(
+                "model.window_mismatch",
+                extra={
+                    "model": self.model,
+                    "url": url,
+                    "server_window": self.server_window,
+                    "context_window": self.context_window,
+                    "hint": "set OpenAIModel(context_window=...) to the server's value",
+                },
+            )
+        return self.server_window
+
+    async def _complete_streaming(
+        self, client: httpx.AsyncClient, body: dict[str, Any]
+    ) -> types.ModelResponse:
+        body["stream"] = True
+        if self.stream_usage:
+            body["stream_options"] = {"include_usage": True}
+        assembler = streaming.Assembler(self.model)
+        with http_errors.translate(self.url, self.timeout):
+            async with client.stream("POST", self.url, json=body) as response:
+                if not 200 <= response.status_code < 300:
+                    await response.aread()
+                    http_errors.raise_for_status(response, self.url)
+                if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                    await response.aread()
+                    try:  # a server that ignores "stream" answers with one completion
+                        return response_from_wire(response.json(), self.model)
+                    except (ValueError, TypeError) as exc:
+                        raise errors.ModelProtocolError(
+                            f"POST {self.url} answered a stream request with "
+                            f"{response.headers.get('content-type')!r}: {response.text[:200]!r}"
+                        ) from exc
+                async for line in response.aiter_lines():
+                    assembler.feed_line(line)
+                    if assembler.done:
+                        break
+        return assembler.response(self.url)
 
     async def aclose(self) -> None:
         """Close the running loop's client. Clients of loops running in other threads

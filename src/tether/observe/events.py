@@ -32,6 +32,10 @@ LEASE_LOST = "lease.lost"
 CONTEXT_PRESSURE = "context.pressure"
 CONTEXT_COMPACTED = "context.compacted"
 OUTPUT_TRUNCATED = "output.truncated"
+PROMPT_TRUNCATED = "prompt.truncated"
+"""The server counted far fewer prompt tokens than tether (``counted``, ``reported``)."""
+MODEL_DELTA = "model.delta"
+"""A piece of a model step's answer text as it streams (``text``, ``attempt``)."""
 
 # Events that are only observed, not written to the task's stored log: replays happen
 # on every resume and would grow the log with each recovery.

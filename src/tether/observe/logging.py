@@ -183,6 +183,7 @@ _WARNING = frozenset(
         events.LEASE_LOST,
         events.CONTEXT_PRESSURE,
         events.OUTPUT_TRUNCATED,
+        events.PROMPT_TRUNCATED,
         events.TASK_CANCELLED,
     }
 )
@@ -195,7 +196,7 @@ _SAFE_SCALARS = frozenset(
         "finish_reason", "context_tokens", "context_limit", "delay", "silent_for",
         "heartbeat_timeout", "tokens", "limit", "utilisation", "strategy", "tokens_before",
         "tokens_after", "max_tokens", "model", "step_error", "drained", "handed_over",
-        "outcome", "status",
+        "outcome", "status", "counted", "reported",
     }
 )  # fmt: skip
 _SAFE_ERROR_KEYS = ("type", "error_class", "retryable")
@@ -241,7 +242,9 @@ class LogObserver:
 
     def on_event(self, event: events.TaskEvent) -> None:
         level = (
-            logging.ERROR
+            logging.DEBUG  # streamed text: one record a piece would flood the log
+            if event.name == events.MODEL_DELTA
+            else logging.ERROR
             if event.name in _ERROR
             else logging.WARNING
             if event.name in _WARNING

@@ -80,6 +80,7 @@ METRIC_NAMES: tuple[str, ...] = (
     "tether_session_context_limit_tokens",
     "tether_context_compactions_total",
     "tether_output_truncations_total",
+    "tether_prompt_truncations_total",
     "tether_session_duration_seconds",
     "tether_sessions_stuck",
     "tether_steps_replayed_total",
@@ -258,6 +259,13 @@ class Metrics:
         self.output_truncations = counter(
             "tether_output_truncations",
             "Model answers cut off by their token limit.",
+            ["task_type"],
+            registry=r,
+        )
+        self.prompt_truncations = counter(
+            "tether_prompt_truncations",
+            "Model requests whose prompt the server cut silently (reported far fewer "
+            "prompt tokens than counted).",
             ["task_type"],
             registry=r,
         )
@@ -519,6 +527,8 @@ class MetricsObserver:
             m.context_compactions.labels(task_type=event.agent, strategy=strategy).inc()
         elif name == events.OUTPUT_TRUNCATED:
             m.output_truncations.labels(task_type=event.agent).inc()
+        elif name == events.PROMPT_TRUNCATED:
+            m.prompt_truncations.labels(task_type=event.agent).inc()
         elif name in (events.TASK_COMPLETED, events.TASK_FAILED, events.TASK_CANCELLED):
             outcome = name.removeprefix("task.")
             m.tasks_finished.labels(task_type=event.agent, outcome=outcome).inc()

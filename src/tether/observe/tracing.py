@@ -191,7 +191,7 @@ class TracingObserver:
             events.LEASE_LOST,
         ):
             self._end_run(event)
-        elif name != events.TASK_SUBMITTED:
+        elif name not in (events.TASK_SUBMITTED, events.MODEL_DELTA):  # no span event a token
             self._annotate(event)
 
     def _base_attributes(self, event: events.TaskEvent) -> dict[str, Any]:

@@ -95,7 +95,7 @@ def test_round_trip_with_tools_and_tool_calls(server: StandInModelServer) -> Non
     ]
     assert sent_second["messages"][2] == {
         "role": "assistant",
-        "content": None,
+        "content": "",  # not null: llama-cpp-python's server refuses null (docs/models.md)
         "tool_calls": [
             {
                 "id": call.id,

@@ -22,6 +22,7 @@ DESIGN_NAMES = {
     "tether_session_context_limit_tokens",
     "tether_context_compactions_total",
     "tether_output_truncations_total",
+    "tether_prompt_truncations_total",
     "tether_session_duration_seconds",
     "tether_sessions_stuck",
     "tether_steps_replayed_total",
