@@ -24,7 +24,7 @@ from tether import errors, types
 from tether.context.window import Entry
 from tether.execution.context import Heartbeat, StepOutcome, TaskContext
 from tether.retry import NO_RETRY
-from tether.tools import Tool, ToolContext
+from tether.tools import InThread, Tool, ToolContext
 
 FINAL_TOOL = "final_result"
 """The final-answer tool's name."""
@@ -55,7 +55,9 @@ class FinalAnswerTool(Tool):
         self._args_model = output_type
         self.parameters = output_schema(output_type)
 
-    async def invoke(self, arguments: dict[str, Any], ctx: ToolContext) -> Any:
+    async def invoke(
+        self, arguments: dict[str, Any], ctx: ToolContext, *, in_thread: InThread | None = None
+    ) -> Any:
         return "Final answer accepted."
 
 
