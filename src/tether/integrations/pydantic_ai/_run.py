@@ -86,7 +86,8 @@ class TaskRun:
                 )
             usage = _backend.usage_of(payload)
             self._pressure(usage, limit, index)
-            group = _messages.group([*new, *_messages.load([payload])], **self._input_cover())
+            answer = _messages.load([_stamped(payload, rc)])
+            group = _messages.group([*new, *answer], **self._input_cover())
             response = types.ModelResponse(
                 message=group[-1],
                 finish_reason=str(payload.get("finish_reason") or "stop"),
@@ -212,3 +213,16 @@ class TaskRun:
         }
         pressure = bool(limit) and tokens >= self.warn_at * (limit or 0)
         return dataclasses.replace(ledger, pressure=pressure, last=last).to_dict()
+
+
+def _stamped(payload: dict[str, Any], rc: RunContext[Any]) -> dict[str, Any]:
+    """The answer as the run will keep it: Pydantic AI stamps the run's ids and the
+    serving model on a response after the durable unit returns it."""
+    model = rc.model
+    model_id = payload.get("model_id") or rc.model_id or getattr(model, "model_id", None)
+    return {
+        **payload,
+        "run_id": payload.get("run_id") or rc.run_id,
+        "conversation_id": payload.get("conversation_id") or rc.conversation_id,
+        "model_id": model_id,
+    }

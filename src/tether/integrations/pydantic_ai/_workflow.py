@@ -25,7 +25,7 @@ class PydanticAIWorkflow:
     def __init__(self, agent: AbstractAgent[Any, Any], durability: TetherDurability[Any]) -> None:
         self.wraps = agent
         self.durability = durability
-        self.name = agent.name or ""
+        self.name = agent.name or durability.name
         self.retries: retry.Retries = durability.retries
 
     def __repr__(self) -> str:
@@ -89,7 +89,7 @@ def workflow_for(obj: object) -> PydanticAIWorkflow | None:
             "requests and tool calls; add it: `from tether.integrations.pydantic_ai import "
             "TetherDurability` and `Agent(..., capabilities=[TetherDurability()])`"
         )
-    if not obj.name:
+    if not (obj.name or durability.name):  # pragma: no cover - Pydantic AI refuses it first
         raise errors.InvalidInput(
             f"{label} has no name; tether registers agents by name: "
             "`Agent(..., name='support', capabilities=[TetherDurability()])`"
