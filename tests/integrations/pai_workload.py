@@ -66,7 +66,9 @@ def count(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
     ]
     if len(returns) < target:
         return ModelResponse(
-            parts=[ToolCallPart("record", {"n": len(returns) + 1}, tool_call_id=f"c{len(returns) + 1}")]
+            parts=[
+                ToolCallPart("record", {"n": len(returns) + 1}, tool_call_id=f"c{len(returns) + 1}")
+            ]
         )
     return ModelResponse(parts=[TextPart("counted: " + ", ".join(returns))])
 

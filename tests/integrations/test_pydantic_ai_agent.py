@@ -107,7 +107,9 @@ def test_the_session_is_the_conversation_history_round_trips_exactly(
     runtime.register(agent)
     first = runtime.submit(agent="talker", input="hello", tenant="acme", session=None)
     assert runtime.run(first.id).output == "answer 2"
-    second = runtime.submit(agent="talker", input="and now?", tenant="acme", session=first.session_id)
+    second = runtime.submit(
+        agent="talker", input="and now?", tenant="acme", session=first.session_id
+    )
     assert runtime.run(second.id).output == "answer 3"
 
     # Task 2's model got task 1's conversation exactly as Pydantic AI had it (the
@@ -146,7 +148,9 @@ def test_a_structured_output_is_the_task_output_as_json(runtime: Runtime) -> Non
         capabilities=[TetherDurability()],
     )
     runtime.register(agent)
-    task = runtime.submit(agent="triage", input="my card was charged twice", tenant="a", session=None)
+    task = runtime.submit(
+        agent="triage", input="my card was charged twice", tenant="a", session=None
+    )
     done = runtime.run(task.id)
     assert done.status == "completed", done.error
     assert done.output == {"category": "billing", "priority": 2}
@@ -247,4 +251,3 @@ def test_pydantic_ai_exceptions_map_to_the_taxonomy(
 ) -> None:
     err = classify_module.classify(exc, where="tool")
     assert type(err) is cls and err.retryable is retryable
-
