@@ -15,7 +15,7 @@ from pydantic_core import to_jsonable_python
 
 from tether import errors, retry
 from tether.execution.context import TaskContext
-from tether.integrations.pydantic_ai import _errors, _messages, _run
+from tether.integrations.pydantic_ai import _errors, _messages, _run, _threads
 from tether.integrations.pydantic_ai._capability import TetherDurability
 
 
@@ -43,7 +43,8 @@ class PydanticAIWorkflow:
         run.know(history)
         token = _run.CURRENT.set(run)
         try:
-            result = await self.wraps.run(input, message_history=history or None)
+            with AbstractAgent.using_thread_executor(_threads.THREADS):
+                result = await self.wraps.run(input, message_history=history or None)
             await run.finish(result.all_messages())
         except BaseException as exc:
             raise _unwrap(exc) from exc

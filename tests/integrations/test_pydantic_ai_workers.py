@@ -1,0 +1,235 @@
+"""Pydantic AI agents under real ``tether worker`` processes, killed and stopped mid-tool.
+
+The workers run ``pai_workload.py:agent``; its ``record`` tool writes an effects ledger
+keyed by tether's idempotency key and blocks, after its effect, on a flag file the test
+controls, so the test knows a worker is inside a tool when it signals it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pai_workload
+import pytest
+
+from store_view import store_call
+from tether import types
+from tether.runtime import Runtime
+from waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = f"{Path(pai_workload.__file__).resolve()}:agent"
+EXPECTED = "counted: recorded 1, recorded 2, recorded 3"
+
+
+@dataclass
+class Worker:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def stderr(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+class Workers:
+    """Starts ``tether worker`` processes on one store; kills what is left at the end."""
+
+    def __init__(self, tmp_path: Path, store_url: str) -> None:
+        self.dir = tmp_path / "effects"
+        self.dir.mkdir()
+        self.store_url = store_url
+        self.started: list[Worker] = []
+
+    def start(self, name: str, *, grace: float = 10.0, **env: str) -> Worker:
+        log = self.dir.parent / f"worker-{name}.log"
+        environ = {**os.environ, "TETHER_PAI_DIR": str(self.dir), "PYTHONUNBUFFERED": "1", **env}
+        environ.pop("TETHER_STORE", None)
+        command = [
+            sys.executable, "-m", "tether", "worker", SPEC,
+            "--store", self.store_url, "--worker-id", name,
+            "--lease-ttl", "1.5", "--grace", str(grace), "--poll", "0.05",
+        ]  # fmt: skip
+        with log.open("wb") as out:
+            proc = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=out, stderr=out)
+        worker = Worker(name, proc, log)
+        self.started.append(worker)
+        return worker
+
+    def stop_all(self) -> None:
+        for w in self.started:
+            if w.proc.poll() is None:
+                w.proc.kill()
+                w.proc.wait()
+
+    def submit(self, text: str) -> types.TaskRecord:
+        new = types.NewTask(tenant="acme", agent="pai_counter", input=text)
+        return store_call(self.store_url, lambda s: s.submit_task(new))
+
+    def task(self, task_id: str) -> types.TaskRecord:
+        return store_call(self.store_url, lambda s: s.get_task(task_id))
+
+    def finished(self, task_id: str) -> types.TaskRecord | None:
+        task = self.task(task_id)
+        return task if task.status in types.FINAL_STATUSES else None
+
+    def starts(self) -> list[tuple[str, int, int]]:
+        """Every execution of ``record``: (idempotency key, n, pid)."""
+        path = self.dir / "starts.log"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [(k, int(n), int(pid)) for k, n, pid in (line.split() for line in lines)]
+
+    def effects(self) -> list[str]:
+        path = self.dir / "effects.log"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def block_at(self, n: int) -> None:
+        (self.dir / "block").write_text(str(n))
+
+    def release(self) -> None:
+        (self.dir / "release").write_text("go")
+
+
+def _blocked(workers: Workers, count: int) -> list[tuple[str, int, int]] | None:
+    inside = [s for s in workers.starts() if s[1] == 2]
+    return inside if len(inside) >= count else None
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'tether.db'}"
+    store_call(url, lambda s: s.schema_version())
+    return url
+
+
+def _workers(tmp_path: Path, url: str) -> Iterator[Workers]:
+    w = Workers(tmp_path, url)
+    try:
+        yield w
+    finally:
+        w.stop_all()
+
+
+@pytest.fixture
+def on_sqlite(tmp_path: Path, sqlite_url: str) -> Iterator[Workers]:
+    yield from _workers(tmp_path, sqlite_url)
+
+
+@pytest.fixture
+def on_postgres(tmp_path: Path, pg_url: str) -> Iterator[Workers]:
+    store_call(pg_url, lambda s: s.schema_version())
+    yield from _workers(tmp_path, pg_url)
+
+
+def _uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[object, list[str]]:
+    """The same task run straight through in this process: its output and messages."""
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    monkeypatch.setenv("TETHER_PAI_DIR", str(alone))
+    rt = Runtime(store=f"sqlite:///{alone / 'tether.db'}")
+    try:
+        rt.register(pai_workload.agent)
+        task = rt.submit(agent="pai_counter", input="count to 3", tenant="acme", session=None)
+        done = rt.run(task.id)
+        messages = rt.store_call(lambda s: s.list_messages(task.session_id))
+    finally:
+        rt.close()
+    return done.output, _readable(messages)
+
+
+def _readable(messages: list[types.StoredMessage]) -> list[str]:
+    """Roles and contents, without the idempotency keys (they name the task)."""
+    return [f"{m.message.role}:{(m.message.content or '').split(' key ')[0]}" for m in messages]
+
+
+def test_sigkill_mid_tool_two_workers_on_postgres_resume_with_the_same_key(
+    on_postgres: Workers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workers = on_postgres
+    workers.block_at(2)
+    tasks = [workers.submit("count to 3") for _ in range(3)]
+    a, b = workers.start("a"), workers.start("b")
+    inside = wait_until(
+        lambda: _blocked(workers, 3), what="every task inside record(2)", timeout=60
+    )
+    victim = a if any(pid == a.proc.pid for _, _, pid in inside) else b
+    survivor = b if victim is a else a
+    in_flight = {key for key, _, pid in inside if pid == victim.proc.pid}
+    victim.proc.send_signal(signal.SIGKILL)
+    victim.proc.wait()
+    workers.release()
+
+    done = [
+        wait_until(lambda t=t: workers.finished(t.id), what="task done", timeout=60) for t in tasks
+    ]
+    want_output, want_messages = _uninterrupted(tmp_path, monkeypatch)
+    assert want_output == EXPECTED
+    for task in done:
+        assert task.status == "completed", task.error
+        assert task.output == want_output
+        messages = store_call(workers.store_url, lambda s, t=task: s.list_messages(t.session_id))
+        assert _readable(messages) == want_messages
+
+    # Each side effect once per key; only the killed worker's in-flight tool ran twice,
+    # with the same key, and the second time on the survivor.
+    effects = workers.effects()
+    assert len(effects) == len(set(effects)) == 9
+    runs = Counter(key for key, _, _ in workers.starts())
+    assert {k for k, c in runs.items() if c > 1} == in_flight
+    assert all(runs[k] == 2 for k in in_flight)
+    assert all(pid == survivor.proc.pid for key, n, pid in workers.starts()[9:] if key in in_flight)
+    for task in done:
+        if any(k.startswith(task.id) for k in in_flight):
+            history = store_call(workers.store_url, lambda s, t=task: s.list_runs(t.id))
+            assert [r.from_step for r in history] == [0, 3]
+            journal = store_call(workers.store_url, lambda s, t=task: s.load_journal(t.id))
+            assert [s.kind for s in journal] == ["model", "tool"] * 3 + ["model"]
+            events = store_call(workers.store_url, lambda s, t=task: s.list_events(t.id))
+            recovered = [e.data for e in events if e.name == "task.recovered"]
+            assert [(r["reason"], r["from_step"]) for r in recovered] == [("recovery", 3)]
+
+
+def test_sigterm_mid_tool_drains_and_another_worker_finishes(on_sqlite: Workers) -> None:
+    workers = on_sqlite
+    workers.block_at(2)
+    task = workers.submit("count to 3")
+    first = workers.start("first", grace=0.5)
+    inside = wait_until(lambda: _blocked(workers, 1), what="the task inside record(2)", timeout=60)
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.proc.wait(timeout=30) == 0, first.stderr()
+    assert workers.task(task.id).status != "completed"
+    workers.release()
+    workers.start("second")
+    done = wait_until(lambda: workers.finished(task.id), what="task done", timeout=60)
+    assert done.status == "completed" and done.output == EXPECTED
+    runs = store_call(workers.store_url, lambda s: s.list_runs(task.id))
+    assert [(r.reason, r.from_step) for r in runs] == [("start", 0), ("handover", 3)]
+    key = inside[0][0]
+    assert key == f"{task.id}:3"
+    assert [s[0] for s in workers.starts()].count(key) == 2
+    assert workers.effects().count(f"{key} 2") == 1
+
+
+def test_a_replay_whose_inputs_differ_is_a_nondeterminism_error(on_sqlite: Workers) -> None:
+    workers = on_sqlite
+    workers.block_at(2)
+    task = workers.submit("count to 3")
+    first = workers.start("first")
+    wait_until(lambda: _blocked(workers, 1), what="the task inside record(2)", timeout=60)
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait()
+    workers.release()
+    workers.start("changed", TETHER_PAI_VARIANT="changed")
+    done = wait_until(lambda: workers.finished(task.id), what="task done", timeout=60)
+    assert done.status == "failed"
+    assert done.error is not None
+    assert done.error["error_class"] == "NonDeterminism"
+    assert "replay diverged at step 0" in done.error["message"]
+    assert "'counter-model'" in done.error["message"]
