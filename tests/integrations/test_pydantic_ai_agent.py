@@ -12,6 +12,9 @@ from typing import Any
 
 import pai_workload
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel
 from pydantic_ai import Agent
 from pydantic_ai import exceptions as pai_errors
@@ -29,6 +32,7 @@ from tether import errors, integrations, retry
 from tether.integrations.pydantic_ai import TetherDurability, workflow_for
 from tether.integrations.pydantic_ai import _errors as classify_module
 from tether.observe import metrics as obsmetrics
+from tether.observe import tracing
 from tether.runtime import Runtime
 
 
@@ -85,6 +89,32 @@ def test_an_agent_runs_as_a_task_each_unit_one_step(runtime: Runtime, work_dir: 
     last = session.state["last"]
     assert last["reported"] == journal[-1].usage.prompt_tokens  # type: ignore[union-attr]
     assert last["budget"] == 1000 and last["counter"] == "pydantic-ai usage"
+
+
+def test_steps_are_traced_as_tethers_genai_spans(tmp_path: Path, work_dir: Path) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    rt = Runtime(
+        store=f"sqlite:///{tmp_path / 'traced.db'}",
+        observers=[tracing.TracingObserver(provider)],
+    )
+    try:
+        rt.register(pai_workload.agent)
+        task = rt.submit(agent="pai_counter", input="count to 2", tenant="acme", session=None)
+        assert rt.run(task.id).status == "completed"
+    finally:
+        rt.close()
+        provider.shutdown()
+    spans = exporter.get_finished_spans()
+    names = [s.name for s in spans]
+    assert names.count("invoke_agent pai_counter") == 1
+    assert names.count("chat counter-model") == 3
+    assert names.count("execute_tool record") == 2
+    tool = next(s for s in spans if s.name == "execute_tool record")
+    assert tool.attributes is not None and tool.attributes["gen_ai.tool.call.id"] == "c1"
+    chat = next(s for s in spans if s.name == "chat counter-model")
+    assert chat.attributes is not None and int(chat.attributes["gen_ai.usage.input_tokens"]) > 0
 
 
 def test_the_session_is_the_conversation_history_round_trips_exactly(

@@ -143,16 +143,17 @@ class TaskRun:
             return await _backend.run_body(body, where)
 
         is_tool = kind == "tool"
+        policies = {"tool": self.retries.tool, "model": self.retries.model}
+        call_id = inputs.get("call_id") if is_tool and isinstance(inputs, dict) else None
         return await self.ctx.run_step(
             kind,
             name,
             inputs,
             execute,
-            policy=self.retries.tool
-            if where == "tool"
-            else (self.retries.model if where == "model" else self.retries.custom),
+            policy=policies.get(where, self.retries.custom),
             where=where,
             timeout=self.ctx.settings.tool_timeout if is_tool else None,
+            started_data={"tool_call_id": call_id} if call_id else None,
         )
 
     async def finish(self, messages: Sequence[pai.ModelMessage]) -> None:
