@@ -47,7 +47,10 @@ class PydanticAIWorkflow:
                 result = await self.wraps.run(input, message_history=history or None)
             await run.finish(result.all_messages())
         except BaseException as exc:
-            raise _unwrap(exc) from exc
+            found = _unwrap(exc)
+            if found is exc:
+                raise
+            raise found from exc
         finally:
             _run.CURRENT.reset(token)
         return _output(result.output)
