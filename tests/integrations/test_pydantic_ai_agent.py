@@ -24,12 +24,13 @@ from pydantic_ai.messages import (
     ModelResponse,
     TextPart,
     ToolCallPart,
+    ToolReturnPart,
 )
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.test import TestModel
 
-from tether import errors, integrations, retry
-from tether.integrations.pydantic_ai import TetherDurability, workflow_for
+from tether import errors, integrations, retry, types
+from tether.integrations.pydantic_ai import TetherDurability, _messages, workflow_for
 from tether.integrations.pydantic_ai import _errors as classify_module
 from tether.observe import metrics as obsmetrics
 from tether.observe import tracing
@@ -229,6 +230,99 @@ def test_model_errors_are_classified_and_retried_by_the_step(runtime: Runtime) -
         False,
     )
     assert "400" in failed.error["message"]
+
+
+def test_tool_errors_are_retried_when_transient_and_end_the_task_when_not(
+    runtime: Runtime,
+) -> None:
+    tries: list[str] = []
+
+    def use_tool(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if len(messages) == 1:
+            return ModelResponse(parts=[ToolCallPart("fetch", {"what": "x"}, tool_call_id="f1")])
+        return ModelResponse(parts=[TextPart("got it")])
+
+    agent = Agent(
+        FunctionModel(use_tool),
+        name="fetcher",
+        capabilities=[TetherDurability(tool_retry=retry.RetryPolicy(initial=0.01))],
+    )
+
+    @agent.tool_plain
+    def fetch(what: str) -> str:
+        tries.append(what)
+        if len(tries) == 1:
+            raise ConnectionResetError("the backend hung up")
+        if "broken" in what or len(tries) > 3:
+            raise ValueError("no such thing")
+        return "fetched"
+
+    runtime.register(agent)
+    ok = runtime.submit(agent="fetcher", input="go", tenant="a", session=None)
+    assert runtime.run(ok.id).output == "got it"
+    journal = runtime.store_call(lambda s: s.load_journal(ok.id))
+    assert [(s.kind, s.name, s.attempts) for s in journal][1] == ("tool", "fetch", 2)
+
+    tries.extend(["x", "x"])  # from now on the tool fails for good
+    bad = runtime.submit(agent="fetcher", input="go", tenant="a", session=None)
+    failed = runtime.run(bad.id)
+    assert failed.status == "failed" and failed.error is not None
+    assert (failed.error["type"], failed.error["error_class"]) == ("tool", "ToolFailed")
+    assert "ValueError: no such thing" in failed.error["message"]
+
+
+def test_the_task_retry_budget_bounds_model_retries(runtime: Runtime) -> None:
+    def down(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        raise pai_errors.ModelHTTPError(429, "down", body="slow down")
+
+    agent = Agent(
+        FunctionModel(down, model_name="down"),
+        name="down",
+        capabilities=[
+            TetherDurability(model_retry=retry.RetryPolicy(initial=0.01), retry_budget=2)
+        ],
+    )
+    runtime.register(agent)
+    task = runtime.submit(agent="down", input="hi", tenant="a", session=None)
+    failed = runtime.run(task.id)
+    assert failed.status == "failed" and failed.error is not None
+    assert failed.error["error_class"] == "BudgetExhausted"
+    assert "RateLimited" in failed.error["message"]
+    attempts = runtime.store_call(lambda s: s.list_attempts(task.id))
+    assert [a.error["error_class"] for a in attempts] == ["RateLimited", "RateLimited"]
+
+
+def test_a_session_written_by_another_agent_becomes_pydantic_ai_history() -> None:
+    plain = [
+        types.StoredMessage(1, types.Message(role="user", content="hi"), created_at=1.0),
+        types.StoredMessage(
+            2,
+            types.Message(
+                role="assistant",
+                tool_calls=(types.ToolCall(id="k1", name="look", arguments='{"q": 1}'),),
+            ),
+            created_at=2.0,
+        ),
+        types.StoredMessage(
+            3, types.Message(role="tool", content="seen", tool_call_id="k1", name="look")
+        ),
+        types.StoredMessage(4, types.Message(role="assistant", content="done")),
+    ]
+    history = _messages.history(plain)
+    assert [m.kind for m in history] == ["request", "response", "request", "response"]
+    assert history[1].parts == [ToolCallPart("look", '{"q": 1}', tool_call_id="k1")]
+    returned = history[2].parts[0]
+    assert isinstance(returned, ToolReturnPart)
+    assert (returned.tool_call_id, returned.content) == ("k1", "seen")
+    # and back: the readable messages of a group are what the plain ones were
+    group = _messages.group(history[1:])
+    assert [(m.role, m.content) for m in group] == [
+        ("assistant", None),
+        ("tool", "seen"),
+        ("assistant", "done"),
+    ]
+    assert group[-1].native is not None
+    assert _messages.load(group[-1].native["pydantic_ai"])[0].parts == history[1].parts
 
 
 def test_context_pressure_fires_at_80_percent_of_the_window(runtime: Runtime) -> None:
