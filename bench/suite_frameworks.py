@@ -11,7 +11,9 @@ answers: 2K + 1 durable units (model requests and tool calls). It runs
 - plain (no capability): Pydantic AI's own cost, the baseline;
 - with ``TetherDurability``, as a tether task (``Runtime.run``);
 - with ``DBOSDurability`` inside a ``@DBOS.workflow``, the tool a ``@DBOS.step``, so
-  that both engines journal the same units.
+  that both engines journal the same units;
+- and, for reference, tether's own ``Agent`` on the same workload (no Pydantic AI):
+  its "plain" column is still Pydantic AI's, so read its per-step column.
 
 Each runs at K = 5 and K = 25; the cost of a durable unit is the slope between them
 (the per-task cost, a claim or a workflow row, drops out), and the overhead per step
@@ -36,6 +38,11 @@ from typing import Any
 
 from bench import common
 
+LABELS = {
+    "tether": "PAI + tether",
+    "dbos": "PAI + DBOS",
+    "tether-agent": "tether Agent (ref.)",
+}
 SIZES = (5, 25)
 """Tool calls per run: 2K + 1 durable units."""
 
@@ -110,6 +117,38 @@ def tether(backend: str, workdir: str, runs: int) -> dict[str, float]:
         rt.close()
 
 
+def tether_agent(backend: str, workdir: str, runs: int) -> dict[str, float]:
+    """tether's own ``Agent`` on the same workload (``ScriptedModel``): what the steps
+    cost without Pydantic AI, to tell the integration's share from the store's."""
+    from tether import Agent, ScriptedModel, tool
+    from tether.runtime import Runtime
+
+    @tool
+    def noop(n: int) -> str:
+        """Do nothing, quickly."""
+        return f"ok {n}"
+
+    url = (
+        f"sqlite:///{os.path.join(workdir, 'tether-agent.db')}"
+        if backend == "sqlite"
+        else common.fresh_pg_database("bench_fw_tether_agent")
+    )
+    rt = Runtime(store=url)
+    for k in SIZES:
+        script = [*(ScriptedModel.call("noop", n=i) for i in range(k)), common.body(k)[:80]]
+        model = ScriptedModel(script)
+        rt.register(Agent(name=f"own{k}", model=model, tools=[noop], max_steps=k + 2))
+
+    def run(k: int) -> None:
+        task = rt.submit(agent=f"own{k}", input=f"count to {k}", tenant="b", session=None)
+        assert rt.run(task.id).status == "completed"
+
+    try:
+        return _timed(run, runs)
+    finally:
+        rt.close()
+
+
 def dbos(backend: str, workdir: str, runs: int) -> dict[str, float]:
     from dbos import DBOS, DBOSConfig
     from pydantic_ai.durable_exec.dbos import DBOSDurability
@@ -154,8 +193,8 @@ async def _call(fn: Callable[[str], Awaitable[str]], prompt: str) -> str:
 def one(system: str, backend: str, runs: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-fw-") as workdir:
         base = plain(runs)
-        durable = (
-            tether(backend, workdir, runs) if system == "tether" else dbos(backend, workdir, runs)
+        durable = {"tether": tether, "dbos": dbos, "tether-agent": tether_agent}[system](
+            backend, workdir, runs
         )
     step_ms = _per_step_ms(durable)
     return {
@@ -171,7 +210,9 @@ def one(system: str, backend: str, runs: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--system", choices=("tether", "dbos"), help="run one, print RESULT")
+    parser.add_argument(
+        "--system", choices=("tether", "dbos", "tether-agent"), help="run one, print RESULT"
+    )
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--runs", type=int, default=10, help="runs per size (median)")
@@ -181,7 +222,7 @@ def main() -> None:
         return
     rows = []
     for backend in args.backends.split(","):
-        for system in ("tether", "dbos"):
+        for system in ("tether", "dbos", "tether-agent"):
             cmd = [sys.executable, "-m", "bench.suite_frameworks", "--system", system,
                    "--backend", backend, "--runs", str(args.runs)]  # fmt: skip
             env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -197,7 +238,7 @@ def main() -> None:
     print(f"({args.runs} runs each, median)\n")
     print(f"{'engine':<22}{'store':<10}{'per step ms':>12}{'plain ms':>10}{'overhead ms':>13}")
     for r in rows:
-        label = {"tether": "tether (TetherDurab.)", "dbos": "DBOS (DBOSDurability)"}[r["system"]]
+        label = LABELS[r["system"]]
         if "error" in r:
             print(f"{label:<22}{r['backend']:<10}  failed: {r['error']}")
             continue
