@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel
-from pydantic_ai import Agent
+from pydantic_ai import Agent, ModelRetry, RunContext, Tool
 from pydantic_ai import exceptions as pai_errors
 from pydantic_ai.messages import (
     ModelMessage,
@@ -269,6 +269,44 @@ def test_tool_errors_are_retried_when_transient_and_end_the_task_when_not(
     assert failed.status == "failed" and failed.error is not None
     assert (failed.error["type"], failed.error["error_class"]) == ("tool", "ToolFailed")
     assert "ValueError: no such thing" in failed.error["message"]
+
+
+def test_a_custom_argument_validator_is_a_step_and_its_model_retry_a_value(
+    runtime: Runtime,
+) -> None:
+    def ask(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        returned = [p for m in messages for p in m.parts if isinstance(p, ToolReturnPart)]
+        if returned and returned[-1].outcome == "success":
+            return ModelResponse(parts=[TextPart(str(returned[-1].content))])
+        amount = 5 if returned else -5  # the first try is refused by the validator
+        return ModelResponse(parts=[ToolCallPart("pay", {"amount": amount})])
+
+    def positive(ctx: RunContext[None], amount: int) -> None:
+        if amount <= 0:
+            raise ModelRetry("the amount must be positive")
+
+    def pay(amount: int) -> str:
+        """Pay an amount."""
+        return f"paid {amount}"
+
+    agent = Agent(
+        FunctionModel(ask, model_name="payer"),
+        name="payer",
+        tools=[Tool(pay, args_validator=positive)],
+        capabilities=[TetherDurability()],
+    )
+    runtime.register(agent)
+    task = runtime.submit(agent="payer", input="pay", tenant="a", session=None)
+    assert runtime.run(task.id).output == "paid 5"
+    journal = runtime.store_call(lambda s: s.load_journal(task.id))
+    assert [(s.kind, s.name, s.status) for s in journal] == [
+        ("model", "payer", "completed"),
+        ("custom", "pay.validate", "completed"),  # its ModelRetry, journaled as a value
+        ("model", "payer", "completed"),
+        ("custom", "pay.validate", "completed"),
+        ("tool", "pay", "completed"),
+        ("model", "payer", "completed"),
+    ]
 
 
 def test_the_task_retry_budget_bounds_model_retries(runtime: Runtime) -> None:
