@@ -10,7 +10,8 @@ step's idempotency key (``tether.current_step()``) and appends ``key n`` to the 
 ledger (``$TETHER_PAI_DIR/effects.log``) only when that key is not there yet. Every
 execution, deduplicated or not, goes to ``starts.log`` (``key n pid``). When the file
 ``block`` holds ``n``, the call with that n waits, after its effect, until the file
-``release`` exists: the test's handle to kill or stop a worker mid-tool.
+``release`` exists: the test's handle to kill or stop a worker mid-tool. When it holds
+``model:T``, the model's turn T waits the same way (``model.log`` says it started).
 
 ``TETHER_PAI_VARIANT=changed`` gives the agent other instructions, so a task journaled
 by the plain agent no longer replays (non-determinism).
@@ -18,6 +19,7 @@ by the plain agent no longer replays (non-determinism).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -44,7 +46,7 @@ def _dir() -> Path:
     return Path(os.environ["TETHER_PAI_DIR"])
 
 
-def count(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+async def count(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
     """The model: one ``record`` call per turn up to the asked number, then the answer."""
     prompts = [
         p.content
@@ -64,6 +66,7 @@ def count(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         for p in m.parts
         if isinstance(p, ToolReturnPart) and p.tool_name == "record"
     ]
+    await _maybe_block_model(len(returns) + 1)
     if len(returns) < target:
         return ModelResponse(
             parts=[
@@ -71,6 +74,18 @@ def count(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
             ]
         )
     return ModelResponse(parts=[TextPart("counted: " + ", ".join(returns))])
+
+
+async def _maybe_block_model(turn: int) -> None:
+    """With ``block`` holding ``model:T``, model turn T waits until ``release`` exists."""
+    base = Path(os.environ.get("TETHER_PAI_DIR", "."))
+    block = base / "block"
+    if not (block.exists() and block.read_text().strip() == f"model:{turn}"):
+        return
+    with (base / "model.log").open("a") as f:
+        f.write(f"{turn} {os.getpid()}\n")
+    while not (base / "release").exists():
+        await asyncio.sleep(0.05)
 
 
 def record(n: int) -> str:

@@ -90,8 +90,14 @@ class Workers:
         path = self.dir / "effects.log"
         return path.read_text().splitlines() if path.exists() else []
 
-    def block_at(self, n: int) -> None:
+    def block_at(self, n: int | str) -> None:
         (self.dir / "block").write_text(str(n))
+
+    def model_calls(self) -> list[tuple[int, int]]:
+        """Every model turn that blocked: (turn, pid)."""
+        path = self.dir / "model.log"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [(int(t), int(pid)) for t, pid in (line.split() for line in lines)]
 
     def release(self) -> None:
         (self.dir / "release").write_text("go")
@@ -177,25 +183,48 @@ def test_sigkill_mid_tool_two_workers_on_postgres_resume_with_the_same_key(
         messages = store_call(workers.store_url, lambda s, t=task: s.list_messages(t.session_id))
         assert _readable(messages) == want_messages
 
-    # Each side effect once per key; only the killed worker's in-flight tool ran twice,
-    # with the same key, and the second time on the survivor.
+    # Each side effect once per key. A step ran again only where a new run of its task
+    # began at it: the killed worker's in-flight tool (and, should a loaded machine let
+    # a live worker's lease lapse, that task's step in flight), always with the same key.
     effects = workers.effects()
     assert len(effects) == len(set(effects)) == 9
-    runs = Counter(key for key, _, _ in workers.starts())
-    assert {k for k, c in runs.items() if c > 1} == in_flight
-    assert all(runs[k] == 2 for k in in_flight)
+    expected: Counter[str] = Counter()
+    for task in done:
+        history = store_call(workers.store_url, lambda s, t=task: s.list_runs(t.id))
+        expected.update(f"{task.id}:{i}" for i in (1, 3, 5))
+        expected.update(f"{task.id}:{r.from_step}" for r in history[1:])
+        journal = store_call(workers.store_url, lambda s, t=task: s.load_journal(t.id))
+        assert [s.kind for s in journal] == ["model", "tool"] * 3 + ["model"]
+    assert Counter(key for key, _, _ in workers.starts()) == expected
     for key in in_flight:
         pids = [pid for k, _, pid in workers.starts() if k == key]
-        assert pids == [victim.proc.pid, survivor.proc.pid]
-    for task in done:
-        if any(k.startswith(task.id) for k in in_flight):
-            history = store_call(workers.store_url, lambda s, t=task: s.list_runs(t.id))
-            assert [r.from_step for r in history] == [0, 3]
-            journal = store_call(workers.store_url, lambda s, t=task: s.load_journal(t.id))
-            assert [s.kind for s in journal] == ["model", "tool"] * 3 + ["model"]
-            events = store_call(workers.store_url, lambda s, t=task: s.list_events(t.id))
-            recovered = [e.data for e in events if e.name == "task.recovered"]
-            assert [(r["reason"], r["from_step"]) for r in recovered] == [("recovery", 3)]
+        assert pids[:2] == [victim.proc.pid, survivor.proc.pid]
+        task_id = key.split(":")[0]
+        events = store_call(workers.store_url, lambda s, t=task_id: s.list_events(t))
+        recovered = [e.data for e in events if e.name == "task.recovered"]
+        assert ("recovery", 3) in [(r["reason"], r["from_step"]) for r in recovered]
+
+
+def test_sigkill_mid_model_call_the_restarted_worker_takes_its_task_back(
+    on_sqlite: Workers,
+) -> None:
+    workers = on_sqlite
+    workers.block_at("model:2")
+    task = workers.submit("count to 3")
+    first = workers.start("same")
+    wait_until(workers.model_calls, what="the model's second turn to start", timeout=60)
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait()
+    workers.release()
+    again = workers.start("same")  # the same worker id: it takes its lease back at once
+    done = wait_until(lambda: workers.finished(task.id), what="task done", timeout=60)
+    assert done.status == "completed" and done.output == EXPECTED
+    runs = store_call(workers.store_url, lambda s: s.list_runs(task.id))
+    assert [r.from_step for r in runs] == [0, 2]  # the model step in flight ran again
+    assert [pid for _, pid in workers.model_calls()] == [first.proc.pid, again.proc.pid]
+    effects = workers.effects()
+    assert [line.split()[0] for line in effects] == [f"{task.id}:{i}" for i in (1, 3, 5)]
+    assert len(workers.starts()) == 3  # no tool ran twice
 
 
 def test_sigterm_mid_tool_drains_and_another_worker_finishes(on_sqlite: Workers) -> None:
