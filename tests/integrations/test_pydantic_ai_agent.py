@@ -309,6 +309,29 @@ def test_a_custom_argument_validator_is_a_step_and_its_model_retry_a_value(
     ]
 
 
+def test_deps_are_built_from_the_task(runtime: Runtime) -> None:
+    def ask(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        returned = [p for m in messages for p in m.parts if isinstance(p, ToolReturnPart)]
+        if returned:
+            return ModelResponse(parts=[TextPart(str(returned[-1].content))])
+        return ModelResponse(parts=[ToolCallPart("whoami", {})])
+
+    agent = Agent(
+        FunctionModel(ask),
+        name="deps",
+        deps_type=str,
+        capabilities=[TetherDurability(deps=lambda task: f"tenant {task.tenant}")],
+    )
+
+    @agent.tool
+    def whoami(ctx: RunContext[str]) -> str:
+        return ctx.deps
+
+    runtime.register(agent)
+    task = runtime.submit(agent="deps", input="who?", tenant="acme", session=None)
+    assert runtime.run(task.id).output == "tenant acme"
+
+
 def test_the_task_retry_budget_bounds_model_retries(runtime: Runtime) -> None:
     def down(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         raise pai_errors.ModelHTTPError(429, "down", body="slow down")

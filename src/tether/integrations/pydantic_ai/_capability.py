@@ -9,7 +9,7 @@ a plain Pydantic AI agent.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +24,7 @@ from pydantic_ai.durable_exec._operation_backend import in_durable_unit
 from pydantic_ai.models import Model
 from pydantic_ai.tools import AgentDepsT
 
-from tether import errors, retry
+from tether import errors, retry, types
 from tether.integrations.pydantic_ai import _backend, _run
 
 
@@ -39,7 +39,9 @@ class TetherDurability(BaseDurabilityCapability[AgentDepsT]):
     ``context_window`` (default: the model profile's) is what the session's reported
     input tokens are measured against; at ``warn_at`` of it a ``context.pressure``
     event fires. ``model_retry``, ``tool_retry`` and ``retry_budget`` are the task's
-    retry settings, as on tether's ``Agent``.
+    retry settings, as on tether's ``Agent``. ``deps(task)`` builds the run's ``deps``
+    from the task record (at every run of the task, a resumed one too, so it must build
+    the same deps from the same task).
     """
 
     engine_spec = DurabilityEngineSpec(
@@ -74,10 +76,12 @@ class TetherDurability(BaseDurabilityCapability[AgentDepsT]):
         model_retry: retry.RetryPolicy | None = None,
         tool_retry: retry.RetryPolicy | None = None,
         retry_budget: int | None = 20,
+        deps: Callable[[types.TaskRecord], Any] | None = None,
     ) -> None:
         super().__init__(models=models, name=name)
         if not 0 < warn_at <= 1:
             raise errors.InvalidInput(f"warn_at must be in (0, 1], not {warn_at}")
+        self.deps = deps
         self.context_window = context_window
         self.warn_at = warn_at
         defaults = retry.Retries()

@@ -28,6 +28,10 @@ class PydanticAIWorkflow:
         self.name = agent.name or durability.name
         self.retries: retry.Retries = durability.retries
 
+    def _deps(self, ctx: TaskContext) -> Any:
+        build = self.durability.deps
+        return build(ctx.task) if build is not None else None
+
     def __repr__(self) -> str:
         return f"PydanticAIWorkflow({self.name!r})"
 
@@ -44,7 +48,9 @@ class PydanticAIWorkflow:
         token = _run.CURRENT.set(run)
         try:
             with AbstractAgent.using_thread_executor(_threads.THREADS):
-                result = await self.wraps.run(input, message_history=history or None)
+                result = await self.wraps.run(
+                    input, message_history=history or None, deps=self._deps(ctx)
+                )
             await run.finish(result.all_messages())
         except BaseException as exc:
             found = _unwrap(exc)
