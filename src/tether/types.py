@@ -56,9 +56,9 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
-    native: dict[str, Any] | None = field(default=None, hash=False)
-    """The message in its framework's own JSON (an integration's), kept so that converting
-    it back is exact; role, content and tool calls above are what operators read."""
+    raw: Any = field(default=None, hash=False)
+    """Another framework's own JSON for this message (an Agents SDK input item), kept
+    verbatim so converting back is exact; None for tether's own messages."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role, "content": self.content}
@@ -68,8 +68,8 @@ class Message:
             out["tool_call_id"] = self.tool_call_id
         if self.name is not None:
             out["name"] = self.name
-        if self.native is not None:
-            out["native"] = self.native
+        if self.raw is not None:
+            out["raw"] = self.raw
         return out
 
     @staticmethod
@@ -83,7 +83,7 @@ class Message:
             tool_calls=tuple(ToolCall.from_dict(c) for c in data.get("tool_calls") or ()),
             tool_call_id=data.get("tool_call_id"),
             name=data.get("name"),
-            native=data.get("native"),
+            raw=data.get("raw"),
         )
 
 

@@ -382,8 +382,9 @@ def test_a_session_written_by_another_agent_becomes_pydantic_ai_history() -> Non
         ("tool", "seen"),
         ("assistant", "done"),
     ]
-    assert group[-1].native is not None
-    assert _messages.load(group[-1].native["pydantic_ai"])[0].parts == history[1].parts
+    raw = _messages.ours(group[-1])
+    assert raw is not None
+    assert _messages.load(raw["pydantic_ai"])[0].parts == history[1].parts
 
 
 def test_context_pressure_fires_at_80_percent_of_the_window(runtime: Runtime) -> None:

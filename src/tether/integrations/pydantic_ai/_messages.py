@@ -7,7 +7,7 @@ may carry several tool results, and the first request of a task carries the task
 input, which tether already stored as the session's user message.
 
 So the messages one step writes form a *group*: readable tether messages, one per part
-worth reading, and on the group's last message ``native = {"pydantic_ai": [...]}``, the
+worth reading, and on the group's last message ``raw = {"pydantic_ai": [...]}``, the
 exact JSON of the Pydantic AI messages the group stands for (only their parts not in the
 session yet), with ``"covers": [seq]`` naming the plain user message (the task's input)
 that JSON already holds. The group's other messages carry ``{"pydantic_ai": None}``: a
@@ -29,7 +29,7 @@ from pydantic_ai import messages as pai
 from tether import types
 
 KEY = "pydantic_ai"
-"""The key of a message's ``native`` that holds Pydantic AI JSON."""
+"""The key of a message's ``raw`` that holds Pydantic AI JSON."""
 
 _VOLATILE = frozenset({"timestamp", "run_id", "conversation_id"})
 """Fields a re-run fills in anew (the clock, the run's ids): left out of fingerprints."""
@@ -63,18 +63,24 @@ def history(stored: Sequence[types.StoredMessage]) -> list[pai.ModelMessage]:
     """The session's messages as Pydantic AI's ``message_history``."""
     covered: set[int] = set()
     for m in stored:
-        native = m.message.native
-        if native is not None and KEY in native:
-            covered.update(int(seq) for seq in native.get("covers") or ())
+        raw = ours(m.message)
+        if raw is not None:
+            covered.update(int(seq) for seq in raw.get("covers") or ())
     out: list[pai.ModelMessage] = []
     for m in stored:
-        native = m.message.native
-        if native is not None and KEY in native:
-            if native[KEY] is not None:
-                out.extend(load(native[KEY]))
+        raw = ours(m.message)
+        if raw is not None:
+            if raw[KEY] is not None:
+                out.extend(load(raw[KEY]))
         elif m.seq not in covered:
             out.append(_plain(m))
     return out
+
+
+def ours(message: types.Message) -> dict[str, Any] | None:
+    """The message's Pydantic AI ``raw``, or None (a plain message, another framework's)."""
+    raw = message.raw
+    return raw if isinstance(raw, dict) and KEY in raw else None
 
 
 def _plain(stored: types.StoredMessage) -> pai.ModelMessage:
@@ -130,21 +136,21 @@ def group(
     if not readable:
         # Every part was the input or unreadable: one message still carries the JSON.
         readable.append(types.Message(role="user", content=None))
-    native: dict[str, Any] = {KEY: dump(new)}
+    raw: dict[str, Any] = {KEY: dump(new)}
     if covers:
-        native["covers"] = covers
-    head = [_with_native(m, {KEY: None}) for m in readable[:-1]]
-    return [*head, _with_native(readable[-1], native)]
+        raw["covers"] = covers
+    head = [_with_raw(m, {KEY: None}) for m in readable[:-1]]
+    return [*head, _with_raw(readable[-1], raw)]
 
 
-def _with_native(message: types.Message, native: dict[str, Any]) -> types.Message:
+def _with_raw(message: types.Message, raw: dict[str, Any]) -> types.Message:
     return types.Message(
         role=message.role,
         content=message.content,
         tool_calls=message.tool_calls,
         tool_call_id=message.tool_call_id,
         name=message.name,
-        native=native,
+        raw=raw,
     )
 
 

@@ -122,10 +122,10 @@ class TaskRun:
             },
             started_data={"model": name},
         )
-        native = response.message.native or {}
-        if native.get("covers"):
+        raw = _messages.ours(response.message) or {}
+        if raw.get("covers"):
             self._input_covered = True
-        stored = native.get(_messages.KEY) or []
+        stored = raw.get(_messages.KEY) or []
         return stored[-1]
 
     async def other_step(
