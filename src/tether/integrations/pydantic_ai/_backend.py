@@ -34,7 +34,6 @@ from pydantic_ai.durable_exec._operation_names import DurableInvocationName
 from pydantic_core import to_jsonable_python
 
 from tether import errors, types
-from tether.execution.context import Heartbeat
 from tether.integrations.pydantic_ai import _errors, _messages
 
 if TYPE_CHECKING:
@@ -162,6 +161,3 @@ def usage_of(payload: Any) -> types.Usage | None:
         prompt_tokens=int(usage.get("input_tokens") or 0),
         completion_tokens=int(usage.get("output_tokens") or 0),
     )
-
-
-Execute = Callable[[int, Heartbeat], Awaitable[Any]]
