@@ -266,3 +266,4 @@ def test_a_replay_whose_inputs_differ_is_a_nondeterminism_error(on_sqlite: Worke
     assert done.error["error_class"] == "NonDeterminism"
     assert "replay diverged at step 0" in done.error["message"]
     assert "'counter-model'" in done.error["message"]
+    assert "twice as carefully" in done.error["message"]  # what the step was asked now

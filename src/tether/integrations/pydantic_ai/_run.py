@@ -18,7 +18,6 @@ from pydantic_ai import messages as pai
 from tether import errors, retry, types
 from tether.context.ledger import Ledger
 from tether.execution.context import Heartbeat, StepOutcome, TaskContext
-from tether.execution.fingerprint import fingerprint
 from tether.integrations.pydantic_ai import _backend, _messages
 from tether.observe import events
 
@@ -100,11 +99,9 @@ class TaskRun:
         response: types.ModelResponse = await self.ctx.run_step(
             "model",
             name,
-            {"model": name},
+            # What it was asked: the request's new parts (not their timestamps).
+            {"model": name, "new": _messages.stable(_messages.dump(new))},
             execute,
-            input_fingerprint=fingerprint(
-                "model", name, {"model": name, "new": _messages.stable(_messages.dump(new))}
-            ),
             policy=self.retries.model,
             where="model",
             outcome=StepOutcome(
