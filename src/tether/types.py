@@ -56,6 +56,9 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+    raw: Any = field(default=None, hash=False)
+    """Another framework's own JSON for this message (an Agents SDK input item), kept
+    verbatim so converting back is exact; None for tether's own messages."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role, "content": self.content}
@@ -65,6 +68,8 @@ class Message:
             out["tool_call_id"] = self.tool_call_id
         if self.name is not None:
             out["name"] = self.name
+        if self.raw is not None:
+            out["raw"] = self.raw
         return out
 
     @staticmethod
@@ -78,6 +83,7 @@ class Message:
             tool_calls=tuple(ToolCall.from_dict(c) for c in data.get("tool_calls") or ()),
             tool_call_id=data.get("tool_call_id"),
             name=data.get("name"),
+            raw=data.get("raw"),
         )
 
 

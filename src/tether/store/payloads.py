@@ -12,7 +12,9 @@ versions; it never becomes ``None`` or an empty history.
 What each kind's payload is, in format version 2 (this release):
 
 - ``message``: the ``payload`` column, ``Message.to_dict()``:
-  ``{"role", "content", "tool_calls"?, "tool_call_id"?, "name"?}``.
+  ``{"role", "content", "tool_calls"?, "tool_call_id"?, "name"?, "raw"?}`` (``raw``, an
+  integration's own JSON of the message, is optional and additive: readers that do not
+  know it read the rest unchanged).
 - ``step``: the step row's JSON columns as one object:
   ``{"output", "error", "usage", "message_seqs"}`` (``output`` is the step's result
   as ``run_step`` recorded it, except that a copy of a message the step appended is a
