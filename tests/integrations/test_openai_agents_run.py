@@ -1,0 +1,243 @@
+"""Agents SDK agents run as tether tasks, in this process, against the stand-in server:
+registration, steps and their kinds, the session as the conversation, handoffs,
+agents as tools, structured output, guardrails, errors and token accounting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import oa_agents
+import pytest
+from agents import Agent
+from agents.items import ModelResponse
+from agents.usage import Usage
+from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage
+
+from tether import Runtime, errors, types
+from tether.context.view import context_view
+from tether.integrations import workflow_for
+from tether.integrations.openai_agents import OpenAIAgentsWorkflow, codec, conversation
+from tether.testing import Fault, StandInModelServer
+
+
+def journal(runtime: Runtime, task_id: str) -> list[tuple[str, str, str]]:
+    steps = runtime.store_call(lambda s: s.load_journal(task_id))
+    return [(s.kind, s.name, s.status) for s in steps]
+
+
+def event_names(runtime: Runtime, task_id: str) -> list[str]:
+    return [e.name for e in runtime.store_call(lambda s: s.list_events(task_id))]
+
+
+def test_an_agent_registers_as_it_is_and_each_call_is_a_step(
+    tmp_path: Path, oa_server: StandInModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TETHER_TEST_EFFECTS", str(tmp_path / "effects.jsonl"))
+    agents = oa_agents.build()
+    counter = agents["counter"]
+    with Runtime(f"sqlite:///{tmp_path / 'r.db'}") as runtime:
+        runtime.register(counter)
+        runtime.register(counter)  # the same agent again: nothing changes
+        assert list(runtime.workflows) == ["counter"]
+        assert runtime.workflows["counter"].wraps is counter  # type: ignore[attr-defined]
+        with pytest.raises(errors.InvalidInput, match="already registered"):
+            runtime.register(agents["counter"].clone())
+        task = runtime.submit("counter", "count 2")
+        result = runtime.run(task.id)
+        assert (result.status, result.output) == ("completed", "recorded 1..2 (turn 1)")
+        assert journal(runtime, task.id) == [
+            ("custom", "input_guardrail:polite", "completed"),
+            ("model", "stand-in", "completed"),
+            ("tool", "record", "completed"),
+            ("model", "stand-in", "completed"),
+            ("tool", "record", "completed"),
+            ("model", "stand-in", "completed"),
+            ("custom", "openai_agents.turn", "completed"),
+        ]
+        names = event_names(runtime, task.id)
+        assert names.count("step.started") == names.count("step.completed") == 7
+        steps = runtime.store_call(lambda s: s.load_journal(task.id))
+        model_steps = [s for s in steps if s.kind == "model"]
+        assert all(s.usage is not None and s.usage.prompt_tokens > 0 for s in model_steps)
+    # the tool's key is its step's: task id and step index
+    ledger = oa_agents.effects(tmp_path / "effects.jsonl")
+    assert ledger == [{"key": f"{task.id}:2", "n": 1}, {"key": f"{task.id}:4", "n": 2}]
+    # the user's agent is untouched: still the SDK's own model and tool objects
+    assert type(counter.model).__name__ == "OpenAIChatCompletionsModel"
+    assert counter.input_guardrails[0].run_in_parallel is True
+    assert workflow_for(counter.tools[0]) is None
+
+
+def test_the_session_is_the_conversation_across_tasks(
+    tmp_path: Path, oa_server: StandInModelServer
+) -> None:
+    agents = oa_agents.build()
+    with Runtime(f"sqlite:///{tmp_path / 'r.db'}") as runtime:
+        runtime.register(agents["counter"])
+        first = runtime.submit("counter", "count 1")
+        assert runtime.run(first.id).output == "recorded 1..1 (turn 1)"
+        second = runtime.submit("counter", "count 1", session=first.session_id)
+        assert runtime.run(second.id).output == "recorded 1..1 (turn 2)"
+        stored = runtime.store_call(lambda s: s.list_messages(first.session_id))
+    # the second task's first request carried the first task's whole turn
+    second_request = oa_server.requests[2]["messages"]
+    assert [m["role"] for m in second_request] == [
+        "system", "user", "assistant", "tool", "assistant", "user",
+    ]  # fmt: skip
+    readable = [(m.message.role, m.message.content, m.task_id) for m in stored]
+    assert readable == [
+        ("user", "count 1", first.id),
+        ("assistant", None, first.id),
+        ("tool", "recorded 1", first.id),
+        ("assistant", "recorded 1..1 (turn 1)", first.id),
+        ("user", "count 1", second.id),
+        ("assistant", None, second.id),
+        ("tool", "recorded 1", second.id),
+        ("assistant", "recorded 1..1 (turn 2)", second.id),
+    ]
+    assert stored[1].message.tool_calls[0].name == "record"
+    # items -> messages -> items is exact
+    items = [m.message.raw["openai_agents"] for m in stored if m.message.raw]
+    assert conversation.to_items(conversation.to_messages(items)) == items
+
+
+def test_messages_of_other_writers_become_items() -> None:
+    call = types.ToolCall("c1", "record", '{"n": 1}')
+    messages = [
+        types.Message("system", "be brief"),
+        types.Message("user", "hi"),
+        types.Message("assistant", "let me see", tool_calls=(call,)),
+        types.Message("tool", "recorded 1", tool_call_id="c1"),
+    ]
+    assert conversation.to_items(messages) == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "let me see"},
+        {"type": "function_call", "call_id": "c1", "name": "record", "arguments": '{"n": 1}'},
+        {"type": "function_call_output", "call_id": "c1", "output": "recorded 1"},
+    ]
+
+
+def test_a_model_response_round_trips_exactly() -> None:
+    response = ModelResponse(
+        output=[
+            ResponseOutputMessage.model_validate(
+                {
+                    "id": "m1",
+                    "type": "message",
+                    "role": "assistant",
+                    "status": "completed",
+                    "content": [{"type": "output_text", "text": "hi", "annotations": []}],
+                }
+            ),
+            ResponseFunctionToolCall(
+                type="function_call", call_id="c1", name="record", arguments="{}"
+            ),
+        ],
+        usage=Usage(requests=1, input_tokens=12, output_tokens=3, total_tokens=15),
+        response_id="r1",
+        request_id="q1",
+    )
+    back = codec.decode_response(json.loads(json.dumps(codec.encode_response(response))))
+    assert back == response
+    assert [i.model_dump(exclude_unset=True) for i in back.output] == [
+        i.model_dump(exclude_unset=True) for i in response.output
+    ]
+
+
+def test_handoffs_and_agents_as_tools_journal_the_nested_agents(
+    tmp_path: Path, oa_server: StandInModelServer
+) -> None:
+    agents = oa_agents.build()
+    with Runtime(f"sqlite:///{tmp_path / 'r.db'}") as runtime:
+        runtime.register(agents["triage"])
+        runtime.register(agents["manager"])
+        handed = runtime.run(runtime.submit("triage", "I was charged twice").id)
+        assert (handed.status, handed.output) == ("completed", "refunded 5")
+        assert journal(runtime, handed.id) == [
+            ("model", "stand-in", "completed"),  # triage: transfer_to_billing
+            ("model", "stand-in", "completed"),  # billing: refund
+            ("tool", "refund", "completed"),
+            ("model", "stand-in", "completed"),  # billing: the answer
+            ("custom", "openai_agents.turn", "completed"),
+        ]
+        stored = runtime.store_call(lambda s: s.list_messages(handed.task.session_id))
+        assert [c.name for m in stored for c in m.message.tool_calls] == [
+            "transfer_to_billing",
+            "refund",
+        ]
+        tooled = runtime.run(runtime.submit("manager", "say hello in French").id)
+        assert (tooled.status, tooled.output) == ("completed", "translated: bonjour")
+        assert journal(runtime, tooled.id) == [
+            ("model", "stand-in", "completed"),  # manager: translate
+            ("model", "stand-in", "completed"),  # translator (nested): lookup
+            ("tool", "lookup", "completed"),
+            ("model", "stand-in", "completed"),  # translator: bonjour
+            ("model", "stand-in", "completed"),  # manager: the answer
+            ("custom", "openai_agents.turn", "completed"),
+        ]
+
+
+def test_a_structured_output_is_the_tasks_json(
+    tmp_path: Path, oa_server: StandInModelServer
+) -> None:
+    with Runtime(f"sqlite:///{tmp_path / 'r.db'}") as runtime:
+        runtime.register(oa_agents.build()["ticketer"])
+        result = runtime.run(runtime.submit("ticketer", "my card was charged twice").id)
+    assert result.output == {"topic": "billing", "urgent": True}
+
+
+def failure(result: Any) -> dict[str, Any]:
+    assert result.status == "failed"
+    error: dict[str, Any] = result.task.error
+    return error
+
+
+def test_the_sdks_errors_are_classified(tmp_path: Path, oa_server: StandInModelServer) -> None:
+    agents = oa_agents.build()
+    with Runtime(f"sqlite:///{tmp_path / 'r.db'}") as runtime:
+        runtime.register(agents["counter"])
+        runtime.register(OpenAIAgentsWorkflow(agents["triage"], name="short", max_turns=1))
+        refused = failure(runtime.run(runtime.submit("counter", "forbidden count 1").id))
+        assert (refused["error_class"], refused["retryable"]) == ("InvalidInput", False)
+        assert "input guardrail 'polite'" in refused["message"]
+
+        too_long = failure(runtime.run(runtime.submit("short", "refund me").id))
+        assert (too_long["type"], too_long["error_class"]) == ("agent", "MaxStepsExceeded")
+
+        oa_server.inject(Fault.status(429, retry_after=0), Fault.status(503, retry_after=0))
+        retried = runtime.run(runtime.submit("counter", "count 1").id)
+        assert retried.status == "completed"
+        steps = runtime.store_call(lambda s: s.load_journal(retried.id))
+        assert [s.attempts for s in steps if s.kind == "model"] == [3, 1]
+        attempts = runtime.store_call(lambda s: s.list_attempts(retried.id))
+        assert [a.error["error_class"] for a in attempts] == ["RateLimited", "ServerError"]
+
+        oa_server.inject(Fault.status(401))
+        rejected = failure(runtime.run(runtime.submit("counter", "count 1").id))
+        assert (rejected["type"], rejected["error_class"]) == ("model", "ModelRejected")
+        assert rejected["retryable"] is False
+        assert "401" in rejected["message"]
+
+
+def test_tokens_count_per_session_and_pressure_fires_at_80_percent(
+    tmp_path: Path, oa_server: StandInModelServer
+) -> None:
+    agent: Agent[Any] = oa_agents.build()["counter"]
+    # the stand-in counts about 60 prompt tokens for a first request of this agent
+    small = OpenAIAgentsWorkflow(agent, context_window=90, reserve_output=10)
+    with Runtime(f"sqlite:///{tmp_path / 'r.db'}") as runtime:
+        runtime.register(small)
+        result = runtime.run(runtime.submit("counter", "count 1").id)
+        assert result.status == "completed"
+        session = runtime.store_call(lambda s: s.get_session(result.task.session_id))
+        events = runtime.store_call(lambda s: s.list_events(result.id))
+    view = context_view(session.state)
+    steps = [e for e in events if e.name == "step.completed" and e.data.get("kind") == "model"]
+    last_prompt = steps[-1].data["usage"]["prompt_tokens"]
+    assert (view["tokens"], view["limit"], view["window"]) == (last_prompt, 80, 90)
+    pressure = [e for e in events if e.name == "context.pressure"]
+    assert len(pressure) == 1  # once, at the first call past 80% of the budget
+    assert pressure[0].data["tokens"] >= 64 and pressure[0].data["limit"] == 80
