@@ -6,6 +6,8 @@ import asyncio
 import os
 import signal
 import sys
+import threading
+import time
 from typing import Annotated
 
 import typer
@@ -147,10 +149,20 @@ async def _close_models(runtime: Runtime) -> None:
 async def _leave_stuck_threads(loop: asyncio.AbstractEventLoop) -> None:
     """A sync tool released past the grace period may still run in its thread, which
     Python would wait for at exit. Its lease is released and its result would be fenced
-    off, so the process exits without waiting for it."""
-    try:
-        await asyncio.wait_for(loop.shutdown_default_executor(), timeout=1.0)
-    except TimeoutError:
+    off, so the process exits without waiting for it.
+
+    The executor is shut down from a thread of its own: on Python 3.11,
+    ``loop.shutdown_default_executor()`` joins its helper thread even when cancelled,
+    which would block this loop behind the stuck tool."""
+    executor = getattr(loop, "_default_executor", None)
+    if executor is None:
+        return
+    closing = threading.Thread(target=executor.shutdown, kwargs={"wait": True}, daemon=True)
+    closing.start()
+    deadline = time.monotonic() + 1.0
+    while closing.is_alive() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    if closing.is_alive():
         err.print("exiting with a released tool still running in a thread", highlight=False)
         sys.stdout.flush()
         sys.stderr.flush()
