@@ -4,6 +4,7 @@ agents as tools, structured output, guardrails, errors and token accounting."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -241,3 +242,21 @@ def test_tokens_count_per_session_and_pressure_fires_at_80_percent(
     pressure = [e for e in events if e.name == "context.pressure"]
     assert len(pressure) == 1  # once, at the first call past 80% of the budget
     assert pressure[0].data["tokens"] >= 64 and pressure[0].data["limit"] == 80
+
+
+def test_the_handoff_example_runs_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TETHER_MODEL_URL", raising=False)
+    path = Path(__file__).resolve().parents[2] / "examples" / "openai_agents_handoff.py"
+    spec = importlib.util.spec_from_file_location("openai_agents_handoff_example", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    try:
+        with Runtime(f"sqlite:///{tmp_path / 'ex.db'}") as runtime:
+            runtime.register(example.triage)
+            result = runtime.run(runtime.submit("triage", "I was charged twice").id)
+    finally:
+        example.OFFLINE.close()
+    assert result.status == "completed"
+    assert result.output.startswith("Done: refunded 1999 cents on order 42")
+    assert list(example.REFUNDS) == [f"{result.id}:2"]
