@@ -15,11 +15,16 @@ from agents import Agent
 from agents.items import ModelResponse
 from agents.usage import Usage
 from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tether import Runtime, errors, types
 from tether.context.view import context_view
 from tether.integrations import workflow_for
 from tether.integrations.openai_agents import OpenAIAgentsWorkflow, codec, conversation
+from tether.observe import metrics
+from tether.observe.tracing import TracingObserver
 from tether.testing import Fault, StandInModelServer
 
 
@@ -260,3 +265,40 @@ def test_the_handoff_example_runs_offline(tmp_path: Path, monkeypatch: pytest.Mo
     assert result.status == "completed"
     assert result.output.startswith("Done: refunded 1999 cents on order 42")
     assert list(example.REFUNDS) == [f"{result.id}:2"]
+
+
+def test_metrics_and_spans_are_tethers_own(tmp_path: Path, oa_server: StandInModelServer) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = metrics.Metrics()
+    try:
+        with Runtime(
+            f"sqlite:///{tmp_path / 'r.db'}",
+            observers=[TracingObserver(provider)],
+            metrics=registry,
+        ) as runtime:
+            runtime.register(oa_agents.build()["triage"])
+            result = runtime.run(runtime.submit("triage", "refund me").id)
+    finally:
+        provider.shutdown()
+    assert result.status == "completed"
+    names = sorted(s.name for s in exporter.get_finished_spans())
+    assert names == sorted(
+        [
+            "invoke_agent triage",
+            *["chat stand-in"] * 3,
+            "execute_tool refund",
+            "step openai_agents.turn",
+        ]
+    )
+    chat = next(s for s in exporter.get_finished_spans() if s.name == "chat stand-in")
+    assert dict(chat.attributes or {})["gen_ai.usage.input_tokens"] > 0
+
+    def sample(name: str, **labels: str) -> float | None:
+        value: float | None = registry.registry.get_sample_value(name, labels)
+        return value
+
+    assert sample("tether_tasks_finished_total", task_type="triage", outcome="completed") == 1
+    for step in range(5):
+        assert sample("tether_task_steps_completed_total", task_type="triage", step=str(step)) == 1
