@@ -11,7 +11,7 @@ from typing import Any
 
 import oa_agents
 import pytest
-from agents import Agent
+from agents import Agent, function_tool
 from agents.items import ModelResponse
 from agents.usage import Usage
 from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage
@@ -220,6 +220,19 @@ def test_the_sdks_errors_are_classified(tmp_path: Path, oa_server: StandInModelS
         assert [s.attempts for s in steps if s.kind == "model"] == [3, 1]
         attempts = runtime.store_call(lambda s: s.list_attempts(retried.id))
         assert [a.error["error_class"] for a in attempts] == ["RateLimited", "ServerError"]
+
+        @function_tool(name_override="record", needs_approval=True)
+        def guarded_record(n: int) -> str:
+            """Record a number, once a person approves."""
+            return f"recorded {n}"
+
+        approver = Agent(
+            name="approver", instructions="COUNTER", model=oa_agents.model(), tools=[guarded_record]
+        )
+        runtime.register(approver)
+        stopped = failure(runtime.run(runtime.submit("approver", "count 1").id))
+        assert stopped["error_class"] == "WorkflowFailed"
+        assert "approval of tool calls ['record']" in stopped["message"]
 
         oa_server.inject(Fault.status(401))
         rejected = failure(runtime.run(runtime.submit("counter", "count 1").id))

@@ -90,6 +90,13 @@ class OpenAIAgentsWorkflow:
             scope.Scope.unbind(token)
             if self.run_config is None:
                 await config.model_provider.aclose()
+        if result.interruptions:
+            names = sorted({i.name or "?" for i in result.interruptions})
+            raise errors.WorkflowFailed(
+                f"agent {self.name!r} stopped for the approval of tool calls {names}; "
+                "tether does not run approval interruptions (needs_approval) yet: give these "
+                "tools needs_approval=False, or approve inside the tool"
+            )
         new_items = [item.to_input_item() for item in result.new_items]
         output = final_output(result.final_output)
         messages = conversation.to_messages(new_items)
