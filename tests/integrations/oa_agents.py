@@ -106,6 +106,8 @@ def model() -> OpenAIChatCompletionsModel:
         base_url=os.environ.get("TETHER_TEST_MODEL_URL", "http://127.0.0.1:9/v1"),
         api_key="stand-in",
         max_retries=0,
+        # no pooled connection outlives the event loop of the task that made it
+        default_headers={"Connection": "close"},
     )
     return OpenAIChatCompletionsModel(model="stand-in", openai_client=client)
 
