@@ -165,7 +165,7 @@ def script(request: types.ModelRequest) -> Any:
             return ScriptedModel.call("record", n=len(results) + 1)
         turns = sum(1 for m in request.messages if m.role == "user")
         return f"recorded 1..{upto} (turn {turns})"
-    if system == "TRIAGE":
+    if system in ("TRIAGE", "DESK"):
         return ScriptedModel.call("transfer_to_billing")
     if system == "BILLING":
         if not any(m.name == "refund" or "refunded" in (m.content or "") for m in results):

@@ -11,7 +11,14 @@ from typing import Any
 
 import oa_agents
 import pytest
-from agents import Agent, function_tool
+from agents import (
+    Agent,
+    GuardrailFunctionOutput,
+    RunContextWrapper,
+    function_tool,
+    handoff,
+    output_guardrail,
+)
 from agents.items import ModelResponse
 from agents.usage import Usage
 from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage
@@ -19,6 +26,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import tether
 from tether import Runtime, errors, types
 from tether.context.view import context_view
 from tether.integrations import workflow_for
@@ -186,13 +194,56 @@ def test_handoffs_and_agents_as_tools_journal_the_nested_agents(
         ]
 
 
-def test_a_structured_output_is_the_tasks_json(
+def test_a_handoff_callback_is_a_step_of_its_own(
     tmp_path: Path, oa_server: StandInModelServer
 ) -> None:
+    calls: list[str] = []
+
+    def on_handoff(ctx: RunContextWrapper[Any]) -> None:
+        calls.append(tether.current_step().idempotency_key)
+
+    billing = oa_agents.build()["triage"].handoffs[0]
+    assert isinstance(billing, Agent)
+    desk = Agent(
+        name="desk",
+        instructions="DESK",
+        model=oa_agents.model(),
+        handoffs=[handoff(billing, on_handoff=on_handoff)],
+    )
     with Runtime(f"sqlite:///{tmp_path / 'r.db'}") as runtime:
-        runtime.register(oa_agents.build()["ticketer"])
+        runtime.register(desk)
+        result = runtime.run(runtime.submit("desk", "refund me").id)
+        assert (result.status, result.output) == ("completed", "refunded 5")
+        assert journal(runtime, result.id)[:2] == [
+            ("model", "stand-in", "completed"),
+            ("custom", "handoff:transfer_to_billing", "completed"),
+        ]
+    assert calls == [f"{result.id}:1"]
+
+
+def test_a_structured_output_is_the_tasks_json_and_its_guardrail_a_step(
+    tmp_path: Path, oa_server: StandInModelServer
+) -> None:
+    checked: list[Any] = []
+
+    @output_guardrail
+    def urgent_only(
+        ctx: RunContextWrapper[Any], agent: Agent[Any], output: Any
+    ) -> GuardrailFunctionOutput:
+        checked.append(output)
+        return GuardrailFunctionOutput(output_info=output, tripwire_triggered=not output.urgent)
+
+    ticketer = oa_agents.build()["ticketer"].clone(output_guardrails=[urgent_only])
+    with Runtime(f"sqlite:///{tmp_path / 'r.db'}") as runtime:
+        runtime.register(ticketer)
         result = runtime.run(runtime.submit("ticketer", "my card was charged twice").id)
+        assert journal(runtime, result.id) == [
+            ("model", "stand-in", "completed"),
+            ("custom", "output_guardrail:urgent_only", "completed"),
+            ("custom", "openai_agents.turn", "completed"),
+        ]
     assert result.output == {"topic": "billing", "urgent": True}
+    assert checked == [oa_agents.Ticket(topic="billing", urgent=True)]
 
 
 def failure(result: Any) -> dict[str, Any]:
