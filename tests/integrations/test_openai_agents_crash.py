@@ -1,7 +1,9 @@
-"""Agents SDK agents in real ``tether worker`` processes, killed and drained mid-tool.
+"""Agents SDK agents in real ``tether worker`` processes, killed mid-model-call and
+mid-tool, drained mid-tool, and two at once on one PostgreSQL.
 
 ``record`` of ``n == 2`` waits on a gate file the test opens, so a worker can be
-signalled while that tool step is in flight. The effects ledger holds each side effect
+signalled while that tool step is in flight; a model call is held in flight by the
+stand-in server's ``Fault.delay``. The effects ledger holds each side effect
 once per idempotency key; the marks file holds every start of a tool or guardrail.
 """
 
@@ -18,7 +20,7 @@ from oa_support import Files, events, finished, journal, start_worker, submit
 
 from store_view import store_call
 from tether import Runtime, types
-from tether.testing import StandInModelServer
+from tether.testing import Fault, StandInModelServer
 from waiting import wait_until
 
 
@@ -58,36 +60,40 @@ def _uninterrupted(
     }
 
 
-def test_sigkill_mid_tool_resumes_on_another_worker_rerunning_only_that_step(
+def test_sigkill_mid_model_call_then_mid_tool_reruns_only_the_step_in_flight(
     tmp_path: Path, oa_server: StandInModelServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reference = _uninterrupted(tmp_path, oa_server, monkeypatch)
     files = Files(tmp_path)
     url = f"sqlite:///{tmp_path / 'crash.db'}"
     before = oa_server.count
+    # the run's second model call hangs until its worker is killed
+    oa_server.inject(Fault.delay(0), Fault.delay(120))
     task = submit(url, "counter", "count 3")
-    first = start_worker(files, oa_server.base_url, url, "first")
+    workers = []
     try:
+        workers.append(start_worker(files, oa_server.base_url, url, "first"))
+        wait_until(lambda: oa_server.count >= before + 2, what="the second model call")
+        workers[-1].stop()  # SIGKILL, mid-model-call
+        workers.append(start_worker(files, oa_server.base_url, url, "second"))
         wait_until(lambda: _started(files, "record 2"), what="record 2 to start", timeout=60)
-        first.stop()  # SIGKILL, mid-tool
+        workers[-1].stop()  # SIGKILL, mid-tool
         files.gate.touch()
-        second = start_worker(files, oa_server.base_url, url, "second")
-        try:
-            done = finished(url, task.id)
-        finally:
-            second.stop()
+        workers.append(start_worker(files, oa_server.base_url, url, "third"))
+        done = finished(url, task.id)
     finally:
-        first.stop()
+        for worker in workers:
+            worker.stop()
 
-    assert done.status == "completed", second.output()
+    assert done.status == "completed", workers[-1].output()
     assert done.output == reference["output"] == "recorded 1..3 (turn 1)"
     steps = journal(url, task.id)
     assert _shape(steps) == reference["steps"]
     assert _readable(url, task.session_id) == reference["messages"]
-    # completed model calls were replayed, not asked again
-    assert oa_server.count - before == reference["requests"] == 4
+    # completed model calls were replayed, not asked again: only the one in flight
+    assert oa_server.count - before == reference["requests"] + 1 == 5
 
-    # only the step in flight ran twice, with the same key; the guardrail ran once
+    # only the steps in flight ran twice, with the same key; the guardrail ran once
     marks = Counter(" ".join(m.split()[:3]) for m in files.read_marks())
     tool_keys = [f"{task.id}:{s.index}" for s in steps if s.kind == "tool"]
     assert marks == Counter(
@@ -102,9 +108,17 @@ def test_sigkill_mid_tool_resumes_on_another_worker_rerunning_only_that_step(
     assert [(e["key"], e["n"]) for e in ledger] == list(zip(tool_keys, [1, 2, 3], strict=True))
 
     starts = [e.data for e in events(url, task.id) if e.name == "task.started"]
-    # the second run replayed guardrail, model, tool, model and ran on from step 4
-    assert [(d["reason"], d["from_step"]) for d in starts] == [("start", 0), ("recovery", 4)]
-    assert {s.worker for s in steps[:4]} != {s.worker for s in steps[4:]}
+    # each run replayed what the one before committed and ran on from the step in flight
+    assert [(d["reason"], d["from_step"]) for d in starts] == [
+        ("start", 0),
+        ("recovery", 3),
+        ("recovery", 4),
+    ]
+    assert [s.worker.split("/")[0] for s in steps if s.worker] == [
+        *["first"] * 3,
+        *["second"],
+        *["third"] * 5,
+    ]
 
 
 def test_sigterm_drains_mid_tool_and_a_changed_agent_is_refused_on_replay(
