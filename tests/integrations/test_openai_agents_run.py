@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tether
-from tether import Runtime, errors, types
+from tether import Runtime, errors, retry, types
 from tether.context.view import context_view
 from tether.integrations import workflow_for
 from tether.integrations.openai_agents import OpenAIAgentsWorkflow, codec, conversation
@@ -285,11 +285,60 @@ def test_the_sdks_errors_are_classified(tmp_path: Path, oa_server: StandInModelS
         assert stopped["error_class"] == "WorkflowFailed"
         assert "approval of tool calls ['record']" in stopped["message"]
 
+        tight = OpenAIAgentsWorkflow(
+            agents["counter"].clone(name="tight"), retries=retry.Retries(budget=1)
+        )
+        runtime.register(tight)
+        oa_server.inject(Fault.status(503, retry_after=0), Fault.status(503, retry_after=0))
+        spent = failure(runtime.run(runtime.submit("tight", "count 1").id))
+        assert spent["error_class"] == "BudgetExhausted"
+
         oa_server.inject(Fault.status(401))
         rejected = failure(runtime.run(runtime.submit("counter", "count 1").id))
         assert (rejected["type"], rejected["error_class"]) == ("model", "ModelRejected")
         assert rejected["retryable"] is False
         assert "401" in rejected["message"]
+
+
+def test_tool_errors_are_retried_by_tether_then_told_to_the_model_or_fail_the_task(
+    tmp_path: Path, oa_server: StandInModelServer
+) -> None:
+    tries: list[int] = []
+
+    @function_tool(name_override="record")
+    def flaky(n: int) -> str:
+        """Record a number; busy on the first try."""
+        tries.append(tether.current_step().attempt)
+        if len(tries) == 1:
+            raise errors.ToolRetryable("busy, try again")
+        if n == 2:
+            raise ValueError("no twos here")
+        return f"recorded {n}"
+
+    @function_tool(name_override="record", failure_error_function=None)
+    def strict(n: int) -> str:
+        """Record a number, or fail the run."""
+        raise ValueError(f"cannot record {n}")
+
+    fast = retry.Retries(tool=retry.RetryPolicy(initial=0.001, max_delay=0.002))
+    model = oa_agents.model()
+    with Runtime(f"sqlite:///{tmp_path / 'r.db'}") as runtime:
+        for name, tool in (("flaky", flaky), ("strict", strict)):
+            agent = Agent(name=name, instructions="COUNTER", model=model, tools=[tool])
+            runtime.register(OpenAIAgentsWorkflow(agent, retries=fast))
+        told = runtime.run(runtime.submit("flaky", "count 2").id)
+        assert (told.status, told.output) == ("completed", "recorded 1..2 (turn 1)")
+        steps = runtime.store_call(lambda s: s.load_journal(told.id))
+        tools = [(s.status, s.attempts) for s in steps if s.kind == "tool"]
+        assert tools == [("completed", 2), ("failed", 1)]  # retried; then told to the model
+        said = runtime.store_call(lambda s: s.list_messages(told.task.session_id))
+        assert said[4].message.content == (
+            "An error occurred while running the tool. Please try again."
+        )
+        failed = failure(runtime.run(runtime.submit("strict", "count 1").id))
+    assert (failed["type"], failed["error_class"]) == ("tool", "ToolFailed")
+    assert "cannot record 1" in failed["message"]
+    assert tries == [1, 2, 1]
 
 
 def test_tokens_count_per_session_and_pressure_fires_at_80_percent(

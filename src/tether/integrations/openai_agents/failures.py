@@ -16,7 +16,9 @@
     agents UserError                      -> WorkflowFailed         (agent: fix the agent's setup)
     other agents AgentsException          -> WorkflowFailed         (agent)
 
-tether errors pass as they are; anything else is left to ``retry.classify``.
+tether errors pass as they are, also when the SDK wrapped one (a tool's journaled
+failure comes back as ``UserError("Error running tool …")`` caused by it); anything else
+is left to ``retry.classify``.
 """
 
 from __future__ import annotations
@@ -34,10 +36,24 @@ def translate(exc: BaseException) -> errors.TetherError | None:
     """The tether error for ``exc``, or None when it is neither the SDK's nor openai's."""
     if isinstance(exc, errors.TetherError):
         return exc
+    wrapped = _tether_cause(exc)
+    if wrapped is not None:
+        return wrapped
     if isinstance(exc, openai.APIError):
         return _openai(exc)
     if isinstance(exc, sdk.AgentsException):
         return _agents(exc)
+    return None
+
+
+def _tether_cause(exc: BaseException) -> errors.TetherError | None:
+    seen: set[int] = set()
+    cause = exc.__cause__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, errors.TetherError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__
     return None
 
 
