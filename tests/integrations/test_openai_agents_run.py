@@ -161,6 +161,14 @@ def test_a_model_response_round_trips_exactly() -> None:
     ]
 
 
+def test_tool_and_guardrail_values_round_trip_through_json() -> None:
+    ticket = oa_agents.Ticket(topic="billing", urgent=True)
+    value = {"ticket": ticket, "pair": (1, "a"), "$str": "looks tagged", "items": [ticket, None]}
+    back = codec.decode_value(json.loads(json.dumps(codec.encode_value(value))))
+    assert back == value
+    assert codec.decode_value(codec.encode_value(Path("/x"))) == "/x"  # as the SDK would send it
+
+
 def test_handoffs_and_agents_as_tools_journal_the_nested_agents(
     tmp_path: Path, oa_server: StandInModelServer
 ) -> None:
