@@ -4,6 +4,7 @@ agents as tools, structured output, guardrails, errors and token accounting."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from agents import (
     Agent,
     GuardrailFunctionOutput,
+    ModelSettings,
     RunContextWrapper,
     function_tool,
     handoff,
@@ -347,6 +349,47 @@ def test_tool_errors_are_retried_by_tether_then_told_to_the_model_or_fail_the_ta
     assert (failed["type"], failed["error_class"]) == ("tool", "ToolFailed")
     assert "cannot record 1" in failed["message"]
     assert tries == [1, 2, 1]
+
+
+def test_timeouts_are_enforced_inside_steps_so_the_journal_has_no_gap(
+    tmp_path: Path, oa_server: StandInModelServer
+) -> None:
+    tries: list[int] = []
+
+    @function_tool(name_override="record", timeout=0.3)
+    async def slow(n: int) -> str:
+        """Record a number; slow on its first try, and always for n == 2."""
+        tries.append(n)
+        if len(tries) == 1 or n == 2:
+            await asyncio.sleep(30)
+        return f"recorded {n}"
+
+    fast = retry.Retries(
+        tool=retry.RetryPolicy(max_attempts=2, initial=0.001, max_delay=0.002),
+        model=retry.RetryPolicy(max_attempts=2, initial=0.001, max_delay=0.002),
+    )
+    agent = Agent(
+        name="slow",
+        instructions="COUNTER",
+        model=oa_agents.model(),
+        model_settings=ModelSettings(timeout=1.0),
+        tools=[slow],
+    )
+    oa_server.inject(Fault.delay(20))  # the first model call outlives its timeout
+    with Runtime(f"sqlite:///{tmp_path / 'r.db'}") as runtime:
+        runtime.register(OpenAIAgentsWorkflow(agent, retries=fast))
+        result = runtime.run(runtime.submit("slow", "count 2").id)
+        steps = runtime.store_call(lambda s: s.load_journal(result.id))
+        said = runtime.store_call(lambda s: s.list_messages(result.task.session_id))
+    assert (result.status, result.output) == ("completed", "recorded 1..2 (turn 1)")
+    assert [s.index for s in steps] == list(range(len(steps)))  # no step lost its place
+    assert [(s.kind, s.status, s.attempts) for s in steps[:4]] == [
+        ("model", "completed", 2),  # timed out once, asked again
+        ("tool", "completed", 2),  # timed out once, run again
+        ("model", "completed", 1),
+        ("tool", "failed", 2),  # timed out twice: the SDK's timeout text for the model
+    ]
+    assert "Tool 'record' timed out after 0.3 seconds." in [m.message.content for m in said]
 
 
 def test_tokens_count_per_session_and_pressure_fires_at_80_percent(

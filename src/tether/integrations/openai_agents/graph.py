@@ -37,8 +37,21 @@ def durable(running: scope.Scope, agent: Agent[Any]) -> Agent[Any]:
     if found is not None:
         return found  # type: ignore[no-any-return]
     changes: dict[str, Any] = {}
+    settings = agent.model_settings
+    timeout = settings.timeout
+    if timeout is not None:
+        # the step enforces it: an SDK timeout would cancel a step half-way
+        settings = dataclasses.replace(settings, timeout=None)
+        changes["model_settings"] = settings
     if isinstance(agent.model, Model) and not isinstance(agent.model, JournaledModel):
-        changes = {"model": JournaledModel(agent.model), "model_settings": agent.model_settings}
+        changes["model"] = JournaledModel(agent.model, timeout=timeout)
+        changes["model_settings"] = settings
+    elif timeout is not None and running.provider is not None:
+        name = agent.model if isinstance(agent.model, str) else None
+        if name is not None or agent.model is None:
+            changes["model"] = JournaledModel(
+                running.provider.inner.get_model(name), name, timeout=timeout
+            )
     clone = agent.clone(**changes)
     running.keep.append(agent)
     running.clones[id(agent)] = clone
@@ -57,6 +70,11 @@ def run_config(running: scope.Scope, given: RunConfig | None) -> RunConfig:
     provider = config.model_provider
     if not isinstance(provider, JournaledProvider):
         provider = JournaledProvider(provider)
+    running.provider = provider
+    settings = config.model_settings
+    if settings is not None and settings.timeout is not None:
+        running.model_timeout = settings.timeout
+        settings = dataclasses.replace(settings, timeout=None)
     model = config.model
     if isinstance(model, Model) and not isinstance(model, JournaledModel):
         model = JournaledModel(model)
@@ -71,6 +89,7 @@ def run_config(running: scope.Scope, given: RunConfig | None) -> RunConfig:
         config,
         model_provider=provider,
         model=model,
+        model_settings=settings,
         tool_execution=execution,
         input_guardrails=[_input_guardrail(g) for g in config.input_guardrails or ()],
         output_guardrails=[_output_guardrail(g) for g in config.output_guardrails or ()],
@@ -89,6 +108,7 @@ def _tool(tool: Tool) -> Tool:
     if getattr(tool.on_invoke_tool, "__tether_journaled__", False):
         return tool
     original = tool.on_invoke_tool
+    timeout = tool.timeout_seconds
     # A @function_tool's invoker turns exceptions into text for the model; inside a
     # step the bare function runs, so tether's retries come first and the text is
     # made from the journaled error.
@@ -99,12 +119,18 @@ def _tool(tool: Tool) -> Tool:
         if running is None:
             return await original(ctx, arguments)
         return await running.tool_step(
-            tool, ctx, arguments, bare or original, formats_failures=bare is not None
+            tool,
+            ctx,
+            arguments,
+            bare or original,
+            formats_failures=bare is not None,
+            timeout=timeout,
         )
 
     invoke.__tether_journaled__ = True  # type: ignore[attr-defined]
     journaled = copy.copy(tool)
     journaled.on_invoke_tool = invoke
+    journaled.timeout_seconds = None  # enforced inside the step
     return journaled
 
 

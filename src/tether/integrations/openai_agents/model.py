@@ -36,9 +36,13 @@ def model_name(model: Model | str | None) -> str:
 class JournaledModel(Model):
     """``inner``, with each ``get_response`` a journaled step of the running task."""
 
-    def __init__(self, inner: Model, name: str | None = None) -> None:
+    def __init__(
+        self, inner: Model, name: str | None = None, *, timeout: float | None = None
+    ) -> None:
         self.inner = inner
         self.name = name or model_name(inner)
+        self.timeout = timeout
+        """The agent's ``ModelSettings.timeout``, applied inside the step."""
 
     def __getattr__(self, attr: str) -> Any:
         # the SDK probes models for optional hooks (prompt cache keys, …): answer as inner
@@ -89,7 +93,7 @@ class JournaledModel(Model):
             "prompt": codec.to_json(prompt),
         }
         items = len(input) if isinstance(input, list) else 1
-        return await running.model_step(self.name, call, request, items)
+        return await running.model_step(self.name, call, request, items, self.timeout)
 
     def stream_response(
         self,

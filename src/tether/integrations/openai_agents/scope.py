@@ -13,12 +13,18 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from agents.exceptions import ToolTimeoutError
 from agents.guardrail import GuardrailFunctionOutput
 from agents.items import ModelResponse
-from agents.tool import FunctionTool, maybe_invoke_function_tool_failure_error_function
+from agents.tool import (
+    FunctionTool,
+    default_tool_timeout_error_message,
+    maybe_invoke_function_tool_failure_error_function,
+)
 from agents.tool_context import ToolContext as SdkToolContext
 
 from tether import errors, retry, tools, types
@@ -67,6 +73,10 @@ class Scope:
         """id(original agent) -> its durable copy (and each copy -> itself)."""
         self.keep: list[Any] = []
         """The originals, alive as long as the scope, so their ids stay theirs."""
+        self.model_timeout: float | None = None
+        """The run config's ``ModelSettings.timeout``, applied inside model steps."""
+        self.provider: Any = None
+        """The run's (journaled) model provider, once ``graph.run_config`` made it."""
 
     def bind(self) -> contextvars.Token[Scope | None]:
         return _CURRENT.set(self)
@@ -83,7 +93,10 @@ class Scope:
         call: Callable[[], Awaitable[ModelResponse]],
         request: dict[str, Any],
         items: int,
+        timeout: float | None = None,
     ) -> ModelResponse:
+        """One model call. ``timeout`` (``ModelSettings.timeout``, taken off the settings
+        the SDK sees so it never cancels a step half-way) bounds each attempt."""
         ctx = self.ctx
 
         async def execute(attempt: int, beat: Heartbeat) -> types.ModelResponse:
@@ -103,6 +116,7 @@ class Scope:
             input_fingerprint=fingerprint("model", name, request),
             policy=ctx.retries.model,
             where="model",
+            timeout=self.model_timeout or timeout,
             outcome=StepOutcome(encode=lambda r: r.to_dict(), decode=types.ModelResponse.from_dict),
             completed_data=lambda r: self._completed_data(r, name),
             session_state=self._ledger,
@@ -171,10 +185,14 @@ class Scope:
         invoke: Callable[[SdkToolContext[Any], str], Awaitable[Any]],
         *,
         formats_failures: bool,
+        timeout: float | None,
     ) -> Any:
         """One tool call. With ``formats_failures`` (a ``@function_tool``), ``invoke``
         raises and the tool's failure function turns the journaled error into what the
-        model reads, after tether's retries, the same way on every replay."""
+        model reads, after tether's retries, the same way on every replay. ``timeout``
+        is the tool's own ``timeout_seconds``, enforced inside the step (the SDK's copy
+        of the tool has none, so it never cancels a step half-way), with the tool's
+        ``timeout_behavior`` after tether's retries."""
         ctx = self.ctx
         adapter = tool._output_type_adapter
 
@@ -194,16 +212,20 @@ class Scope:
             execute,
             policy=ctx.retries.tool,
             where="tool",
-            timeout=ctx.settings.tool_timeout,
-            on_failure=(lambda err: {"error": errors.error_record(err)})
-            if formats_failures
-            else None,
+            timeout=timeout or ctx.settings.tool_timeout,
+            on_failure=lambda err: {"error": errors.error_record(err)},
             started_data={"tool_call_id": sdk_ctx.tool_call_id},
         )
         if "error" in recorded:
             err = errors.error_from_dict(recorded["error"])
-            message = await maybe_invoke_function_tool_failure_error_function(
-                function_tool=tool, context=sdk_ctx, error=err
+            if timeout is not None and isinstance(err, errors.ToolTimeout):
+                return await _timed_out(tool, sdk_ctx, timeout, err)
+            message = (
+                await maybe_invoke_function_tool_failure_error_function(
+                    function_tool=tool, context=sdk_ctx, error=err
+                )
+                if formats_failures
+                else None
             )
             if message is None:
                 raise err
@@ -255,6 +277,19 @@ class Scope:
             where="agent",
         )
         return agent
+
+
+async def _timed_out(
+    tool: FunctionTool, sdk_ctx: SdkToolContext[Any], timeout: float, err: errors.TetherError
+) -> Any:
+    """What the SDK does when a tool runs past its ``timeout_seconds``."""
+    exc = ToolTimeoutError(tool_name=tool.name, timeout_seconds=timeout)
+    if tool.timeout_behavior == "raise_exception":
+        raise exc from err
+    if tool.timeout_error_function is not None:
+        message = tool.timeout_error_function(sdk_ctx, exc)
+        return await message if inspect.isawaitable(message) else message
+    return default_tool_timeout_error_message(tool_name=tool.name, timeout_seconds=timeout)
 
 
 def _translated(exc: Exception, where: str = "model") -> errors.TetherError:
