@@ -11,11 +11,12 @@ active scope: what the step calls is part of that step.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import dataclasses
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from agents.exceptions import ToolTimeoutError
 from agents.guardrail import GuardrailFunctionOutput
@@ -34,6 +35,7 @@ from tether.execution.fingerprint import fingerprint
 from tether.integrations.openai_agents import codec, failures
 from tether.observe import events
 
+T = TypeVar("T")
 _CURRENT: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
     "tether_openai_agents_scope", default=None
 )
@@ -75,8 +77,22 @@ class Scope:
         """The originals, alive as long as the scope, so their ids stay theirs."""
         self.model_timeout: float | None = None
         """The run config's ``ModelSettings.timeout``, applied inside model steps."""
+        self._serial = asyncio.Lock()
         self.provider: Any = None
         """The run's (journaled) model provider, once ``graph.run_config`` made it."""
+
+    async def _step(
+        self,
+        kind: types.StepKind,
+        name: str,
+        inputs: Any,
+        execute: Callable[[int, Heartbeat], Awaitable[T]],
+        **options: Any,
+    ) -> T:
+        """``ctx.run_step``, one at a time: steps the SDK starts together (its
+        guardrails) get their indexes and commit in the order they were started."""
+        async with self._serial:
+            return await self.ctx.run_step(kind, name, inputs, execute, **options)
 
     def bind(self) -> contextvars.Token[Scope | None]:
         return _CURRENT.set(self)
@@ -108,7 +124,7 @@ class Scope:
             self._maybe_pressure(carried)
             return carried
 
-        carried = await ctx.run_step(
+        carried = await self._step(
             "model",
             name,
             {"model": name, "items": items},
@@ -205,7 +221,7 @@ class Scope:
                 return {"json": adapter.dump_python(result, mode="json", by_alias=True)}
             return {"value": codec.encode_value(result)}
 
-        recorded = await ctx.run_step(
+        recorded = await self._step(
             "tool",
             tool.name,
             {"call_id": sdk_ctx.tool_call_id, "arguments": arguments},
@@ -249,7 +265,7 @@ class Scope:
                 "tripwire_triggered": bool(out.tripwire_triggered),
             }
 
-        recorded = await self.ctx.run_step(
+        recorded = await self._step(
             "custom", name, inputs, execute, policy=self.ctx.retries.custom, where="agent"
         )
         return GuardrailFunctionOutput(
@@ -268,7 +284,7 @@ class Scope:
             except Exception as exc:
                 raise _translated(exc) from exc
 
-        agent: str = await self.ctx.run_step(
+        agent: str = await self._step(
             "custom",
             name,
             {"arguments": arguments},
