@@ -20,6 +20,7 @@ from agents.usage import deserialize_usage, serialize_usage
 from openai.types.responses import ResponseOutputItem
 
 _OUTPUT_ITEM: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ResponseOutputItem)
+_ANY: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(Any)
 _TAGS = ("$model", "$tuple", "$str", "$dict")
 
 
@@ -27,7 +28,7 @@ def to_json(value: Any) -> Any:
     """A pydantic model or a dict/list of them as plain JSON, fields as the SDK sends them."""
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump(mode="json", exclude_unset=True)
-    return pydantic.TypeAdapter(Any).dump_python(value, mode="json")
+    return _ANY.dump_python(value, mode="json")
 
 
 def encode_response(response: ModelResponse) -> dict[str, Any]:
