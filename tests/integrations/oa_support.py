@@ -1,4 +1,5 @@
-"""Worker processes running ``oa_agents`` agents, and what the crash tests read back."""
+"""What the Agents SDK tests share: the stand-in model server, worker processes
+running ``oa_agents`` agents, and what the tests read back."""
 
 from __future__ import annotations
 
@@ -6,18 +7,31 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import oa_agents
+import pytest
 
 from store_view import store_call
 from tether import types
 from tether.store import Store
+from tether.testing import StandInModelServer
 from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENTS = Path(oa_agents.__file__).resolve()
+
+
+def serve_script(monkeypatch: pytest.MonkeyPatch) -> Iterator[StandInModelServer]:
+    """The stand-in server answering ``oa_agents.script``; its URL in the environment
+    that ``oa_agents.build()`` and worker processes read. Each test module makes it
+    its ``oa_server`` fixture (no conftest: the folder is shared with other
+    frameworks' tests)."""
+    with StandInModelServer(oa_agents.script) as server:
+        monkeypatch.setenv("TETHER_TEST_MODEL_URL", server.base_url)
+        yield server
 
 
 @dataclass

@@ -9,10 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import oa_support
+import pytest
 from oa_support import AGENTS, ROOT
 
 from store_view import store_call
 from tether.testing import StandInModelServer
+
+oa_server = pytest.fixture(name="oa_server")(oa_support.serve_script)
 
 
 def tether(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import oa_agents
+import oa_support
 import pytest
 from oa_support import Files, events, finished, journal, start_worker, submit
 
@@ -22,6 +23,8 @@ from store_view import store_call
 from tether import Runtime, types
 from tether.testing import Fault, StandInModelServer
 from waiting import wait_until
+
+oa_server = pytest.fixture(name="oa_server")(oa_support.serve_script)
 
 
 def _shape(steps: list[types.StepRecord]) -> list[tuple[str, str, str]]:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import httpx
 import oa_agents
+import oa_support
+import pytest
 
 from store_view import store_call
 from tether.execution.settings import ExecutionSettings
@@ -19,6 +21,8 @@ from tether.server.config import ServerConfig
 from tether.server.service import Service
 from tether.testing import StandInModelServer
 from waiting import wait_until
+
+oa_server = pytest.fixture(name="oa_server")(oa_support.serve_script)
 
 
 def test_an_agent_served_over_http(tmp_path: Path, oa_server: StandInModelServer) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import oa_agents
+import oa_support
 import pytest
 from agents import (
     Agent,
@@ -36,6 +37,8 @@ from tether.integrations.openai_agents import OpenAIAgentsWorkflow, codec, conve
 from tether.observe import metrics
 from tether.observe.tracing import TracingObserver
 from tether.testing import Fault, StandInModelServer
+
+oa_server = pytest.fixture(name="oa_server")(oa_support.serve_script)
 
 
 def journal(runtime: Runtime, task_id: str) -> list[tuple[str, str, str]]:
