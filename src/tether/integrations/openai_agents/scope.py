@@ -16,7 +16,7 @@ import contextvars
 import dataclasses
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from agents.exceptions import ToolTimeoutError
 from agents.guardrail import GuardrailFunctionOutput
@@ -34,6 +34,9 @@ from tether.execution.context import Heartbeat, StepOutcome, TaskContext
 from tether.execution.fingerprint import fingerprint
 from tether.integrations.openai_agents import codec, failures
 from tether.observe import events
+
+if TYPE_CHECKING:
+    from tether.integrations.openai_agents.model import JournaledProvider
 
 T = TypeVar("T")
 _CURRENT: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
@@ -68,6 +71,8 @@ def active() -> Scope | None:
 
 
 class Scope:
+    """One task's run: its context, the durable copies of its agents, and its steps."""
+
     def __init__(self, ctx: TaskContext, context: ContextSettings) -> None:
         self.ctx = ctx
         self.context = context
@@ -77,9 +82,9 @@ class Scope:
         """The originals, alive as long as the scope, so their ids stay theirs."""
         self.model_timeout: float | None = None
         """The run config's ``ModelSettings.timeout``, applied inside model steps."""
-        self._serial = asyncio.Lock()
-        self.provider: Any = None
+        self.provider: JournaledProvider | None = None
         """The run's (journaled) model provider, once ``graph.run_config`` made it."""
+        self._serial = asyncio.Lock()
 
     async def _step(
         self,
