@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import tether
 from tether import Runtime, errors, retry, types
 from tether.context.view import context_view
+from tether.execution.settings import ExecutionSettings
 from tether.integrations import workflow_for
 from tether.integrations.openai_agents import OpenAIAgentsWorkflow, codec, conversation
 from tether.observe import metrics
 from tether.observe.tracing import TracingObserver
 from tether.testing import Fault, StandInModelServer
+from waiting import wait_until
 
 oa_server = pytest.fixture(name="oa_server")(oa_support.serve_script)
 
@@ -393,6 +396,42 @@ def test_timeouts_are_enforced_inside_steps_so_the_journal_has_no_gap(
         ("tool", "failed", 2),  # timed out twice: the SDK's timeout text for the model
     ]
     assert "Tool 'record' timed out after 0.3 seconds." in [m.message.content for m in said]
+
+
+def test_a_task_cancelled_mid_tool_stops_at_the_next_step(
+    tmp_path: Path, oa_server: StandInModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = tmp_path / "gate"
+    monkeypatch.setenv("TETHER_TEST_GATE", str(gate))
+    monkeypatch.setenv("TETHER_TEST_MARKS", str(tmp_path / "marks"))
+    settings = ExecutionSettings(lease_ttl=0.6, poll_interval=0.05)
+    with Runtime(f"sqlite:///{tmp_path / 'r.db'}", settings=settings) as runtime:
+        runtime.register(oa_agents.build()["counter"])
+        task = runtime.submit("counter", "count 3")
+        ran: list[Any] = []
+        thread = threading.Thread(target=lambda: ran.append(runtime.run(task.id)))
+        thread.start()
+        wait_until(
+            lambda: (
+                "record 2" in (tmp_path / "marks").read_text()
+                if (tmp_path / "marks").exists()
+                else None
+            ),
+            what="record 2 to start",
+        )
+        asked = runtime.cancel(task.id).lease_expires_at or 0.0
+
+        def renewed() -> bool:
+            # a lease renewal after the request carries it to the running task
+            return (runtime.get_task(task.id).lease_expires_at or 0.0) > asked
+
+        wait_until(renewed, what="a lease renewal after the cancel request")
+        gate.touch()
+        thread.join(60)
+        steps = runtime.store_call(lambda s: s.load_journal(task.id))
+    assert ran[0].status == "cancelled"
+    # the tool in flight finished and was journaled; no model step came after it
+    assert [(s.kind, s.name) for s in steps][-2:] == [("model", "stand-in"), ("tool", "record")]
 
 
 def test_tokens_count_per_session_and_pressure_fires_at_80_percent(
