@@ -1,6 +1,6 @@
 """Per-step overhead of durability under the OpenAI Agents SDK: tether beside DBOS.
 
-    python -m bench.openai_agents_overhead [--turns 20] [--runs 5]
+    python -m bench.openai_agents_overhead [--turns 20] [--runs 5] [--json PATH]
 
 One Agents SDK agent, one instant in-process model (a ``Model`` whose answer is a pure
 function of its input: ``note(i)`` until ``--turns`` tool calls were made, then a final
@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
+import json
+import os
 import statistics
 import tempfile
 import time
@@ -38,6 +41,8 @@ from agents.usage import Usage
 from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage
 
 from tether import Runtime
+
+VERSIONED = ("openai-agents", "dbos", "dbos-openai-agents")
 
 
 class InstantModel(Model):
@@ -148,6 +153,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--turns", type=int, default=20, help="tool calls per run")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per system")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     set_tracing_disabled(True)
     steps = 2 * args.turns + 1
@@ -162,10 +168,25 @@ def main() -> None:
     print(f"Agents SDK run of {steps} steps ({args.turns} tool calls), SQLite, median of "
           f"{args.runs} runs")  # fmt: skip
     print(f"{'system':<8} {'run (ms)':>10} {'overhead/step (ms)':>20}")
+    figures: dict[str, Any] = {
+        "turns": args.turns,
+        "steps": steps,
+        "runs": args.runs,
+        "load_average": os.getloadavg(),
+        "versions": {p: importlib.metadata.version(p) for p in VERSIONED},
+        "systems": {},
+    }
     for name, values in times.items():
         median = statistics.median(values)
         overhead = (median - base) / steps * 1000 if name != "sdk" else 0.0
         print(f"{name:<8} {median * 1000:>10.1f} {overhead:>20.2f}")
+        figures["systems"][name] = {
+            "run_ms": [round(v * 1000, 2) for v in values],
+            "median_ms": round(median * 1000, 2),
+            "overhead_per_step_ms": round(overhead, 3),
+        }
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":
