@@ -173,7 +173,7 @@ def test_a_worker_whose_sync_threads_are_all_abandoned_stops_claiming_and_drains
     assert (exhausted["abandoned"], exhausted["size"]) == (1, 1)
     assert logged["worker.draining"]["reason"] == "threads_exhausted"
     assert "threads exhausted, draining" in worker.text()
-    assert "1 released tool(s) still running" in worker.text()
+    assert "1 released call(s) still running" in worker.text()
     # a fresh worker takes the queued task
     fresh = setup.start("fresh")
     wait_until(lambda: setup.task(waiting.id).status == "completed", what="the next task")

@@ -19,8 +19,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Coroutine
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -37,6 +38,8 @@ from tether.observe.metrics import serve_metrics
 from tether.observe.setup import Observability, setup_observability
 from tether.runtime import Runtime
 from tether.store import open_store
+
+T = TypeVar("T")
 
 
 @app.command()
@@ -112,16 +115,44 @@ def worker(
     )
     with worker_identity(worker_id, runtime.store_url) as wid:
         try:
-            code, busy = asyncio.run(
+            code, busy = _run_until_drained(
                 _serve(runtime, wid, concurrency, settings, metrics_port, obs, metrics_host)
             )
         finally:
             obs.close()
-    if busy:
-        # Python would wait for those threads at exit: their tasks are released and
-        # anything they still write is fenced off, so leave without them.
-        _exit_now(code, f"exiting with {busy} released tool(s) still running in a thread")
+    holding = [t for t in threading.enumerate() if t.is_alive() and not t.daemon]
+    held = busy + len(holding) - 1  # the main thread is always there
+    if held:
+        # Python would wait for those threads at exit (a sync tool in tether's pool, or in
+        # asyncio's default executor where a framework put it): their tasks are released
+        # and anything they still write is fenced off, so leave without them.
+        _exit_now(code, f"exiting with {held} released call(s) still running in a thread")
     raise typer.Exit(code)
+
+
+def _run_until_drained(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` without its last step, which waits for every thread of the default
+    executor (on 3.11 even when cancelled): a framework's sync tool released mid-call
+    (Agents SDK, LangGraph) would hold the exit up for good."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            loop.run_until_complete(_cancel_the_rest())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()  # shuts the default executor down without waiting
+
+
+async def _cancel_the_rest() -> None:
+    """What ``asyncio.run`` does before it closes its loop, less the executor wait."""
+    rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
+    await asyncio.get_running_loop().shutdown_asyncgens()
 
 
 EXIT_MARGIN = 5.0
