@@ -32,6 +32,10 @@ LEASE_LOST = "lease.lost"
 CONTEXT_PRESSURE = "context.pressure"
 CONTEXT_COMPACTED = "context.compacted"
 OUTPUT_TRUNCATED = "output.truncated"
+TASK_WAITING = "task.waiting"
+TASK_WOKE = "task.woke"
+SIGNAL_RECEIVED = "signal.received"
+TOOL_APPROVAL_REQUESTED = "tool.approval_requested"
 
 # Events that are only observed, not written to the task's stored log: replays happen
 # on every resume and would grow the log with each recovery.
