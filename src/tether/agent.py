@@ -17,6 +17,7 @@ from tether.context import memory
 from tether.context.manager import ContextManager
 from tether.context.policy import ContextPolicy
 from tether.context.window import Entry
+from tether.execution import approvals
 from tether.execution.context import Heartbeat, TaskContext
 from tether.models.base import Model
 from tether.store.base import MemoryItem
@@ -83,8 +84,10 @@ class Agent:
             history.append(Entry(ctx.last_message_seqs[-1], response.message))
             if not response.message.tool_calls:
                 return response.message.content or ""
-            for call in response.message.tool_calls:
-                result = await ctx.run_tool_call(self.tools.get(call.name), call)
+            calls = response.message.tool_calls
+            decisions = await approvals.review(ctx, self.tools, calls)  # may wait for people
+            for call, decision in zip(calls, decisions, strict=True):
+                result = await approvals.answer(ctx, self.tools.get(call.name), call, decision)
                 history.append(Entry(ctx.last_message_seqs[-1], result))
         raise errors.MaxStepsExceeded(
             f"agent {self.name!r} made {self.max_steps} model calls without a final answer; "

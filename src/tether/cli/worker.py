@@ -13,6 +13,7 @@ import typer
 from tether import errors
 from tether.cli import StoreOpt, _fail, app, err
 from tether.cli.spec import build_runtime
+from tether.execution import waiting_gauge
 from tether.execution.committer import Committer
 from tether.execution.identity import worker_identity
 from tether.execution.settings import ExecutionSettings
@@ -44,6 +45,9 @@ def worker(
     metrics_host: Annotated[
         str, typer.Option(help="Address /metrics listens on (0.0.0.0 for a remote Prometheus).")
     ] = "127.0.0.1",
+    durable_sleep_after: Annotated[
+        float, typer.Option(help="Sleeps longer than this many seconds hold no worker slot.")
+    ] = 30.0,
     on_stuck: Annotated[
         str,
         typer.Option(help="A stuck step is retried here ('retry') or handed over ('handover')."),
@@ -68,6 +72,7 @@ def worker(
         drain_grace=grace,
         poll_interval=poll,
         on_stuck="handover" if on_stuck == "handover" else "retry",
+        durable_sleep_after=durable_sleep_after,
     )
     with worker_identity(worker_id, runtime.store_url) as wid:
         try:
@@ -126,9 +131,12 @@ async def _serve(
         f"lease ttl {settings.lease_ttl}s, store {runtime.store_url}",
         highlight=False,
     )
+    gauge = asyncio.create_task(waiting_gauge.keep(store, metrics)) if metrics_port else None
     try:
         await w.serve()
     finally:
+        if gauge is not None:
+            gauge.cancel()
         await w.shutdown()
         await _close_models(runtime)
         await store.close()

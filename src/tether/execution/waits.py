@@ -21,7 +21,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tether import errors, retry, types
-from tether.execution import context as task_context
 from tether.store import waits as store_waits
 
 if TYPE_CHECKING:
@@ -127,9 +126,16 @@ async def wait_for_signal(
         execute,
         policy=retry.NO_RETRY,
         where="agent",
-        outcome=task_context.StepOutcome(encode=_encode, consumes=_consumes),
+        outcome=_signal_outcome(),
     )
     return _encode(value)
+
+
+def _signal_outcome() -> Any:
+    # ``context`` imports this module (its methods delegate here), so not at the top.
+    from tether.execution.context import StepOutcome
+
+    return StepOutcome(encode=_encode, consumes=_consumes)
 
 
 async def sleep(ctx: TaskContext, seconds: float) -> None:

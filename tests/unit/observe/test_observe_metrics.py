@@ -29,6 +29,10 @@ DESIGN_NAMES = {
     "tether_leases_lost_total",
     "tether_journal_commit_seconds",
     "tether_worker_memory_bytes",
+    # issue 17 (durable waits): to be added to DESIGN.md's list when merged
+    "tether_tasks_waiting",
+    "tether_task_wait_seconds",
+    "tether_signals_received_total",
 }
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
