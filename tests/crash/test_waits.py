@@ -66,7 +66,9 @@ def test_a_worker_with_one_slot_runs_other_tasks_while_many_wait(
         with psycopg.connect(store_url, autocommit=True) as conn:
             conn.execute("ANALYZE tasks")
     started = time.monotonic()
-    worker = cluster.start("solo", concurrency=1, spec=SPEC)
+    # On PostgreSQL the worker polls every 30 s only: the signal must wake it (NOTIFY).
+    slow_poll = () if store_url.startswith("sqlite") else ("--poll", "30")
+    worker = cluster.start("solo", concurrency=1, spec=SPEC, extra=slow_poll)
     wait_until(
         lambda: (
             store_call(store_url, lambda s: s.count_tasks(status="waiting")) == {"wait_one": count}
@@ -85,11 +87,13 @@ def test_a_worker_with_one_slot_runs_other_tasks_while_many_wait(
     assert len(tasks) == count
     assert all(t.lease_owner is None and t.lease_expires_at is None for t in tasks)
 
+    signalled = time.monotonic()
     sent = store_call(store_url, lambda s: s.send_signal(waiting[7].id, "go", {"n": 7}))
     assert sent.woke
     finished = wait_until(
         lambda: _status(store_url, waiting[7].id, "completed"), what="the signalled task"
     )
+    print(f"signalled task done {time.monotonic() - signalled:.2f}s after the signal")
     assert finished.output == {"n": 7}
     assert store_call(store_url, lambda s: s.count_tasks(status="waiting")) == {
         "wait_one": count - 1

@@ -234,6 +234,7 @@ async def _task_details(s: Store, task_id: str, tenant: str | None) -> dict[str,
         for r in runs
     ]
     data["recoveries"] = [r for r in data["run_history"] if r["reason"] not in ("start", "wake")]
+    data["signals"] = [g.to_public() for g in await s.list_signals(task_id)]
     data["attempts"] = [
         {
             "step": a.index,
