@@ -145,3 +145,21 @@ def test_a_refused_signal_writes_nothing(store: StoreCase) -> None:
         assert await s.claim_task("w2", lease_ttl=30) is None
 
     store.run(body)
+
+
+def test_a_task_cancelled_while_it_runs_does_not_park_for_nothing(store: StoreCase) -> None:
+    async def body(s: Store) -> None:
+        task = await submit(s)
+        got = await claim(s, "w1")
+        asked = await s.request_cancel(task.id)  # running: it stops at its next boundary
+        assert (asked.status, asked.cancel_requested) == ("running", True)
+        parked = await s.wait_task(got.lease, wait=_wait(0), wake_at=None)
+        assert parked.status == "waiting" and parked.wake_at is not None  # due at once
+        again = await claim(s, "w2")
+        assert (again.task.id, again.reason, again.task.cancel_requested) == (
+            task.id,
+            "wake",
+            True,
+        )
+
+    store.run(body)

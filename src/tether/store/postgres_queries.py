@@ -443,7 +443,13 @@ async def consume_signal(conn: Connection, task_id: str, step: int, seq: int, no
         raise waits.already_consumed(task_id, step, seq)
 
 
-async def _unconsumed(conn: Connection, task_id: str, name: str) -> dict[str, Any] | None:
+async def _unconsumed(
+    conn: Connection, task_id: str, wait: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The oldest signal not yet consumed that ``wait`` waits for (None for a sleep)."""
+    name = wait.get("name")
+    if wait.get("kind") != "signal" or not isinstance(name, str):
+        return None
     return await fetch_one(
         conn,
         "SELECT * FROM signals WHERE task_id = %s AND name = %s AND consumed_step IS NULL"
@@ -453,7 +459,7 @@ async def _unconsumed(conn: Connection, task_id: str, name: str) -> dict[str, An
 
 
 async def next_signal(conn: Connection, task_id: str, name: str) -> Signal | None:
-    row = await _unconsumed(conn, task_id, name)
+    row = await _unconsumed(conn, task_id, {"kind": "signal", "name": name})
     return None if row is None else waits.signal(row)
 
 
@@ -467,12 +473,8 @@ async def park(
     """Park the task (its row locked by the fence, so a concurrent ``send_signal``
     either committed before, and is seen here, or waits and sees the task waiting)."""
     row = await fence(conn, lease, lease.task_id)
-    name = wait.get("name")
-    due_now = (
-        wait.get("kind") == "signal"
-        and isinstance(name, str)
-        and await _unconsumed(conn, lease.task_id, name) is not None
-    )
+    found = await _unconsumed(conn, lease.task_id, wait)
+    due_now = waits.due_at_once(row["cancel_requested"], wait, found)
     await insert_events(conn, lease.task_id, events)
     updated = await fetch_one(
         conn,

@@ -377,7 +377,11 @@ def consume_signal(conn: sqlite3.Connection, task_id: str, step: int, seq: int, 
         raise waits.already_consumed(task_id, step, seq)
 
 
-def _unconsumed(conn: sqlite3.Connection, task_id: str, name: str) -> sqlite3.Row | None:
+def _unconsumed(conn: sqlite3.Connection, task_id: str, wait: dict[str, Any]) -> sqlite3.Row | None:
+    """The oldest signal not yet consumed that ``wait`` waits for (None for a sleep)."""
+    name = wait.get("name")
+    if wait.get("kind") != "signal" or not isinstance(name, str):
+        return None
     row: sqlite3.Row | None = conn.execute(
         "SELECT * FROM signals WHERE task_id = ? AND name = ? AND consumed_step IS NULL"
         " ORDER BY seq LIMIT 1",
@@ -387,7 +391,7 @@ def _unconsumed(conn: sqlite3.Connection, task_id: str, name: str) -> sqlite3.Ro
 
 
 def next_signal(conn: sqlite3.Connection, task_id: str, name: str) -> Signal | None:
-    row = _unconsumed(conn, task_id, name)
+    row = _unconsumed(conn, task_id, {"kind": "signal", "name": name})
     return None if row is None else waits.signal(row)
 
 
@@ -398,15 +402,10 @@ def park(
     wake_at: float | None,
     events: Sequence[types.NewEvent],
 ) -> types.TaskRecord:
-    fence(conn, lease, lease.task_id)
+    row = fence(conn, lease, lease.task_id)
     now = types.now()
-    name = wait.get("name")
-    if (
-        wait.get("kind") == "signal"
-        and isinstance(name, str)
-        and _unconsumed(conn, lease.task_id, name) is not None
-    ):
-        wake_at = now  # it arrived after the task looked: due at once
+    if waits.due_at_once(row["cancel_requested"], wait, _unconsumed(conn, lease.task_id, wait)):
+        wake_at = now
     insert_events(conn, lease.task_id, events)
     conn.execute(
         "UPDATE tasks SET status = 'waiting', lease_owner = NULL, lease_expires_at = NULL,"

@@ -69,6 +69,13 @@ def waits_for(status: str, wait: dict[str, Any] | None, name: str) -> bool:
     )
 
 
+def due_at_once(cancel_requested: Any, wait: dict[str, Any], unconsumed: Any) -> bool:
+    """Whether a task parking with ``wait`` must be due at once: its signal arrived after
+    it looked (``unconsumed`` is that signal's row), or a cancel came while it ran (it
+    then stops at the wait's step boundary instead of waiting for nothing)."""
+    return bool(cancel_requested) or (wait.get("kind") == "signal" and unconsumed is not None)
+
+
 def load_wait(text: str | None) -> dict[str, Any] | None:
     value = None if text is None else json.loads(text)
     return value if isinstance(value, dict) else None
