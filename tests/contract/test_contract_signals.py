@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 
 import pytest
@@ -163,3 +164,34 @@ def test_a_task_cancelled_while_it_runs_does_not_park_for_nothing(store: StoreCa
         )
 
     store.run(body)
+
+
+def test_the_schema_accepts_exactly_the_statuses_and_step_kinds_the_code_names(
+    store: StoreCase,
+) -> None:
+    store.run(lambda s: s.schema_version())  # migrate
+    if store.engine == "sqlite":
+        found = dict(store.raw("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+        checks = {"status": found["tasks"], "kind": found["steps"], "reason": found["task_runs"]}
+    else:
+        found = dict(
+            store.raw(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+                " WHERE conname IN ('tasks_status_check', 'steps_kind_check',"
+                " 'task_runs_reason_check')"
+            )
+        )
+        checks = {
+            "status": found["tasks_status_check"],
+            "kind": found["steps_kind_check"],
+            "reason": found["task_runs_reason_check"],
+        }
+
+    def allowed(column: str) -> set[str]:
+        match = re.search(rf"CHECK \(\(?{column}\b[^)]*\)", checks[column], re.S)
+        assert match is not None, checks[column]
+        return set(re.findall(r"'([a-z]+)'", match.group(0)))
+
+    assert allowed("status") == set(types.TASK_STATUSES)
+    assert allowed("kind") == set(types.STEP_KINDS)
+    assert allowed("reason") == {"start", "recovery", "handover", "resume", "wake"}
