@@ -19,7 +19,7 @@ from tether.context import memory, truncation
 from tether.context.manager import ContextManager
 from tether.context.policy import ContextPolicy
 from tether.context.window import Entry
-from tether.execution import structured, tool_calls
+from tether.execution import approvals, structured, tool_calls
 from tether.execution.context import Heartbeat, TaskContext
 from tether.models.base import Model
 from tether.store.base import MemoryItem
@@ -116,16 +116,31 @@ class Agent:
             if calls:
                 if self.reset_tool_choice and not (self.output and self.output.via_tool):
                     choice = None  # kept while the answer itself must be a tool call
-                done = await tool_calls.run_tool_calls(
-                    ctx, self.offered, calls, concurrent=self.parallel_tool_calls
-                )
-                history.extend(Entry(seq, message) for seq, message in done)
+                history.extend(await self._answer_calls(ctx, calls))
             if judge and (answer := await judge.after_turn(ctx, response.message, history)):
                 return answer.value
         raise errors.MaxStepsExceeded(
             f"agent {self.name!r} made {self.max_steps} model calls without a final answer; "
             "raise max_steps or change the instructions so the model finishes"
         )
+
+    async def _answer_calls(
+        self, ctx: TaskContext, calls: Sequence[types.ToolCall]
+    ) -> list[Entry]:
+        """The turn's tool messages, in the model's order. Calls to tools that need a
+        person's approval wait for it first (holding no lease); a turn with such calls
+        then runs its calls one after another, any other turn concurrently."""
+        decisions = await approvals.review(ctx, self.offered, calls)  # may wait for people
+        if all(d is None for d in decisions):
+            done = await tool_calls.run_tool_calls(
+                ctx, self.offered, calls, concurrent=self.parallel_tool_calls
+            )
+            return [Entry(seq, message) for seq, message in done]
+        answered: list[Entry] = []
+        for call, decision in zip(calls, decisions, strict=True):
+            result = await approvals.answer(ctx, self.offered.get(call.name), call, decision)
+            answered.append(Entry(ctx.last_message_seqs[-1], result))
+        return answered
 
     def _first_tool_choice(self) -> str | None:
         if self.output is not None and self.output.via_tool and self.tool_choice is None:

@@ -15,13 +15,14 @@ tenant/session/task/step, and what to do.
     │                                 StreamInterrupted, PromptTruncated
     ├── AgentError (agent)            MaxStepsExceeded, BudgetExhausted, NonDeterminismError,
     │                                 ContextBudgetExceeded, WorkflowFailed, StepTimeout,
-    │                                 StepConnectionLost, NotInStep
+    │                                 StepConnectionLost, NotInStep, SignalTimeout
     └── InfraError (infra)            StoreUnavailable, StoreVersionError, StoreCorrupt,
                                       PayloadVersionError, MissingExtra, WorkerLost
     TetherSignal (BaseException: unwinds through user code's ``except Exception``)
     ├── LeaseLost (infra, retryable)
     ├── TaskCancelled (agent)
-    └── StepHandedOver (tool, retryable: a stuck step made the worker give the task up)
+    ├── StepHandedOver (tool, retryable: a stuck step made the worker give the task up)
+    └── TaskWaiting (agent: the task waits for a signal or its time; it leaves the worker)
 
 ``error_class`` is the class name except where several classes share one operator
 name (``_ERROR_CLASS``): every timeout is ``Timeout``, every lost connection
@@ -341,6 +342,11 @@ class StepTimeout(AgentError):
     retryable: bool = True
 
 
+class SignalTimeout(AgentError):
+    """A ``wait_for_signal`` reached its timeout without the signal; not retried (wait
+    again, or pass ``default=`` to go on without it)."""
+
+
 class StepConnectionLost(AgentError):
     """A custom step (``ctx.step``) raised ``ConnectionError``; it is tried again."""
 
@@ -443,8 +449,32 @@ class StepHandedOver(TetherSignal):
     retryable: ClassVar[bool] = True
 
 
+class TaskWaiting(TetherSignal):
+    """The task reached a wait (a signal not yet sent, a long sleep): it leaves this
+    worker, holding no lease, until its signal or its time wakes it on any worker.
+
+    ``wait`` is what the store keeps (``{step, kind, name, deadline, since}``) and
+    ``wake_at`` when the task is due without a signal (None: only a signal wakes it)."""
+
+    error_class: ClassVar[str] = "TaskWaiting"
+    where: ClassVar[Where] = "agent"
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        task: str | None = None,
+        wait: dict[str, Any] | None = None,
+        wake_at: float | None = None,
+    ) -> None:
+        super().__init__(message, task=task)
+        self.wait: dict[str, Any] = dict(wait or {})
+        self.wake_at = wake_at
+
+
 SIGNAL_TYPES: dict[str, type[TetherSignal]] = {
-    c.__name__: c for c in (TetherSignal, LeaseLost, TaskCancelled, StepHandedOver)
+    c.__name__: c for c in (TetherSignal, LeaseLost, TaskCancelled, StepHandedOver, TaskWaiting)
 }
 
 

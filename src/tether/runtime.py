@@ -18,6 +18,7 @@ from typing import Any, TypeVar, overload
 
 from tether import errors, integrations, retry, types
 from tether.agent import Agent
+from tether.execution import signals
 from tether.execution.committer import Committer
 from tether.execution.context import TaskContext
 from tether.execution.runner import FunctionWorkflow, Workflow
@@ -26,7 +27,7 @@ from tether.execution.worker import Worker
 from tether.observe import events, tracing
 from tether.observe import metrics as obsmetrics
 from tether.store import DEFAULT_URL, open_store
-from tether.store.base import Store
+from tether.store.base import Signal, Store
 
 T = TypeVar("T")
 
@@ -320,6 +321,34 @@ class Runtime:
 
     def cancel(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
         return self._call(lambda s: s.request_cancel(task_id, tenant=tenant))
+
+    def signal(
+        self, task_id: str, name: str, data: Any = None, *, tenant: str | None = None
+    ) -> Signal:
+        """Send signal ``name`` with JSON ``data`` to a task: a ``wait_for_signal(name)``
+        returns it (now, if the task waits for it, on any worker; or later, when it
+        gets there). ``NotFound`` for an unknown task, ``Conflict`` for a finished one."""
+        sent = self._call(lambda s: signals.send(s, task_id, name, data, tenant=tenant))
+        self._count_signal(sent)
+        return sent
+
+    def approve(self, task_id: str, *, tenant: str | None = None) -> Signal:
+        """Let the tool call the task waits on run (``@tool(requires_approval=True)``)."""
+        sent = self._call(lambda s: signals.decide(s, task_id, approved=True, tenant=tenant))
+        self._count_signal(sent)
+        return sent
+
+    def deny(self, task_id: str, *, reason: str, tenant: str | None = None) -> Signal:
+        """Refuse the tool call the task waits on; the model reads ``reason``."""
+        sent = self._call(
+            lambda s: signals.decide(s, task_id, approved=False, reason=reason, tenant=tenant)
+        )
+        self._count_signal(sent)
+        return sent
+
+    def _count_signal(self, sent: Signal) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_signal(signals.metric_name(sent.name))
 
     def store_call(self, fn: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
         """Run ``fn(store)`` on the runtime's loop: the operator's door to every read."""

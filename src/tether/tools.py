@@ -90,6 +90,7 @@ class Tool:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         heartbeat_timeout: float | None = None,
+        requires_approval: bool = False,
     ) -> None:
         self.fn = fn
         self.name = name or fn.__name__
@@ -97,6 +98,8 @@ class Tool:
         self.retry = retry
         self.timeout = timeout
         self.heartbeat_timeout = heartbeat_timeout
+        self.requires_approval = requires_approval
+        """The agent asks a person before each call (``execution.approvals``)."""
         self.is_async = inspect.iscoroutinefunction(fn)
         self._ctx_param, self._args_model = _arguments_model(fn, self.name)
         schema = self._args_model.model_json_schema()
@@ -199,6 +202,7 @@ def tool(
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
     heartbeat_timeout: float | None = None,
+    requires_approval: bool = False,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -211,8 +215,10 @@ def tool(
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
     heartbeat_timeout: float | None = None,
+    requires_approval: bool = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
-    """Make a function a tool: ``@tool`` or ``@tool(retry=RetryPolicy(...), timeout=30)``."""
+    """Make a function a tool: ``@tool`` or ``@tool(retry=RetryPolicy(...), timeout=30)``;
+    ``requires_approval=True``: the agent waits for a person's yes before each call."""
 
     def wrap(f: Callable[..., Any]) -> Tool:
         return Tool(
@@ -222,6 +228,7 @@ def tool(
             retry=retry,
             timeout=timeout,
             heartbeat_timeout=heartbeat_timeout,
+            requires_approval=requires_approval,
         )
 
     return wrap(fn) if fn is not None else wrap

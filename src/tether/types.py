@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
-TaskStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
-StepKind = Literal["model", "tool", "summarize", "sleep", "custom"]
+TaskStatus = Literal["queued", "running", "waiting", "completed", "failed", "cancelled"]
+StepKind = Literal["model", "tool", "summarize", "sleep", "custom", "signal"]
 StepStatus = Literal["completed", "failed"]
 
-TASK_STATUSES: tuple[TaskStatus, ...] = ("queued", "running", "completed", "failed", "cancelled")
+TASK_STATUSES: tuple[TaskStatus, ...] = (
+    "queued", "running", "waiting", "completed", "failed", "cancelled"
+)  # fmt: skip
 FINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
-STEP_KINDS: tuple[StepKind, ...] = ("model", "tool", "summarize", "sleep", "custom")
+STEP_KINDS: tuple[StepKind, ...] = ("model", "tool", "summarize", "sleep", "custom", "signal")
 
 # Format version of every JSON payload tether stores (messages, step outputs, events).
 # 2: a step's output refers to the messages its commit appended instead of copying them.
@@ -239,6 +241,11 @@ class TaskRecord:
     runs: int = 0
     cancel_requested: bool = False
     trace_context: dict[str, str] | None = None
+    wait: dict[str, Any] | None = None
+    """What the task waits (or last waited) for: ``{step, kind, name, deadline, since}``
+    (``kind`` is ``signal`` or ``sleep``); see ``execution.waits``."""
+    wake_at: float | None = None
+    """When a ``waiting`` task may be claimed again; None: only a signal wakes it."""
 
     def to_public(self) -> dict[str, Any]:
         """The contract's task object (CLI ``--json`` and HTTP)."""
@@ -260,6 +267,20 @@ class TaskRecord:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "runs": self.runs,
+            "waiting": self.waiting_public(),
+        }
+
+    def waiting_public(self) -> dict[str, Any] | None:
+        """What a ``waiting`` task waits for (None for any other status)."""
+        if self.status != "waiting" or not self.wait:
+            return None
+        wait = self.wait
+        return {
+            "kind": wait.get("kind"),
+            "name": wait.get("name"),
+            "step": wait.get("step"),
+            "since": wait.get("since"),
+            "wake_at": self.wake_at,
         }
 
 
@@ -363,6 +384,9 @@ class StepCommit:
     session_state: dict[str, Any] | None = None
     """When set, replaces the session's context bookkeeping (summary, compactions)."""
     events: tuple[NewEvent, ...] = ()
+    signal_seq: int | None = None
+    """The signal this step consumes (``signals.seq`` of its task), marked consumed in
+    the same transaction, so a signal is consumed exactly once."""
 
 
 @dataclass(frozen=True, slots=True)

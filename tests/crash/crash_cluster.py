@@ -104,6 +104,8 @@ class Cluster:
         grace: float = 10.0,
         concurrency: int = 4,
         heartbeat: float | None = None,
+        spec: str = WORKLOAD,
+        extra: tuple[str, ...] = (),
     ) -> WorkerProcess:
         self._count += 1
         stderr_path = self.tmp_path / f"worker-{self._count}-{worker_id}.log"
@@ -116,7 +118,7 @@ class Cluster:
         )
         env.pop("TETHER_STORE", None)
         command = [
-            sys.executable, "-m", "tether", "worker", WORKLOAD,
+            sys.executable, "-m", "tether", "worker", spec,
             "--store", self.store_url,
             "--worker-id", worker_id,
             "--lease-ttl", str(lease_ttl),
@@ -126,6 +128,7 @@ class Cluster:
         ]  # fmt: skip
         if heartbeat is not None:
             command += ["--heartbeat", str(heartbeat)]
+        command += extra
         with stderr_path.open("wb") as err:
             proc = subprocess.Popen(
                 command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +22,7 @@ import httpx
 import server_agents
 
 from store_view import store_call
+from tether.execution.runner import Workflow
 from tether.execution.settings import ExecutionSettings
 from tether.server import keys
 from tether.server.config import ServerConfig
@@ -63,10 +64,14 @@ def _client(url: str, key: str | None) -> httpx.Client:
 
 
 @contextlib.contextmanager
-def serve_in_thread(store_url: str, **overrides: Any) -> Iterator[Running]:
+def serve_in_thread(
+    store_url: str, *, workflows: Mapping[str, Workflow] | None = None, **overrides: Any
+) -> Iterator[Running]:
+    """``workflows``: what the server runs (default ``server_agents``' runtime)."""
     config = ServerConfig(store_url=store_url, port=0, execution=fast_settings())
     config = replace(config, **overrides)
-    service = Service(config, server_agents.runtime.workflows, announce=lambda line: None)
+    served = server_agents.runtime.workflows if workflows is None else workflows
+    service = Service(config, served, announce=lambda line: None)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

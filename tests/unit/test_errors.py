@@ -52,6 +52,7 @@ TAXONOMY: dict[str, tuple[str, str, bool]] = {
     "StepTimeout": ("agent", "Timeout", True),
     "StepConnectionLost": ("agent", "ConnectionLost", True),
     "NotInStep": ("agent", "NotInStep", False),
+    "SignalTimeout": ("agent", "SignalTimeout", False),
     # infra
     "InfraError": ("infra", "InfraError", False),
     "StoreUnavailable": ("infra", "StoreUnavailable", True),
@@ -66,6 +67,7 @@ SIGNALS: dict[str, tuple[str, str, bool]] = {
     "TetherSignal": ("infra", "Signal", False),
     "LeaseLost": ("infra", "LeaseLost", True),
     "TaskCancelled": ("agent", "TaskCancelled", False),
+    "TaskWaiting": ("agent", "TaskWaiting", False),
 }
 
 PUBLIC_TYPES = sorted(n for n in errors.ERROR_TYPES if not n.startswith("_"))

@@ -233,7 +233,8 @@ async def _task_details(s: Store, task_id: str, tenant: str | None) -> dict[str,
         }
         for r in runs
     ]
-    data["recoveries"] = [run for run in data["run_history"] if run["reason"] != "start"]
+    data["recoveries"] = [r for r in data["run_history"] if r["reason"] not in ("start", "wake")]
+    data["signals"] = [g.to_public() for g in await s.list_signals(task_id)]
     data["attempts"] = [
         {
             "step": a.index,
@@ -497,6 +498,7 @@ def _clock(ts: float) -> str:
 def main() -> None:
     from tether.cli import doctor as _doctor  # noqa: F401  (registers `tether doctor`)
     from tether.cli import serve as _serve  # noqa: F401  (registers `tether serve`, `keys`)
+    from tether.cli import signals as _signals  # noqa: F401  (`tether signal`, `approve`, `deny`)
     from tether.cli import worker as _worker  # noqa: F401  (registers `tether worker`)
 
     app()

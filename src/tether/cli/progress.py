@@ -58,6 +58,20 @@ class ProgressPrinter:
                 f"({event.data.get('reason')})",
                 highlight=False,
             )
+        elif event.name == events.TASK_WAITING:
+            name = event.data.get("wait_name")
+            how = (
+                f"signal {name!r} (`tether signal {event.task_id} {name}`)"
+                if event.data.get("wait_kind") == "signal"
+                else "its time"
+            )
+            self.console.print(f"[yellow]waiting[/] for {how}; no worker is held", highlight=False)
+        elif event.name == events.TOOL_APPROVAL_REQUESTED:
+            self.console.print(
+                f"[yellow]approval[/] {event.data.get('tool')}({event.data.get('arguments')}): "
+                f"`tether approve {event.task_id}` or `tether deny {event.task_id} --reason …`",
+                highlight=False,
+            )
         elif event.name in (
             events.CONTEXT_PRESSURE,
             events.CONTEXT_COMPACTED,

@@ -28,6 +28,7 @@ import typer
 from tether import errors
 from tether.cli import StoreOpt, _fail, app, err
 from tether.cli.spec import build_runtime
+from tether.execution import waiting_gauge
 from tether.execution.committer import Committer
 from tether.execution.guard import Guard, parse_size
 from tether.execution.identity import worker_identity
@@ -62,6 +63,9 @@ def worker(
     metrics_host: Annotated[
         str, typer.Option(help="Address /metrics listens on (0.0.0.0 for a remote Prometheus).")
     ] = "127.0.0.1",
+    durable_sleep_after: Annotated[
+        float, typer.Option(help="Sleeps longer than this many seconds hold no worker slot.")
+    ] = 30.0,
     on_stuck: Annotated[
         str,
         typer.Option(help="A stuck step is retried here ('retry') or handed over ('handover')."),
@@ -112,6 +116,7 @@ def worker(
         sync_tool_threads=sync_threads,
         stuck_after=stuck_after,
         max_memory=memory_limit,
+        durable_sleep_after=durable_sleep_after,
     )
     with worker_identity(worker_id, runtime.store_url) as wid:
         try:
@@ -248,6 +253,7 @@ async def _serve(
     )
     guard = Guard(w, max_memory=settings.max_memory)
     watching = asyncio.create_task(guard.watch())
+    gauge = asyncio.create_task(waiting_gauge.keep(store, metrics)) if metrics_port else None
     try:
         await w.serve()
     finally:
@@ -259,6 +265,8 @@ async def _serve(
             )
             begin_drain(guard.reason)
         watching.cancel()
+        if gauge is not None:
+            gauge.cancel()
         await w.shutdown()
         await _close_models(runtime)
         await store.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 
 from tether import errors, retry, tools, types
 from tether.context import truncation
+from tether.execution import waits
 from tether.execution.committer import Committer
 from tether.execution.emitter import Emitter
 from tether.execution.fingerprint import RequestFingerprints, describe, fingerprint
@@ -63,6 +65,8 @@ class StepOutcome:
     decode: Callable[[Any], Any] = lambda v: v
     messages: Callable[[Any], Sequence[types.Message]] = lambda v: ()
     session_state: Callable[[Any], dict[str, Any] | None] = lambda v: None
+    consumes: Callable[[Any], int | None] = lambda v: None
+    """The signal (its ``seq``) the step consumes, committed with it (``execution.waits``)."""
 
 
 class TaskContext:
@@ -186,12 +190,25 @@ class TaskContext:
         )
 
     async def sleep(self, seconds: float) -> None:
-        """A journaled pause: on replay it does not wait again."""
+        """A journaled pause: on replay it does not wait again. Longer than the settings'
+        ``durable_sleep_after`` it holds no lease nor worker slot: the task is ``waiting``
+        and any worker resumes it when it is due."""
+        await waits.sleep(self, seconds)
 
-        async def execute(attempt: int, beat: Heartbeat) -> None:
-            await asyncio.sleep(seconds)
+    async def sleep_until(self, when: datetime.datetime) -> None:
+        """A journaled pause until ``when``, durable like a long ``sleep``."""
+        await waits.sleep_until(self, when)
 
-        await self.run_step("sleep", "sleep", {"seconds": seconds}, execute, policy=retry.NO_RETRY)
+    async def wait_for_signal(
+        self, name: str, *, timeout: float | None = None, default: Any = waits.NO_DEFAULT
+    ) -> Any:
+        """Wait for the signal ``name`` (``tether signal``, ``POST …/signals/{name}``,
+        ``runtime.signal``) and return its JSON data; one journaled step, so replay
+        returns the same data. A signal sent earlier is kept and consumed here; each
+        signal is consumed once. While it waits the task is ``waiting``: it holds no
+        lease and no worker slot. After ``timeout`` seconds without the signal it
+        raises ``SignalTimeout`` (not retried), or returns ``default`` when given."""
+        return await waits.wait_for_signal(self, name, timeout=timeout, default=default)
 
     async def call_model(
         self,
@@ -723,6 +740,7 @@ class TaskContext:
                     messages=messages,
                     session_state=state,
                     events=taken,
+                    signal_seq=outcome.consumes(value) if value is not None else None,
                 )
             )
         except errors.LeaseLost:

@@ -106,7 +106,9 @@ class TaskRunner:
             session_age=session_age,
             trace_context=task.trace_context,
         )
-        if claim.reason != "start":
+        if claim.reason == "wake":
+            emitter.emit(events.TASK_WOKE, **woke_data(task, started))
+        elif claim.reason != "start":
             emitter.emit(events.TASK_RECOVERED, reason=claim.reason, from_step=len(journal))
 
         workflow = self.workflows.get(task.agent)
@@ -146,6 +148,9 @@ class TaskRunner:
         except errors.LeaseLost:
             keeper.mark_lost()
             _log.warning("task %s: lease lost, abandoning this run", task.id)
+            return None
+        except errors.TaskWaiting as waiting:
+            await self._wait(keeper, emitter, waiting)
             return None
         except errors.StepHandedOver as exc:
             _log.warning("task %s: %s", task.id, exc)
@@ -222,6 +227,33 @@ class TaskRunner:
         self.observers.on_event(event)
         return record
 
+    async def _wait(
+        self, keeper: LeaseKeeper, emitter: Emitter, waiting: errors.TaskWaiting
+    ) -> None:
+        """Park the task (``waiting``, no lease) with its events; the slot is free again."""
+        wait = waiting.wait
+        emitter.emit(
+            events.TASK_WAITING,
+            step=wait.get("step"),
+            wait_kind=wait.get("kind"),
+            wait_name=wait.get("name"),
+            wake_at=waiting.wake_at,
+        )
+        taken = emitter.take()
+        try:
+            await asyncio.shield(
+                self.store.wait_task(keeper.lease, wait=wait, wake_at=waiting.wake_at, events=taken)
+            )
+        except errors.LeaseLost:
+            keeper.mark_lost()
+        except errors.TetherError as exc:
+            _log.warning(
+                "task %s: parking it failed (%s); its lease will expire and a worker will "
+                "take it back to the same wait",
+                emitter.task.id,
+                exc,
+            )
+
     async def _release(
         self, keeper: LeaseKeeper, emitter: Emitter, ctx: TaskContext, *, reason: str
     ) -> None:
@@ -239,6 +271,17 @@ class TaskRunner:
 
     async def _release_now(self, keeper: LeaseKeeper, taken: tuple[types.NewEvent, ...]) -> None:
         await self.store.release_lease(keeper.lease, events=taken)
+
+
+def woke_data(task: types.TaskRecord, now: float) -> dict[str, Any]:
+    """``task.woke``'s data: what the task waited for, and how long (since it parked)."""
+    wait = task.wait or {}
+    since = wait.get("since")
+    return {
+        "wait_kind": wait.get("kind"),
+        "wait_name": wait.get("name"),
+        "waited": now - since if isinstance(since, int | float) else None,
+    }
 
 
 def _check_output(output: Any, task: types.TaskRecord) -> None:

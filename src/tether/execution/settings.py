@@ -23,6 +23,9 @@ class ExecutionSettings:
     """What a stuck step (silent past its heartbeat timeout) leads to: ``retry`` it here
     by its retry policy, or ``handover``: release the task so a fresh run continues it
     (the stuck work is abandoned), for hangs that belong to this worker."""
+    durable_sleep_after: float = 30.0
+    """Seconds beyond which ``ctx.sleep`` (and ``sleep_until``) is a durable timer: the
+    task waits holding no lease nor worker slot, and any worker resumes it when due."""
     tool_timeout: float = 300.0
     """Default seconds a tool may run without a heartbeat before it is timed out."""
     stuck_after: float = 120.0

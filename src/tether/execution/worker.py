@@ -354,6 +354,9 @@ class Worker:
                     "that defines it",
                     task=task_id,
                 )
+            if task.status == "waiting" and not (task.wake_at and task.wake_at <= types.now()):
+                await asyncio.sleep(self.settings.poll_interval)  # parked: nothing to claim
+                continue
             claim = await self._claim(task_id)
             if claim is None:
                 await asyncio.sleep(self.settings.poll_interval)

@@ -36,6 +36,10 @@ PROMPT_TRUNCATED = "prompt.truncated"
 """The server counted far fewer prompt tokens than tether (``counted``, ``reported``)."""
 MODEL_DELTA = "model.delta"
 """A piece of a model step's answer text as it streams (``text``, ``attempt``)."""
+TASK_WAITING = "task.waiting"
+TASK_WOKE = "task.woke"
+SIGNAL_RECEIVED = "signal.received"
+TOOL_APPROVAL_REQUESTED = "tool.approval_requested"
 
 # Events that are only observed, not written to the task's stored log: replays happen
 # on every resume and would grow the log with each recovery.

@@ -45,6 +45,13 @@ Mapping from events (``agent`` is the ``task_type`` label):
   tool thread abandoned) and ``worker_draining{reason}``.
 - The standard process collector adds ``process_start_time_seconds`` (a restart shows
   as a change) and the other ``process_*`` series.
+- ``worker_memory_bytes`` is read from the process when scraped.
+- ``tasks_waiting{task_type}`` is read from the store (``set_waiting``, refreshed by
+  ``execution.waiting_gauge``): waiting tasks belong to no process. ``task.woke``
+  observes ``task_wait_seconds{kind}`` (kind ``signal`` or ``sleep``) with how long
+  the task waited; ``task.waiting`` forgets the task here like a release, without
+  ending its session. ``signals_received_total{name}`` counts signals this process
+  accepted (``observe_signal``; approvals as ``name="approval"``).
 """
 
 from __future__ import annotations
@@ -94,6 +101,9 @@ METRIC_NAMES: tuple[str, ...] = (
     "tether_worker_saturated",
     "tether_worker_draining",
     "tether_worker_memory_limit_bytes",
+    "tether_tasks_waiting",
+    "tether_task_wait_seconds",
+    "tether_signals_received_total",
 )
 
 # What the standard process collector adds (no prefix: the names every exporter uses).
@@ -344,6 +354,26 @@ class Metrics:
         for where, cls, _ in ERROR_KINDS:
             for final in ("true", "false"):
                 self.errors.labels(type=where, error_class=cls, final=final)
+        self.tasks_waiting = gauge(
+            "tether_tasks_waiting",
+            "Tasks waiting for a signal or their time, holding no lease (from the store).",
+            ["task_type"],
+            registry=r,
+        )
+        self.task_wait = hist(
+            "tether_task_wait_seconds",
+            "How long a task waited before it woke, by what it waited for.",
+            ["kind"],
+            buckets=SESSION_BUCKETS,
+            registry=r,
+        )
+        self.signals_received = counter(
+            "tether_signals_received",
+            "Signals accepted for tasks, by signal name.",
+            ["name"],
+            registry=r,
+        )
+        self._waiting_types: set[str] = set()
         # What is scraped: the same metrics without prometheus_client's "_created"
         # series, which would add names outside DESIGN.md's list and that Prometheus
         # ignores in the text format anyway.
@@ -377,6 +407,18 @@ class Metrics:
     def observe_request(self, route: str, code: int | str) -> None:
         """Count one HTTP request; ``route`` is the route template, never the raw path."""
         self.requests.labels(route=route, code=str(code)).inc()
+
+    def observe_signal(self, name: str) -> None:
+        """Count one signal accepted for a task."""
+        self.signals_received.labels(name=name).inc()
+
+    def set_waiting(self, counts: dict[str, int]) -> None:
+        """Set ``tasks_waiting`` from the store's count by task type (0 for types seen before)."""
+        for task_type in self._waiting_types - set(counts):
+            self.tasks_waiting.labels(task_type=task_type).set(0)
+        for task_type, n in counts.items():
+            self.tasks_waiting.labels(task_type=task_type).set(n)
+        self._waiting_types |= set(counts)
 
     def observe_commit(self, seconds: float) -> None:
         """Record how long one journal commit took."""
@@ -539,6 +581,14 @@ class MetricsObserver:
             self._end(event, outcome)
         elif name == events.TASK_RELEASED:
             self._end(event, "handover")
+            self._end(event, "abandoned")
+        elif name == events.TASK_WAITING:
+            self._end(event, None)
+        elif name == events.TASK_WOKE:
+            waited = _number(data.get("waited"))
+            if waited is not None:
+                kind = str(data.get("wait_kind") or "signal")
+                m.task_wait.labels(kind=kind).observe(max(0.0, waited))
         elif name == events.LEASE_LOST:
             m.leases_lost.inc()
             self._end(event, "abandoned")
@@ -555,7 +605,9 @@ class MetricsObserver:
     def _set_stuck(self) -> None:
         self.metrics.sessions_stuck.set(sum(1 for t in self._tasks.values() if t.stuck))
 
-    def _end(self, event: events.TaskEvent, end_reason: str) -> None:
+    def _end(self, event: events.TaskEvent, end_reason: str | None) -> None:
+        """The task left this process: its series go; ``end_reason`` None when its
+        session goes on (it waits) and no session duration is observed."""
         running = self._tasks.pop(event.task_id, None)
         if running is not None and running.stuck:
             self._set_stuck()
@@ -563,7 +615,7 @@ class MetricsObserver:
         if age is None and running is not None and running.session_age_at_start is not None:
             started_at = running.started_at if running.started_at is not None else event.at
             age = running.session_age_at_start + max(0.0, event.at - started_at)
-        if age is not None:
+        if age is not None and end_reason is not None:
             self.metrics.session_duration.labels(end_reason=end_reason).observe(age)
         if running is not None and running.context:
             gauges = (

@@ -189,6 +189,7 @@ class TracingObserver:
             events.TASK_CANCELLED,
             events.TASK_RELEASED,
             events.LEASE_LOST,
+            events.TASK_WAITING,
         ):
             self._end_run(event)
         elif name not in (events.TASK_SUBMITTED, events.MODEL_DELTA):  # no span event a token
@@ -361,6 +362,7 @@ class TracingObserver:
             events.TASK_CANCELLED: "cancelled",
             events.TASK_RELEASED: "released",
             events.LEASE_LOST: "lease_lost",
+            events.TASK_WAITING: "waiting",  # the run ends here; a wake starts another
         }[name]
         self._close_run(run, event, end_reason)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from tether.server import http_errors, routes_ops, routes_sessions, routes_tasks
+from tether.server import http_errors, routes_ops, routes_sessions, routes_signals, routes_tasks
 from tether.server.body_limit import BodyLimit
 from tether.server.request_metrics import RequestMetrics
 from tether.server.state import ServerState
@@ -33,6 +33,7 @@ def create_app(state: ServerState) -> FastAPI:
     _document_agents(app, sorted(state.agents))
     app.include_router(routes_sessions.router)
     app.include_router(routes_tasks.router)
+    app.include_router(routes_signals.router)
     app.include_router(routes_ops.router)
     http_errors.install(app)
     # outermost last: metrics see every answer, the 413s of the body limit included

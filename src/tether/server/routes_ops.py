@@ -4,11 +4,13 @@ draining), ``/metrics`` (Prometheus text). No API key: load balancers and scrape
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from tether import errors
+from tether.execution import waiting_gauge
 from tether.server import schemas
 from tether.server.auth import State
 
@@ -62,4 +64,7 @@ def _readiness(code: int, status: str, detail: str | None) -> JSONResponse:
     summary="Prometheus metrics",
 )
 async def metrics(state: State) -> Response:
+    # tasks_waiting comes from the store; a store down or slow still lets metrics out
+    with contextlib.suppress(errors.TetherError, TimeoutError):
+        await asyncio.wait_for(waiting_gauge.refresh(state.store, state.metrics), _READY_TIMEOUT)
     return Response(state.metrics.render(), media_type=_PROMETHEUS)

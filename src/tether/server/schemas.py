@@ -8,10 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 
 from tether import types
+from tether.store.base import Signal
 
 MAX_INPUT_CHARS = 100_000
 MAX_NAME_CHARS = 200
 MAX_SEQ = 2**62
+MAX_REASON_CHARS = 2_000
 # Stated in the OpenAPI too, so clients (and fuzzers) know NUL is refused: PostgreSQL
 # cannot store it in text, and both stores must accept the same inputs.
 NO_NUL: JsonDict = {"pattern": "^[^\\u0000]*$"}
@@ -79,12 +81,20 @@ class Session(BaseModel):
         return Session.model_validate(record.to_public())
 
 
+class Waiting(BaseModel):
+    kind: Literal["signal", "sleep"]
+    name: str | None = Field(description="The signal's name (`approval.<step>` for a tool).")
+    step: int | None
+    since: float | None = Field(description="When the task started waiting.")
+    wake_at: float | None = Field(description="When it is due without a signal (null: never).")
+
+
 class Task(BaseModel):
     id: str
     session_id: str
     tenant: str
     agent: str
-    status: Literal["queued", "running", "completed", "failed", "cancelled"]
+    status: Literal["queued", "running", "waiting", "completed", "failed", "cancelled"]
     input: str
     output: Any = None
     error: ErrorObject | None = None
@@ -93,6 +103,9 @@ class Task(BaseModel):
     runs: int
     cancel_requested: bool = Field(
         description="A cancel was asked; a running task stops at its next step boundary."
+    )
+    waiting: Waiting | None = Field(
+        None, description="What a `waiting` task waits for; null for any other status."
     )
 
     @staticmethod
@@ -104,7 +117,7 @@ class Task(BaseModel):
 
 class Step(BaseModel):
     index: int
-    kind: Literal["model", "tool", "summarize", "sleep", "custom"]
+    kind: Literal["model", "tool", "summarize", "sleep", "custom", "signal"]
     name: str
     status: Literal["completed", "failed"]
     attempts: int
@@ -180,3 +193,39 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "draining", "unavailable", "saturated"]
     detail: str | None = None
+
+
+class SignalSend(_Strict):
+    data: Any = Field(None, description="Any JSON value; a wait_for_signal returns it.")
+
+
+class Denial(_Strict):
+    reason: str = Field(
+        min_length=1,
+        max_length=MAX_REASON_CHARS,
+        description="Why the call is denied; the model reads it as the tool's result.",
+        json_schema_extra=NO_NUL,
+    )
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        return _no_nul(value, "reason")
+
+
+class SignalSent(BaseModel):
+    task_id: str
+    name: str
+    seq: int = Field(description="The signal's place among the task's signals (1, 2, …).")
+    sent_at: float
+    woke: bool = Field(description="The task was waiting for it and is due now.")
+
+    @staticmethod
+    def of(signal: Signal) -> SignalSent:
+        return SignalSent(
+            task_id=signal.task_id,
+            name=signal.name,
+            seq=signal.seq,
+            sent_at=signal.sent_at,
+            woke=signal.woke,
+        )

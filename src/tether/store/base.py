@@ -37,6 +37,34 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class Signal:
+    """A named JSON message sent to a task from outside; a wait consumes it once."""
+
+    task_id: str
+    seq: int
+    """Arrival order within the task: 1, 2, …"""
+    name: str
+    data: Any
+    sent_at: float
+    consumed_step: int | None = None
+    """The step that consumed it; None while it waits for a ``wait_for_signal``."""
+    consumed_at: float | None = None
+    woke: bool = False
+    """Set on the record ``send_signal`` returns: this signal made a waiting task due."""
+
+    def to_public(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "seq": self.seq,
+            "name": self.name,
+            "data": self.data,
+            "sent_at": self.sent_at,
+            "consumed_step": self.consumed_step,
+            "consumed_at": self.consumed_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ApiKey:
     """An API key of the HTTP service: it maps to one tenant. Only its hash is stored."""
 
@@ -188,9 +216,9 @@ class Store(Protocol):
         """Newest first."""
 
     async def request_cancel(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
-        """A queued task becomes ``cancelled`` at once; a running one gets
-        ``cancel_requested`` and stops at its next step boundary. A finished task is
-        returned unchanged."""
+        """A queued or waiting task becomes ``cancelled`` at once (a waiting one holds
+        no lease, so nothing runs it); a running one gets ``cancel_requested`` and stops
+        at its next step boundary. A finished task is returned unchanged."""
 
     # ---- leases ------------------------------------------------------------
 
@@ -207,8 +235,10 @@ class Store(Protocol):
         Candidates, oldest first: a ``running`` task whose lease is held by ``worker``
         itself (a restarted worker takes its own leases back at once; reason
         ``resume``); a ``running`` task whose lease expired (``recovery``); a
-        ``queued`` task whose session has no other ``running`` task and no older
-        ``queued`` task (``start`` the first time, ``handover`` after a release).
+        ``waiting`` task whose ``wake_at`` has come (``wake``: its signal arrived or its
+        deadline passed); a ``queued`` task whose session has no ``running`` or
+        ``waiting`` task and no older ``queued`` task (``start`` the first time,
+        ``handover`` after a release). A waiting task keeps its session's place.
         ``agents`` limits the candidates to those agent names; ``task_id`` to one task.
 
         Claiming bumps ``lease_epoch``, sets owner and expiry, increments ``runs``,
@@ -228,6 +258,43 @@ class Store(Protocol):
     async def expire_lease(self, task_id: str) -> None:
         """Operator and test hook: mark a task's lease as expired now."""
 
+    async def wait_task(
+        self,
+        lease: types.Lease,
+        *,
+        wait: dict[str, Any],
+        wake_at: float | None,
+        events: Sequence[types.NewEvent] = (),
+    ) -> types.TaskRecord:
+        """Park a running task (fenced): it becomes ``waiting`` with no lease, holding
+        ``wait`` (``{step, kind, name, deadline, since}``) and ``wake_at`` (None: only a
+        signal wakes it), and ``events`` are appended, in one transaction. If a signal
+        ``wait["name"]`` not yet consumed is already there (it arrived after the task
+        looked), ``wake_at`` is now: the task is due at once and no signal is lost."""
+
+    # ---- signals -----------------------------------------------------------
+
+    async def send_signal(
+        self, task_id: str, name: str, data: Any, *, tenant: str | None = None
+    ) -> Signal:
+        """Store a signal for the task (kept until a wait consumes it), append its
+        ``signal.received`` event and, when the task waits for this name, make it due
+        now (and on PostgreSQL ``NOTIFY`` idle workers), all in one transaction.
+
+        ``NotFound`` for an unknown task or another tenant's; ``Conflict`` for a task
+        that is completed, failed or cancelled; ``InvalidInput`` for a bad name or data
+        that is not JSON or larger than ``waits.MAX_SIGNAL_BYTES``. Nothing is written
+        when it refuses."""
+
+    async def next_signal(self, task_id: str, name: str) -> Signal | None:
+        """The oldest signal ``name`` of the task that no step has consumed, or None."""
+
+    async def list_signals(self, task_id: str, *, tenant: str | None = None) -> list[Signal]:
+        """Every signal of the task, consumed or not, in arrival order."""
+
+    async def count_tasks(self, *, status: str) -> dict[str, int]:
+        """How many tasks are in ``status``, by agent (for the ``tasks_waiting`` gauge)."""
+
     # ---- journal -----------------------------------------------------------
 
     async def load_journal(self, task_id: str) -> list[types.StepRecord]:
@@ -237,7 +304,9 @@ class Store(Protocol):
         self, commits: Sequence[types.StepCommit]
     ) -> list[types.CommitResult | BaseException]:
         """Commit each step with its messages, session state and events; one result per
-        commit, in order: ``CommitResult`` or the ``LeaseLost`` that fenced it."""
+        commit, in order: ``CommitResult`` or the ``LeaseLost`` that fenced it. A commit
+        with ``signal_seq`` marks that signal consumed by its step in the same
+        transaction; a signal consumed already makes the commit a ``Conflict``."""
 
     async def record_attempt(self, lease: types.Lease, attempt: types.StepAttempt) -> None:
         """Journal one failed try of a step before it is retried. Fenced."""

@@ -141,6 +141,7 @@ CHECKS: tuple[Check, ...] = (
     _orphans("step_attempts", "a", "a.task_id || ':' || CAST(a.idx AS TEXT)", "step attempts"),
     _orphans("task_runs", "r", "r.task_id || ':' || CAST(r.run AS TEXT)", "task runs"),
     _orphans("events", "e", "e.task_id || ':' || CAST(e.seq AS TEXT)", "events"),
+    _orphans("signals", "g", "g.task_id || ':' || CAST(g.seq AS TEXT)", "signals"),
     _check(
         "session_last_seq",
         "error",
@@ -182,6 +183,16 @@ CHECKS: tuple[Check, ...] = (
         ref="k.id",
         source="FROM tasks k WHERE k.status <> 'running' AND k.lease_owner IS NOT NULL",
         tables=("tasks",),
+    ),
+    _check(
+        "overdue_waits",
+        "warning",
+        "waiting tasks due more than a minute ago",
+        "no worker has woken them (their signal came or their time passed): start a worker "
+        "for their agent (`tether worker SPEC`) and it resumes them",
+        ref="k.id",
+        source="FROM tasks k WHERE k.status = 'waiting' AND k.wake_at < {now} - 60",
+        tables=("tasks", "signals"),  # wake_at arrives with the signals table (0004)
     ),
     _check(
         "orphaned_memory",

@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 
 from tether import errors, types
 from tether.store import doctor as checks
-from tether.store import ids, migrations, rows, vectors
+from tether.store import ids, migrations, rows, vectors, waits
 from tether.store import postgres_connection as connection
 from tether.store import postgres_memory as memory
 from tether.store import postgres_queries as queries
 from tether.store import postgres_schema as schema
-from tether.store.base import ApiKey, Claim, Finding, MemoryHit, MemoryItem
+from tether.store.base import ApiKey, Claim, Finding, MemoryHit, MemoryItem, Signal
 from tether.store.postgres_listener import Listener
 
 __all__ = ["PostgresStore"]
@@ -225,8 +225,8 @@ class PostgresStore:
     async def request_cancel(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
         async def write(conn: Conn) -> types.TaskRecord:
             row = await queries.task_row(conn, task_id, tenant, lock=True)
-            if row["status"] == "queued":
-                change = "status = 'cancelled', cancel_requested = TRUE"
+            if row["status"] in ("queued", "waiting"):  # nothing runs it: cancelled now
+                change = "status = 'cancelled', cancel_requested = TRUE, wake_at = NULL"
             elif row["status"] == "running":
                 change = "cancel_requested = TRUE"
             else:
@@ -236,7 +236,7 @@ class PostgresStore:
                 f"UPDATE tasks SET {change}, updated_at = %s WHERE id = %s RETURNING *",
                 (types.now(), task_id),
             )
-            if row["status"] == "queued":  # the session's next task may start now
+            if row["status"] != "running":  # the session's next task may start now
                 await queries.notify_work(conn, row["agent"])
             assert updated is not None
             return rows.task(updated)
@@ -294,6 +294,16 @@ class PostgresStore:
             await queries.notify_work(conn, row["agent"])
 
         await self._tx(write)
+
+    async def wait_task(
+        self,
+        lease: types.Lease,
+        *,
+        wait: dict[str, Any],
+        wake_at: float | None,
+        events: Sequence[types.NewEvent] = (),
+    ) -> types.TaskRecord:
+        return await self._tx(lambda conn: queries.park(conn, lease, wait, wake_at, events))
 
     async def expire_lease(self, task_id: str) -> None:
         async def write(conn: Conn) -> None:
@@ -445,6 +455,39 @@ class PostgresStore:
                 (task_id, after_seq, limit),
             )
             return [rows.event(r) for r in found]
+
+        return await self._run(read)
+
+    # ---- signals -----------------------------------------------------------------
+
+    async def send_signal(
+        self, task_id: str, name: str, data: Any, *, tenant: str | None = None
+    ) -> Signal:
+        waits.check_name(name, task=task_id)
+        text = waits.encode_data(task_id, name, data)
+        return await self._tx(lambda conn: queries.send_signal(conn, task_id, name, text, tenant))
+
+    async def next_signal(self, task_id: str, name: str) -> Signal | None:
+        return await self._run(lambda conn: queries.next_signal(conn, task_id, name))
+
+    async def list_signals(self, task_id: str, *, tenant: str | None = None) -> list[Signal]:
+        async def read(conn: Conn) -> list[Signal]:
+            await queries.task_row(conn, task_id, tenant)
+            found = await queries.fetch_all(
+                conn, "SELECT * FROM signals WHERE task_id = %s ORDER BY seq", (task_id,)
+            )
+            return [waits.signal(r) for r in found]
+
+        return await self._run(read)
+
+    async def count_tasks(self, *, status: str) -> dict[str, int]:
+        async def read(conn: Conn) -> dict[str, int]:
+            found = await queries.fetch_all(
+                conn,
+                "SELECT agent, COUNT(*) AS n FROM tasks WHERE status = %s GROUP BY agent",
+                (status,),
+            )
+            return {r["agent"]: int(r["n"]) for r in found}
 
         return await self._run(read)
 

@@ -18,6 +18,7 @@ how concurrent writers are kept apart:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -27,9 +28,9 @@ import psycopg.errors
 from psycopg import sql
 
 from tether import errors, types
-from tether.store import ids, rows
+from tether.store import ids, rows, waits
 from tether.store import postgres_connection as connection
-from tether.store.base import Claim
+from tether.store.base import Claim, Signal
 
 Connection = connection.Connection
 
@@ -41,10 +42,12 @@ _CANDIDATES = (
         f" AND (t.lease_owner = %(worker)s OR t.lease_expires_at <= {connection.NOW})",
         "(t.lease_owner = %(worker)s) DESC, t.position",
     ),
+    # a waiting task whose signal arrived or whose time came
+    (f"t.status = 'waiting' AND t.wake_at <= {connection.NOW}", "t.position"),
     (
         "t.status = 'queued'"
         " AND NOT EXISTS (SELECT 1 FROM tasks r"
-        "  WHERE r.session_id = t.session_id AND r.status = 'running')"
+        "  WHERE r.session_id = t.session_id AND r.status IN ('running', 'waiting'))"
         " AND NOT EXISTS (SELECT 1 FROM tasks o"
         "  WHERE o.session_id = t.session_id AND o.status = 'queued' AND o.position < t.position)",
         "t.position",
@@ -60,7 +63,8 @@ _TAKE = (
     "WITH claimed AS ("
     " UPDATE tasks SET status = 'running', lease_owner = %(worker)s,"
     " lease_expires_at = %(expires)s, lease_epoch = %(epoch)s, runs = %(runs)s,"
-    " input_seq = %(input_seq)s, updated_at = %(now)s WHERE id = %(id)s RETURNING *"
+    " input_seq = %(input_seq)s, wake_at = NULL, updated_at = %(now)s WHERE id = %(id)s"
+    " RETURNING *"
     "), run AS ("
     " INSERT INTO task_runs (task_id, run, worker, epoch, started_at, from_step, reason)"
     " SELECT id, runs, lease_owner, lease_epoch, %(now)s, %(from_step)s, %(reason)s"
@@ -255,8 +259,9 @@ async def claim(
     agents: Sequence[str] | None,
     task_id: str | None,
 ) -> Claim | None:
-    """Pick the first candidate (own lease, expired lease, next queued task of a free
-    session; oldest first within each), skipping rows other claimers hold, and take it.
+    """Pick the first candidate (own lease, expired lease, due waiting task, next queued
+    task of a free session; oldest first within each), skipping rows other claimers
+    hold, and take it.
 
     Two or three round trips: the pick (which also reads the clock and the journal's
     length), the input's message on a first start, and the update with its run row.
@@ -280,6 +285,8 @@ async def claim(
         return None
     if row["status"] == "running":
         reason = "resume" if row["lease_owner"] == worker else "recovery"
+    elif row["status"] == "waiting":
+        reason = "wake"
     else:
         reason = "handover" if row["runs"] > 0 else "start"
     now = float(row["db_now"])
@@ -348,6 +355,8 @@ async def _commit_one(conn: Connection, commit: types.StepCommit, now: float) ->
         ),
         rows.step_values(step, seqs, commit.messages),
     )
+    if commit.signal_seq is not None:
+        await consume_signal(conn, step.task_id, step.index, commit.signal_seq, now)
     await insert_events(conn, step.task_id, commit.events)
     await conn.execute("UPDATE tasks SET updated_at = %s WHERE id = %s", (now, step.task_id))
     return types.CommitResult(message_seqs=seqs)
@@ -419,3 +428,91 @@ async def step_storage_bytes(conn: Connection, task_id: str, index: int) -> int:
         (task["session_id"], seqs),
     )
     return int(row["size"]) + (int(payloads["size"]) if payloads is not None else 0)
+
+
+# ---- durable waits (rules in ``waits``) ---------------------------------------------
+
+
+async def consume_signal(conn: Connection, task_id: str, step: int, seq: int, now: float) -> None:
+    cur = await conn.execute(
+        "UPDATE signals SET consumed_step = %s, consumed_at = %s"
+        " WHERE task_id = %s AND seq = %s AND consumed_step IS NULL",
+        (step, now, task_id, seq),
+    )
+    if cur.rowcount != 1:
+        raise waits.already_consumed(task_id, step, seq)
+
+
+async def _unconsumed(
+    conn: Connection, task_id: str, wait: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The oldest signal not yet consumed that ``wait`` waits for (None for a sleep)."""
+    name = wait.get("name")
+    if wait.get("kind") != "signal" or not isinstance(name, str):
+        return None
+    return await fetch_one(
+        conn,
+        "SELECT * FROM signals WHERE task_id = %s AND name = %s AND consumed_step IS NULL"
+        " ORDER BY seq LIMIT 1",
+        (task_id, name),
+    )
+
+
+async def next_signal(conn: Connection, task_id: str, name: str) -> Signal | None:
+    row = await _unconsumed(conn, task_id, {"kind": "signal", "name": name})
+    return None if row is None else waits.signal(row)
+
+
+async def park(
+    conn: Connection,
+    lease: types.Lease,
+    wait: dict[str, Any],
+    wake_at: float | None,
+    events: Sequence[types.NewEvent],
+) -> types.TaskRecord:
+    """Park the task (its row locked by the fence, so a concurrent ``send_signal``
+    either committed before, and is seen here, or waits and sees the task waiting)."""
+    row = await fence(conn, lease, lease.task_id)
+    found = await _unconsumed(conn, lease.task_id, wait)
+    due_now = waits.due_at_once(row["cancel_requested"], wait, found)
+    await insert_events(conn, lease.task_id, events)
+    updated = await fetch_one(
+        conn,
+        "UPDATE tasks SET status = 'waiting', lease_owner = NULL, lease_expires_at = NULL,"
+        f" wait = %s, wake_at = CASE WHEN %s THEN {connection.NOW} ELSE %s END,"
+        " updated_at = %s WHERE id = %s RETURNING *",
+        (
+            rows.dumps(wait, f"wait of task {lease.task_id}"), due_now, wake_at, types.now(),
+            lease.task_id,
+        ),
+    )  # fmt: skip
+    if due_now:
+        await notify_work(conn, row["agent"])
+    assert updated is not None
+    return rows.task(updated)
+
+
+async def send_signal(
+    conn: Connection, task_id: str, name: str, data: str, tenant: str | None
+) -> Signal:
+    row = await task_row(conn, task_id, tenant, lock=True)
+    waits.refuse_if_final(task_id, row["status"], name)
+    now = types.now()
+    stored = await fetch_one(
+        conn,
+        "INSERT INTO signals (task_id, seq, name, data, sent_at)"
+        " SELECT %s, COALESCE(MAX(seq), 0) + 1, %s, %s, %s FROM signals WHERE task_id = %s"
+        " RETURNING *",
+        (task_id, name, data, now, task_id),
+    )
+    assert stored is not None
+    signal = waits.signal(stored)
+    woke = waits.waits_for(row["status"], waits.load_wait(row["wait"]), name)
+    if woke:
+        await conn.execute(
+            f"UPDATE tasks SET wake_at = {connection.NOW}, updated_at = %s WHERE id = %s",
+            (now, task_id),
+        )
+        await notify_work(conn, row["agent"])
+    await insert_events(conn, task_id, [waits.received_event(name, signal.seq, woke)])
+    return dataclasses.replace(signal, woke=woke)

@@ -116,6 +116,8 @@ def task(row: Row) -> types.TaskRecord:
         runs=row["runs"],
         cancel_requested=bool(row["cancel_requested"]),
         trace_context=loads(row["trace_context"]),
+        wait=loads(row["wait"]),
+        wake_at=row["wake_at"],
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from tether import errors, types
-from tether.store import base, ids, migrations, rows, vectors
+from tether.store import base, ids, migrations, rows, vectors, waits
 from tether.store import doctor as checks
 from tether.store import sqlite_connection as connection
 from tether.store import sqlite_queries as queries
@@ -198,8 +198,8 @@ class SQLiteStore:
     async def request_cancel(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
         def write(conn: sqlite3.Connection) -> types.TaskRecord:
             row = queries.task_row(conn, task_id, tenant)
-            if row["status"] == "queued":
-                change = "status = 'cancelled', cancel_requested = 1"
+            if row["status"] in ("queued", "waiting"):  # nothing runs it: cancelled now
+                change = "status = 'cancelled', cancel_requested = 1, wake_at = NULL"
             elif row["status"] == "running":
                 change = "cancel_requested = 1"
             else:
@@ -254,6 +254,16 @@ class SQLiteStore:
             )
 
         await self._write(write)
+
+    async def wait_task(
+        self,
+        lease: types.Lease,
+        *,
+        wait: dict[str, Any],
+        wake_at: float | None,
+        events: Sequence[types.NewEvent] = (),
+    ) -> types.TaskRecord:
+        return await self._write(lambda conn: queries.park(conn, lease, wait, wake_at, events))
 
     async def expire_lease(self, task_id: str) -> None:
         def write(conn: sqlite3.Connection) -> None:
@@ -388,6 +398,34 @@ class SQLiteStore:
             return [rows.event(r) for r in conn.execute(sql, (task_id, after_seq, limit))]
 
         return await self._read(read)
+
+    # ---- signals ---------------------------------------------------------------
+
+    async def send_signal(
+        self, task_id: str, name: str, data: Any, *, tenant: str | None = None
+    ) -> base.Signal:
+        waits.check_name(name, task=task_id)
+        text = waits.encode_data(task_id, name, data)
+        return await self._write(
+            lambda conn: queries.send_signal(conn, task_id, name, text, tenant)
+        )
+
+    async def next_signal(self, task_id: str, name: str) -> base.Signal | None:
+        return await self._run(lambda conn: queries.next_signal(conn, task_id, name))
+
+    async def list_signals(self, task_id: str, *, tenant: str | None = None) -> list[base.Signal]:
+        def read(conn: sqlite3.Connection) -> list[base.Signal]:
+            queries.task_row(conn, task_id, tenant)
+            sql = "SELECT * FROM signals WHERE task_id = ? ORDER BY seq"
+            return [waits.signal(r) for r in conn.execute(sql, (task_id,))]
+
+        return await self._read(read)
+
+    async def count_tasks(self, *, status: str) -> dict[str, int]:
+        sql = "SELECT agent, COUNT(*) AS n FROM tasks WHERE status = ? GROUP BY agent"
+        return await self._run(
+            lambda conn: {r["agent"]: int(r["n"]) for r in conn.execute(sql, (status,))}
+        )
 
     # ---- waiting ---------------------------------------------------------------
 

@@ -6,23 +6,25 @@ opened (``sqlite_connection.write``); ``SQLiteStore`` is the async face over the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from tether import errors, types
-from tether.store import ids, rows
-from tether.store.base import Claim
+from tether.store import ids, rows, waits
+from tether.store.base import Claim, Signal
 
 _CANDIDATES = (
     ("resume", "t.status = 'running' AND t.lease_owner = :worker"),
     ("recovery", "t.status = 'running' AND t.lease_expires_at <= :now"),
+    ("wake", "t.status = 'waiting' AND t.wake_at <= :now"),
     (
         "start",
         "t.status = 'queued'"
         " AND NOT EXISTS (SELECT 1 FROM tasks r"
-        "  WHERE r.session_id = t.session_id AND r.status = 'running')"
+        "  WHERE r.session_id = t.session_id AND r.status IN ('running', 'waiting'))"
         " AND NOT EXISTS (SELECT 1 FROM tasks o"
         "  WHERE o.session_id = t.session_id AND o.status = 'queued' AND o.position < t.position)",
     ),
@@ -169,8 +171,9 @@ def claim(
     agents: Sequence[str] | None,
     task_id: str | None,
 ) -> Claim | None:
-    """Pick the first candidate (own lease, expired lease, next queued task of a free
-    session; oldest first within each) and take it. Runs inside ``BEGIN IMMEDIATE``."""
+    """Pick the first candidate (own lease, expired lease, due waiting task, next queued
+    task of a free session; oldest first within each) and take it. Runs inside
+    ``BEGIN IMMEDIATE``."""
     if agents is not None and not agents:
         return None
     now = types.now()
@@ -205,7 +208,7 @@ def claim(
     from_step = conn.execute("SELECT COUNT(*) FROM steps WHERE task_id = ?", (tid,)).fetchone()[0]
     conn.execute(
         "UPDATE tasks SET status = 'running', lease_owner = ?, lease_expires_at = ?,"
-        " lease_epoch = ?, runs = ?, input_seq = ?, updated_at = ? WHERE id = ?",
+        " lease_epoch = ?, runs = ?, input_seq = ?, wake_at = NULL, updated_at = ? WHERE id = ?",
         (worker, expires, epoch, runs, input_seq, now, tid),
     )
     conn.execute(
@@ -278,6 +281,8 @@ def _commit_one(
             if done is not None:
                 return done
         raise
+    if commit.signal_seq is not None:
+        consume_signal(conn, step.task_id, step.index, commit.signal_seq, now)
     if n:
         _insert_messages(conn, session_id, step.task_id, commit.messages, seqs, now)
     if commit.session_state is not None:
@@ -357,3 +362,83 @@ def step_storage_bytes(conn: sqlite3.Connection, task_id: str, index: int) -> in
         (row["message_seqs"], task["session_id"]),
     ).fetchone()[0]
     return int(row["size"]) + payloads
+
+
+# ---- durable waits (rules in ``waits``) ---------------------------------------------
+
+
+def consume_signal(conn: sqlite3.Connection, task_id: str, step: int, seq: int, now: float) -> None:
+    cur = conn.execute(
+        "UPDATE signals SET consumed_step = ?, consumed_at = ?"
+        " WHERE task_id = ? AND seq = ? AND consumed_step IS NULL",
+        (step, now, task_id, seq),
+    )
+    if cur.rowcount != 1:
+        raise waits.already_consumed(task_id, step, seq)
+
+
+def _unconsumed(conn: sqlite3.Connection, task_id: str, wait: dict[str, Any]) -> sqlite3.Row | None:
+    """The oldest signal not yet consumed that ``wait`` waits for (None for a sleep)."""
+    name = wait.get("name")
+    if wait.get("kind") != "signal" or not isinstance(name, str):
+        return None
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM signals WHERE task_id = ? AND name = ? AND consumed_step IS NULL"
+        " ORDER BY seq LIMIT 1",
+        (task_id, name),
+    ).fetchone()
+    return row
+
+
+def next_signal(conn: sqlite3.Connection, task_id: str, name: str) -> Signal | None:
+    row = _unconsumed(conn, task_id, {"kind": "signal", "name": name})
+    return None if row is None else waits.signal(row)
+
+
+def park(
+    conn: sqlite3.Connection,
+    lease: types.Lease,
+    wait: dict[str, Any],
+    wake_at: float | None,
+    events: Sequence[types.NewEvent],
+) -> types.TaskRecord:
+    row = fence(conn, lease, lease.task_id)
+    now = types.now()
+    if waits.due_at_once(row["cancel_requested"], wait, _unconsumed(conn, lease.task_id, wait)):
+        wake_at = now
+    insert_events(conn, lease.task_id, events)
+    conn.execute(
+        "UPDATE tasks SET status = 'waiting', lease_owner = NULL, lease_expires_at = NULL,"
+        " wait = ?, wake_at = ?, updated_at = ? WHERE id = ?",
+        (rows.dumps(wait, f"wait of task {lease.task_id}"), wake_at, now, lease.task_id),
+    )
+    return rows.task(task_row(conn, lease.task_id))
+
+
+def send_signal(
+    conn: sqlite3.Connection,
+    task_id: str,
+    name: str,
+    data: str,
+    tenant: str | None,
+) -> Signal:
+    row = task_row(conn, task_id, tenant)
+    waits.refuse_if_final(task_id, row["status"], name)
+    now = types.now()
+    seq: int = conn.execute(
+        "SELECT COALESCE(MAX(seq), 0) + 1 FROM signals WHERE task_id = ?", (task_id,)
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO signals (task_id, seq, name, data, sent_at) VALUES (?, ?, ?, ?, ?)",
+        (task_id, seq, name, data, now),
+    )
+    woke = waits.waits_for(row["status"], waits.load_wait(row["wait"]), name)
+    if woke:
+        conn.execute(
+            "UPDATE tasks SET wake_at = ?, updated_at = ? WHERE id = ?", (now, now, task_id)
+        )
+    insert_events(conn, task_id, [waits.received_event(name, seq, woke)])
+    stored = conn.execute(
+        "SELECT * FROM signals WHERE task_id = ? AND seq = ?", (task_id, seq)
+    ).fetchone()
+    return dataclasses.replace(waits.signal(stored), woke=woke)

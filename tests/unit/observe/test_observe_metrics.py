@@ -36,6 +36,10 @@ DESIGN_NAMES = {
     "tether_worker_saturated",
     "tether_worker_draining",
     "tether_worker_memory_limit_bytes",
+    # issue 17 (durable waits): to be added to DESIGN.md's list when merged
+    "tether_tasks_waiting",
+    "tether_task_wait_seconds",
+    "tether_signals_received_total",
 }
 # The standard process collector's series (Linux): process_start_time_seconds shows restarts.
 PROCESS_NAMES = {
@@ -532,3 +536,29 @@ def test_the_oldest_running_step_and_a_step_that_never_beat(m: metrics.Metrics) 
     assert value(s, "tether_oldest_running_step_seconds") == 125.0  # t2's step now
     o.on_event(ev(events.STEP_RETRYING, "t2", session="s2", step=0, error=err("tool", "X")))
     assert value(scrape(m), "tether_oldest_running_step_seconds") == 0
+def test_a_task_that_waits_and_wakes(m: metrics.Metrics) -> None:
+    o = metrics.MetricsObserver(m)
+    o.on_event(ev(events.TASK_STARTED, reason="start", run=1, from_step=0, session_age=0.5))
+    o.on_event(
+        ev(events.STEP_COMPLETED, step=0, kind="model", context_tokens=10, context_limit=100)
+    )
+    o.on_event(ev(events.TASK_WAITING, step=1, wait_kind="signal", wait_name="go"))
+    s = scrape(m)
+    # It left this process: its session's series go, but its session did not end.
+    assert series(s, "tether_session_context_tokens") == []
+    assert series(s, "tether_session_duration_seconds_count") == []
+    assert o._tasks == {}
+    o.on_event(ev(events.TASK_STARTED, reason="wake", run=2, from_step=1, session_age=90.0))
+    o.on_event(ev(events.TASK_WOKE, wait_kind="signal", wait_name="go", waited=80.0))
+    m.set_waiting({"research": 3})
+    m.observe_signal("go")
+    s = scrape(m)
+    assert value(s, "tether_task_wait_seconds_count", kind="signal") == 1
+    assert value(s, "tether_task_wait_seconds_sum", kind="signal") == 80.0
+    assert value(s, "tether_tasks_started_total", task_type="research") == 1  # not again
+    assert value(s, "tether_task_recoveries_total") == 0  # a wake is no recovery
+    assert value(s, "tether_tasks_waiting", task_type="research") == 3
+    received = s.get(("tether_signals_received_total", frozenset({("name", "go")})))
+    assert received == 1
+    m.set_waiting({})  # none waits any more: zero, not a stale 3
+    assert value(scrape(m), "tether_tasks_waiting", task_type="research") == 0

@@ -1,0 +1,98 @@
+"""Tool approval in the agent loop: a ``@tool(requires_approval=True)`` runs only once a
+person said yes.
+
+Before the tools of a model turn run, each call to such a tool waits, in the model's
+order, for its answer: the task emits ``tool.approval_requested`` (tool, arguments,
+call id, the signal name to answer) and waits holding no lease
+(``wait_for_signal("approval.<step>")``). ``tether approve`` / ``tether deny --reason``
+(and ``POST /v1/tasks/{id}/approve|deny``) answer it. An approved call runs as any
+other; a denied one does not run, and its tool message tells the model why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tether import retry, tools, types
+from tether.execution import signals, waits
+from tether.execution.context import Heartbeat, StepOutcome, TaskContext
+from tether.observe import events
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Decision:
+    approved: bool
+    reason: str | None = None
+
+    @staticmethod
+    def of(data: Any) -> Decision:
+        """An answer as sent; anything but ``{"approved": true}`` is a denial."""
+        if isinstance(data, dict):
+            reason = data.get("reason")
+            return Decision(data.get("approved") is True, str(reason) if reason else None)
+        return Decision(False, None)
+
+
+async def review(
+    ctx: TaskContext, available: Mapping[str, tools.Tool], calls: Sequence[types.ToolCall]
+) -> list[Decision | None]:
+    """One decision per call (None: the tool needs no approval), asked in order."""
+    decisions: list[Decision | None] = []
+    for call in calls:
+        tool = available.get(call.name)
+        if tool is None or not tool.requires_approval:
+            decisions.append(None)
+            continue
+        decisions.append(await _ask(ctx, tool, call))
+    return decisions
+
+
+async def _ask(ctx: TaskContext, tool: tools.Tool, call: types.ToolCall) -> Decision:
+    name = f"{signals.APPROVAL_PREFIX}{ctx.step_index}"
+    index = ctx.step_index
+
+    def announce() -> None:
+        ctx.emitter.emit(
+            events.TOOL_APPROVAL_REQUESTED,
+            step=index,
+            tool=tool.name,
+            arguments=call.arguments,
+            tool_call_id=call.id,
+            signal=name,
+        )
+
+    return Decision.of(await waits.wait_for_signal(ctx, name, announce=announce))
+
+
+async def answer(
+    ctx: TaskContext, tool: tools.Tool | None, call: types.ToolCall, decision: Decision | None
+) -> types.Message:
+    """The call's tool message: the tool's result, or, when denied, the denial."""
+    if decision is None or decision.approved:
+        return await ctx.run_tool_call(tool, call)
+    name = tool.name if tool is not None else call.name
+    because = decision.reason or "no reason was given"
+    text = (
+        f"A person denied this call to {name}, so the tool did not run. Reason: {because}. "
+        "Do not call it again with the same arguments; answer with what you have, or ask."
+    )
+    message = types.Message(role="tool", content=text, tool_call_id=call.id, name=name)
+
+    async def execute(attempt: int, beat: Heartbeat) -> types.Message:
+        return message
+
+    denied: types.Message = await ctx.run_step(
+        "tool",
+        name,
+        {"call_id": call.id, "arguments": call.arguments, "denied": because},
+        execute,
+        policy=retry.NO_RETRY,
+        where="tool",
+        outcome=StepOutcome(
+            encode=lambda m: m.to_dict(), decode=types.Message.from_dict, messages=lambda m: (m,)
+        ),
+        started_data={"tool_call_id": call.id, "denied": True},
+    )
+    return denied
