@@ -50,6 +50,7 @@ class FinalAnswerTool(Tool):
         self.retry = NO_RETRY
         self.timeout = None
         self.heartbeat_timeout = None
+        self.requires_approval = False
         self.is_async = False
         self._ctx_param = None
         self._args_model = output_type
