@@ -32,6 +32,8 @@ LEASE_LOST = "lease.lost"
 CONTEXT_PRESSURE = "context.pressure"
 CONTEXT_COMPACTED = "context.compacted"
 OUTPUT_TRUNCATED = "output.truncated"
+CHECKPOINT_REFUSED = "checkpoint.refused"
+"""A LangGraph checkpoint write of a worker whose lease was taken over (fenced)."""
 
 # Events that are only observed, not written to the task's stored log: replays happen
 # on every resume and would grow the log with each recovery.
