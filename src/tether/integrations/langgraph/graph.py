@@ -4,7 +4,8 @@ The task runs the graph on the thread whose id is the tether session id, with a
 ``TetherSaver`` on the worker's store whose every write carries the task's lease. A
 worker that lost its lease (it was paused past its expiry and another took the task
 over) has its next checkpoint write refused: ``LeaseLost`` unwinds the graph and a
-``checkpoint.refused`` event is stored; the thread is never forked.
+``checkpoint.refused`` event is stored (``what``: ``checkpoint``, ``writes`` or the
+node's ``step`` row, whichever write came first); the thread is never forked.
 
 Resuming: if the thread's newest checkpoint was written by this task, an earlier run
 of it got that far (and crashed, or was drained), so the graph continues from that
@@ -163,6 +164,8 @@ class _Steps:
         [result] = await self.ctx.store.commit_steps([commit])
         if isinstance(result, BaseException):
             self.ctx.emitter.give_back(taken)
+            if isinstance(result, errors.LeaseLost):
+                await _refused(self.ctx, result, "step")
             raise result
 
 

@@ -373,7 +373,9 @@ class TetherSaver(BaseCheckpointSaver[str]):
             )
         return where, rows
 
-    async def _put(self, tables: Checkpoints, row: CheckpointRow, blobs: builtins.list[Blob]) -> None:
+    async def _put(
+        self, tables: Checkpoints, row: CheckpointRow, blobs: builtins.list[Blob]
+    ) -> None:
         lease = self._fence.lease() if self._fence is not None else None
         try:
             await tables.put(row, blobs, lease=lease)
