@@ -118,3 +118,43 @@ _fan.add_edge("prepare", "slow")
 _fan.add_edge(["fast", "slow"], "finish")
 _fan.add_edge("finish", END)
 fanout = _fan.compile(name="fanout")
+
+
+# ---- a relay graph: a loop of short nodes, for runs killed at any moment ---------------
+
+
+class RelayState(MessagesState):
+    hops: int
+
+
+def begin(state: RelayState) -> dict[str, Any]:
+    record("begin")
+    return {"hops": 0}
+
+
+def hop(state: RelayState) -> dict[str, Any]:
+    record("hop")
+    time.sleep(0.05)
+    return {"hops": state["hops"] + 1}
+
+
+def again(state: RelayState) -> str:
+    return "hop" if state["hops"] < HOPS else "reply"
+
+
+def reply(state: RelayState) -> dict[str, Any]:
+    record("reply")
+    turns = sum(1 for m in state["messages"] if m.type == "human")
+    return {"messages": [AIMessage(content=f"turn {turns}: {state['hops']} hops")]}
+
+
+HOPS = 6
+_relay = StateGraph(RelayState)
+_relay.add_node("begin", begin)
+_relay.add_node("hop", hop)
+_relay.add_node("reply", reply)
+_relay.add_edge(START, "begin")
+_relay.add_edge("begin", "hop")
+_relay.add_conditional_edges("hop", again, ["hop", "reply"])
+_relay.add_edge("reply", END)
+relay = _relay.compile(name="relay")

@@ -105,7 +105,7 @@ class Workers:
                 w.proc.wait(timeout=30)
 
 
-def wait_until(check: Callable[[], T], what: str, timeout: float = 90.0) -> T:
+def wait_until(check: Callable[[], T], what: str, timeout: float = 90.0, every: float = 0.05) -> T:
     """Poll ``check`` until it returns something truthy (a deadline, never a fixed sleep)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -113,7 +113,7 @@ def wait_until(check: Callable[[], T], what: str, timeout: float = 90.0) -> T:
         if value:
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+        time.sleep(every)
 
 
 def call(url: str, fn: Callable[[Store], Awaitable[T]]) -> T:
