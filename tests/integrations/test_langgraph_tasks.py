@@ -16,7 +16,6 @@ from tether.integrations.langgraph import TetherSaver
 from tether.observe import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC = str(Path(langgraph_graphs.__file__).resolve())
 
 
 def started_steps(m: metrics.Metrics, task_type: str) -> float:
@@ -81,13 +80,16 @@ def test_a_graph_with_the_default_name_is_refused_with_the_fix(tmp_path: Path) -
 
 def test_tether_run_names_a_compiled_graph(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
+    example = ROOT / "examples" / "langgraph_graph.py"
     done = subprocess.run(
-        [sys.executable, "-m", "tether", "run", f"{SPEC}:chat", "hi there", "--store", url],
+        [sys.executable, "-m", "tether", "run", f"{example}:graph", "what is fencing?"]
+        + ["--store", url],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert "answer to hi there (turn 1)" in done.stdout
-    assert "task " in done.stderr
+    assert "turn 1: 'what is fencing?' has 3 words" in done.stdout
+    # each node was a step, shown as it ran
+    assert "custom research" in done.stderr and "custom answer" in done.stderr
