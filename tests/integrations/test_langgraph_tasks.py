@@ -81,9 +81,9 @@ def test_a_graph_with_the_default_name_is_refused_with_the_fix(tmp_path: Path) -
 def test_tether_run_names_a_compiled_graph(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     example = ROOT / "examples" / "langgraph_graph.py"
+    command = [sys.executable, "-m", "tether", "run", f"{example}:graph", "what is fencing?"]
     done = subprocess.run(
-        [sys.executable, "-m", "tether", "run", f"{example}:graph", "what is fencing?"]
-        + ["--store", url],
+        [*command, "--store", url],
         cwd=ROOT,
         capture_output=True,
         text=True,
