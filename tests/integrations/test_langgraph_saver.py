@@ -13,6 +13,7 @@ from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
 from store_view import store_call
+from tether import errors
 from tether.integrations.langgraph import TetherSaver
 from tether.store.checkpoints import CheckpointRow
 
@@ -135,4 +136,8 @@ def test_a_delta_channel_thread_is_rebuilt_from_its_writes(tmp_path: Path) -> No
     # read back by a fresh saver: the list is rebuilt from the stored writes
     with TetherSaver(f"sqlite:///{tmp_path / 'graph.db'}") as saver:
         values = builder.compile(checkpointer=saver, name="deltas").get_state(config).values
+        # keeping only the newest checkpoint would lose those writes: refused, unchanged
+        with pytest.raises(errors.InvalidInput, match="DeltaChannel"):
+            saver.prune(["d"], strategy="keep_latest")
+        assert len(list(saver.list(config))) == 32
     assert values["items"] == list(range(30, 0, -1))

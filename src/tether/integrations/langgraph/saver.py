@@ -52,6 +52,9 @@ from tether.store.checkpoints import (
 
 T = TypeVar("T")
 
+# checkpoint metadata keys LangGraph writes for a graph with a DeltaChannel
+_DELTA_KEYS = frozenset({"counters_since_delta_snapshot", "delta_writes_versioned"})
+
 
 @dataclass(frozen=True, slots=True)
 class Fence:
@@ -418,12 +421,31 @@ class TetherSaver(BaseCheckpointSaver[str]):
         await self._async(lambda t: t.copy_thread(str(source_thread_id), str(target_thread_id)))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        keep = _keep_latest(strategy)
-        self._sync(lambda t: t.prune([str(x) for x in thread_ids], keep_latest=keep))
+        self._sync(lambda t: self._prune(t, [str(x) for x in thread_ids], strategy))
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await self._async(lambda t: self._prune(t, [str(x) for x in thread_ids], strategy))
+
+    async def _prune(
+        self, tables: Checkpoints, thread_ids: builtins.list[str], strategy: str
+    ) -> None:
         keep = _keep_latest(strategy)
-        await self._async(lambda t: t.prune([str(x) for x in thread_ids], keep_latest=keep))
+        if keep:
+            # a DeltaChannel's value is rebuilt from its ancestors' writes: keeping only
+            # the newest checkpoint would silently empty it (LangGraph's warning on prune)
+            for thread in thread_ids:
+                for row in await tables.list_rows(
+                    thread_id=thread, checkpoint_ns=None, checkpoint_id=None, before=None,
+                    limit=None,
+                ):  # fmt: skip
+                    meta = self.serde.loads_typed((row.metadata_type, row.metadata))
+                    if _DELTA_KEYS & set(meta):
+                        raise errors.InvalidInput(
+                            f"prune(strategy='keep_latest') cannot prune thread {thread!r}: it "
+                            "uses a DeltaChannel, whose value is rebuilt from earlier "
+                            "checkpoints' writes; use strategy='delete', or leave it unpruned"
+                        )
+        await tables.prune(thread_ids, keep_latest=keep)
 
     # ---- measuring ---------------------------------------------------------------
 
