@@ -72,6 +72,7 @@ class Workers:
         lease_ttl: float = 1.5,
         heartbeat: float | None = None,
         concurrency: int = 4,
+        grace: float | None = None,
     ) -> Worker:
         log = self.tmp_path / f"worker-{len(self.started)}-{worker_id}.log"
         command = [
@@ -84,6 +85,8 @@ class Workers:
         ]  # fmt: skip
         if heartbeat is not None:
             command += ["--heartbeat", str(heartbeat)]
+        if grace is not None:
+            command += ["--grace", str(grace)]
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 command,

@@ -83,6 +83,50 @@ def test_sigkill_inside_a_node_then_resume_continues_from_the_last_checkpoint(
     assert (record.status, record.runs) == ("completed", 2)
     # input, start, after prepare, after fast+slow, after finish: one chain
     assert assert_one_chain(url, task.session_id) == 5
+    assert steps_of_last_run(url, task.id) == [("slow", "completed"), ("finish", "completed")]
+
+
+def steps_of_last_run(url: str, task_id: str) -> list[tuple[str, str]]:
+    """The nodes the last run started, each with how it ended."""
+    found = call(url, lambda s: s.list_events(task_id))
+    last = max(i for i, e in enumerate(found) if e.name == "task.started")
+    ended = {
+        e.step: e.name.removeprefix("step.")
+        for e in found[last:]
+        if e.name in ("step.completed", "step.failed")
+    }
+    return [
+        (e.data["name"], ended.get(e.step, "never"))
+        for e in found[last:]
+        if e.name == "step.started"
+    ]
+
+
+def test_a_worker_drained_inside_a_node_hands_the_graph_over(
+    tmp_path: Path, url: str, workers: Workers
+) -> None:
+    (tmp_path / "hang-w1").touch()
+    w1 = workers.start("w1", grace=0.5)
+    task = submit(url, "fanout", "go")
+    wait_until(lambda: (tmp_path / "entered-w1").exists(), "node slow to start on w1")
+    wait_until(
+        lambda: pending_write_of(url, task.session_id, "done", ["fast"]),
+        "fast's pending write",
+    )
+    w1.signal(signal.SIGTERM)
+    # it exits though its node still runs in a thread: the task is released, not lost
+    assert w1.proc.wait(timeout=60) == 0
+    assert call(url, lambda s: s.get_task(task.id)).status == "queued"
+
+    workers.start("w2")
+    done = wait_until(
+        lambda: (t := call(url, lambda s: s.get_task(task.id))).status == "completed" and t,
+        "w2 to finish the task",
+    )
+    assert done.output == "finished fast,prepare,slow"
+    assert langgraph_graphs.node_runs(tmp_path).count("fast") == 1
+    assert steps_of_last_run(url, task.id) == [("slow", "completed"), ("finish", "completed")]
+    assert_one_chain(url, task.session_id)
 
 
 def test_a_worker_stopped_past_its_lease_has_its_checkpoint_write_refused(

@@ -148,9 +148,11 @@ async def _leave_stuck_threads(loop: asyncio.AbstractEventLoop) -> None:
     """A sync tool released past the grace period may still run in its thread, which
     Python would wait for at exit. Its lease is released and its result would be fenced
     off, so the process exits without waiting for it."""
-    try:
-        await asyncio.wait_for(loop.shutdown_default_executor(), timeout=1.0)
-    except TimeoutError:
+    # not ``wait_for``: cancelling ``shutdown_default_executor`` joins the stuck thread
+    # in its ``finally`` (Python 3.11), blocking the loop for as long as the thread runs
+    shutdown = loop.create_task(loop.shutdown_default_executor())
+    done, _ = await asyncio.wait({shutdown}, timeout=1.0)
+    if not done:
         err.print("exiting with a released tool still running in a thread", highlight=False)
         sys.stdout.flush()
         sys.stderr.flush()

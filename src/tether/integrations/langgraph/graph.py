@@ -27,6 +27,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import WRITES_IDX_MAP
 from langgraph.pregel import Pregel
 
 from tether import errors, retry, types
@@ -82,6 +83,14 @@ class GraphWorkflow:
         resuming = latest is not None and latest.metadata.get(TASK_KEY) == ctx.task_id
         start = None if resuming else _graph_input(graph, input, ctx)
         steps = _Steps(ctx, len(await ctx.store.load_journal(ctx.task_id)))
+        if resuming and latest is not None:
+            # nodes that finished in the interrupted superstep: LangGraph announces them
+            # again but applies their stored writes instead of running them
+            steps.finished = {
+                task_id
+                for task_id, channel, _ in latest.pending_writes or []
+                if channel not in WRITES_IDX_MAP
+            }
         async for mode, chunk in graph.astream(
             start, config, stream_mode=["tasks"], durability="sync"
         ):
@@ -98,10 +107,13 @@ class _Steps:
         self.ctx = ctx
         self.next_index = first_index
         self.running: dict[str, _Running] = {}
+        self.finished: set[str] = set()
 
     async def on_task(self, chunk: dict[str, Any]) -> None:
         task_id, name = str(chunk.get("id")), str(chunk.get("name"))
         if "triggers" in chunk:  # a node starts
+            if task_id in self.finished:
+                return
             running = _Running(self.next_index, name, types.now())
             self.next_index += 1
             self.running[task_id] = running
