@@ -9,11 +9,15 @@ from pathlib import Path
 
 import langgraph_graphs
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import parser
 
 from tether import Runtime, errors
 from tether.integrations.langgraph import TetherSaver
 from tether.observe import metrics
+from tether.observe.tracing import TracingObserver
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,7 +40,10 @@ def test_a_chat_graph_runs_as_tasks_on_its_sessions_thread(
     monkeypatch.setenv("TETHER_TEST_GRAPH_DIR", str(tmp_path))
     url = f"sqlite:///{tmp_path / 'graph.db'}"
     seen = metrics.Metrics()
-    with Runtime(url, metrics=seen) as runtime:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with Runtime(url, metrics=seen, observers=[TracingObserver(provider)]) as runtime:
         runtime.register(langgraph_graphs.chat)
         first = runtime.submit(agent="chat", input="hello", tenant="acme", session=None)
         second = runtime.submit(
@@ -56,6 +63,13 @@ def test_a_chat_graph_runs_as_tasks_on_its_sessions_thread(
     assert names.count("step.started") == 2 and names.count("step.completed") == 2
     assert started_steps(seen, "chat") == 4
     assert langgraph_graphs.node_runs(tmp_path) == ["think", "answer"] * 2
+    # each node a span inside its task's invoke_agent span
+    spans = exporter.get_finished_spans()
+    provider.shutdown()
+    nodes = [s for s in spans if s.name in ("step think", "step answer")]
+    agents = {s.context.span_id for s in spans if s.name.startswith("invoke_agent")}
+    assert sorted(s.name for s in nodes) == ["step answer"] * 2 + ["step think"] * 2
+    assert all(s.parent is not None and s.parent.span_id in agents for s in nodes)
 
     with TetherSaver(url) as saver:
         latest = saver.get_tuple({"configurable": {"thread_id": first.session_id}})
