@@ -15,7 +15,7 @@ Bytes are the database's stored row payload (SQLite ``dbstat``, PostgreSQL
 ``pg_column_size``), read after steps 25, 50, 100, 200; bytes per checkpoint is the
 growth between two readings over the checkpoints written in between.
 
-    python -m bench.suite_langgraph_saver [--steps 200] [--out bench/figures]
+    python -m bench.suite_langgraph_saver [--out bench/figures] [--replot]
 """
 
 from __future__ import annotations
@@ -182,9 +182,9 @@ def plot(results: dict[str, dict[str, dict[str, float]]], out: Path) -> Path:
             ax.plot(
                 [p[0] for p in pts],
                 [p[1] for p in pts],
-                marker="o",
+                marker="s" if "Postgre" in name else "o",
                 color=colors[name],
-                linestyle="--" if "Postgres" in name else "-",
+                linestyle=(0, (4, 2)) if "Postgre" in name else "-",
                 label=name,
             )
         ax.set_xscale("log")
@@ -208,9 +208,13 @@ def plot(results: dict[str, dict[str, dict[str, float]]], out: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="bench/figures", help="where the PNG and JSON go")
+    parser.add_argument("--replot", action="store_true", help="redraw from the JSON only")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.replot:
+        print(f"figure: {plot(json.loads((out / 'langgraph_saver_bytes.json').read_text()), out)}")
+        return
     results: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as workdir:
         for name, make in savers(workdir).items():

@@ -55,8 +55,10 @@ class CheckpointRow:
     checkpoint_id: str
     parent_checkpoint_id: str | None
     run_id: str | None
-    channel_versions: Mapping[str, str]
-    """Channel -> version as text: where the checkpoint's values are."""
+    channel_versions: Mapping[str, str | int | float]
+    """Channel -> version (as LangGraph made it): where the checkpoint's values are,
+    stored once, here, not again inside ``checkpoint``. Blobs are keyed by
+    ``version_text`` of each."""
     type: str
     checkpoint: bytes
     metadata_type: str

@@ -13,7 +13,14 @@ from typing import Any, TypeVar
 
 from tether import types
 from tether.store import postgres_queries as queries
-from tether.store.checkpoints import Blob, CheckpointRow, StoredCheckpoint, Write, sort_writes
+from tether.store.checkpoints import (
+    Blob,
+    CheckpointRow,
+    StoredCheckpoint,
+    Write,
+    sort_writes,
+    version_text,
+)
 
 T = TypeVar("T")
 Conn = queries.Connection
@@ -279,7 +286,7 @@ async def _load_one(conn: Conn, row: CheckpointRow) -> StoredCheckpoint:
     blobs: list[Blob] = []
     if row.channel_versions:
         channels = list(row.channel_versions)
-        versions = [row.channel_versions[c] for c in channels]
+        versions = [version_text(row.channel_versions[c]) for c in channels]
         found = await queries.fetch_all(
             conn,
             "SELECT b.channel, b.version, b.type, b.blob FROM langgraph_blobs b"

@@ -13,7 +13,14 @@ from typing import Any, TypeVar
 
 from tether import types
 from tether.store import sqlite_queries as queries
-from tether.store.checkpoints import Blob, CheckpointRow, StoredCheckpoint, Write, sort_writes
+from tether.store.checkpoints import (
+    Blob,
+    CheckpointRow,
+    StoredCheckpoint,
+    Write,
+    sort_writes,
+    version_text,
+)
 
 T = TypeVar("T")
 Job = Callable[[Callable[[sqlite3.Connection], T]], Awaitable[T]]
@@ -28,7 +35,7 @@ _UNUSED_BLOBS = (
     " SELECT 1 FROM langgraph_checkpoints c, json_each(c.channel_versions) v"
     " WHERE c.thread_id = langgraph_blobs.thread_id"
     " AND c.checkpoint_ns = langgraph_blobs.checkpoint_ns"
-    " AND v.key = langgraph_blobs.channel AND v.value = langgraph_blobs.version)"
+    " AND v.key = langgraph_blobs.channel AND CAST(v.value AS TEXT) = langgraph_blobs.version)"
 )
 # writes of a thread whose checkpoint is gone
 _UNUSED_WRITES = (
@@ -266,7 +273,7 @@ def _row(r: sqlite3.Row) -> CheckpointRow:
 def _load_one(conn: sqlite3.Connection, row: CheckpointRow) -> StoredCheckpoint:
     blobs: list[Blob] = []
     if row.channel_versions:
-        pairs = list(row.channel_versions.items())
+        pairs = [(c, version_text(v)) for c, v in row.channel_versions.items()]
         marks = ", ".join("(?, ?)" for _ in pairs)
         found = conn.execute(
             "SELECT channel, version, type, blob FROM langgraph_blobs"

@@ -253,6 +253,7 @@ class TetherSaver(BaseCheckpointSaver[str]):
     def _tuple(self, stored: StoredCheckpoint) -> CheckpointTuple:
         row = stored.row
         checkpoint: Checkpoint = self.serde.loads_typed((row.type, row.checkpoint))
+        checkpoint["channel_versions"] = dict(row.channel_versions)
         checkpoint["channel_values"] = {
             b.channel: self.serde.loads_typed((b.type, b.data or b"")) for b in stored.blobs
         }
@@ -326,6 +327,8 @@ class TetherSaver(BaseCheckpointSaver[str]):
         conf = config["configurable"]
         body: dict[str, Any] = dict(checkpoint)
         values: dict[str, Any] = body.pop("channel_values", {})
+        # kept in the row's own column (the store finds the blobs by them), not twice
+        versions: dict[str, Any] = dict(body.pop("channel_versions", {}))
         blobs = []
         for channel, version in new_versions.items():
             kind, data = (
@@ -343,9 +346,7 @@ class TetherSaver(BaseCheckpointSaver[str]):
             checkpoint_id=checkpoint["id"],
             parent_checkpoint_id=conf.get("checkpoint_id"),
             run_id=str(run_id) if run_id is not None else None,
-            channel_versions={
-                c: version_text(v) for c, v in checkpoint["channel_versions"].items()
-            },
+            channel_versions=versions,
             type=kind,
             checkpoint=data,
             metadata_type=meta_kind,
@@ -456,14 +457,15 @@ class TetherSaver(BaseCheckpointSaver[str]):
     def get_next_version(self, current: str | None, channel: None) -> str:
         """Increasing versions with a random tail, so two branches of a thread that both
         change a channel never name different values by one version (as LangGraph's
-        own savers do)."""
+        own savers do): ``000000000042.9f3a01c2de``, zero-padded so that text order is
+        number order, and shorter than theirs, since every checkpoint names them."""
         if current is None:
             number = 0
         elif isinstance(current, int):
             number = current
         else:
             number = int(str(current).split(".")[0])
-        return f"{number + 1:032}.{random.random():016}"
+        return f"{number + 1:012}.{random.getrandbits(40):010x}"
 
 
 class Opened:
