@@ -62,7 +62,8 @@ class Fence:
 
     lease: Callable[[], types.Lease]
     refused: Callable[[errors.LeaseLost, str], Awaitable[None]]
-    """Called with the error and what was refused (``checkpoint`` or ``writes``)."""
+    """Called with the error and what was refused: ``checkpoint``, ``writes`` (or, from
+    the graph runner, a node's ``step`` row)."""
 
 
 class TetherSaver(BaseCheckpointSaver[str]):
