@@ -40,6 +40,8 @@ TASK_WAITING = "task.waiting"
 TASK_WOKE = "task.woke"
 SIGNAL_RECEIVED = "signal.received"
 TOOL_APPROVAL_REQUESTED = "tool.approval_requested"
+CHECKPOINT_REFUSED = "checkpoint.refused"
+"""A LangGraph checkpoint write of a worker whose lease was taken over (fenced)."""
 
 # Events that are only observed, not written to the task's stored log: replays happen
 # on every resume and would grow the log with each recovery.

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from tether import types
+from tether.store import checkpoints
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +154,9 @@ class Store(Protocol):
     # ---- schema ------------------------------------------------------------
 
     async def schema_version(self) -> int: ...
+
+    def checkpoints(self) -> checkpoints.Checkpoints:
+        """The LangGraph checkpoint tables (``tether.integrations.langgraph``)."""
 
     async def migrate(self, *, dry_run: bool = False) -> list[str]:
         """Apply pending migrations; return the names applied (or that would be)."""

@@ -204,6 +204,43 @@ CHECKS: tuple[Check, ...] = (
         "(SELECT 1 FROM sessions s WHERE s.id = m.session_id)",
         tables=("memory", "sessions"),
     ),
+    _check(
+        "langgraph_forked_threads",
+        "error",
+        "LangGraph checkpoints written by tether tasks beside another child of their parent",
+        "a thread run as a tether task must form one chain; two writers forked it (a store "
+        "changed by hand, or written without fencing): inspect the thread with "
+        "TetherSaver.list and delete the stray branch",
+        ref="c.thread_id || ':' || c.checkpoint_id",
+        source="FROM langgraph_checkpoints c WHERE c.task_id IS NOT NULL"
+        " AND c.parent_checkpoint_id IS NOT NULL AND EXISTS (SELECT 1 FROM"
+        " langgraph_checkpoints o WHERE o.thread_id = c.thread_id"
+        " AND o.checkpoint_ns = c.checkpoint_ns"
+        " AND o.parent_checkpoint_id = c.parent_checkpoint_id"
+        " AND o.checkpoint_id <> c.checkpoint_id)",
+        tables=("langgraph_checkpoints",),
+    ),
+    _check(
+        "langgraph_checkpoints_of_unknown_tasks",
+        "warning",
+        "LangGraph checkpoints written by unknown tasks",
+        "the task that wrote them was deleted by hand; the thread still resumes from them",
+        ref="c.thread_id || ':' || c.checkpoint_id",
+        source="FROM langgraph_checkpoints c WHERE c.task_id IS NOT NULL AND NOT EXISTS "
+        "(SELECT 1 FROM tasks t WHERE t.id = c.task_id)",
+        tables=("langgraph_checkpoints", "tasks"),
+    ),
+    _check(
+        "langgraph_writes_of_unknown_checkpoints",
+        "warning",
+        "LangGraph pending writes of unknown checkpoints",
+        "their checkpoint was deleted without them; TetherSaver.prune([thread]) removes them",
+        ref="w.thread_id || ':' || w.checkpoint_id",
+        source="FROM langgraph_writes w WHERE NOT EXISTS (SELECT 1 FROM langgraph_checkpoints c"
+        " WHERE c.thread_id = w.thread_id AND c.checkpoint_ns = w.checkpoint_ns"
+        " AND c.checkpoint_id = w.checkpoint_id)",
+        tables=("langgraph_writes", "langgraph_checkpoints"),
+    ),
 )
 
 

@@ -20,6 +20,7 @@ from tether.store import postgres_memory as memory
 from tether.store import postgres_queries as queries
 from tether.store import postgres_schema as schema
 from tether.store.base import ApiKey, Claim, Finding, MemoryHit, MemoryItem, Signal
+from tether.store.checkpoints_postgres import PostgresCheckpoints
 from tether.store.postgres_listener import Listener
 
 __all__ = ["PostgresStore"]
@@ -137,6 +138,11 @@ class PostgresStore:
             return found + checks.payload_findings(versions)
 
         return await self._run(read)
+
+    # ---- LangGraph checkpoints -------------------------------------------------
+
+    def checkpoints(self) -> PostgresCheckpoints:
+        return PostgresCheckpoints(self._tx, self._run)
 
     # ---- sessions --------------------------------------------------------------
 

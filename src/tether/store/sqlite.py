@@ -21,6 +21,7 @@ from tether.store import sqlite_connection as connection
 from tether.store import sqlite_queries as queries
 from tether.store import sqlite_schema as schema
 from tether.store.base import ApiKey, Claim, Finding
+from tether.store.checkpoints_sqlite import SQLiteCheckpoints
 
 __all__ = ["SQLiteStore"]
 
@@ -116,6 +117,11 @@ class SQLiteStore:
 
     async def doctor(self) -> list[Finding]:
         return await self._read(lambda conn: _doctor(conn, self.url, self._migrations))
+
+    # ---- LangGraph checkpoints -------------------------------------------------
+
+    def checkpoints(self) -> SQLiteCheckpoints:
+        return SQLiteCheckpoints(self._write, self._read)
 
     # ---- sessions --------------------------------------------------------------
 
