@@ -148,6 +148,7 @@ class Service:
             specs=self.specs,
             metrics=self.metrics,
             on_submit=self._wake_workers,
+            local_workers=lambda: [w.worker_id for w in self.workers],
         )
         app = create_app(state)
         uv_config = uvicorn.Config(

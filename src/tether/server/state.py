@@ -25,6 +25,8 @@ class ServerState:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     on_submit: Callable[[], None] = lambda: None
     """Called after a task is queued: embedded workers look for work at once."""
+    local_workers: Callable[[], list[str]] = lambda: []
+    """Ids of the workers embedded in this process (the console shows their memory)."""
 
 
 def get_state(request: Request) -> ServerState:
