@@ -186,7 +186,7 @@ def overview(first: int, since: float, now: float, tenant: str | None) -> dict[s
         "workers": Query(
             "SELECT t.lease_owner AS worker, COUNT(*) AS n, MIN(t.lease_expires_at) AS expiry"
             " FROM tasks t WHERE t.status = 'running' AND t.lease_owner IS NOT NULL"
-            f"{scope} GROUP BY t.lease_owner ORDER BY t.lease_owner LIMIT 200",
+            f"{scope} GROUP BY t.lease_owner ORDER BY t.lease_owner LIMIT 2000",
             p,
         ),
     }
@@ -204,9 +204,7 @@ def _error_counts(source: str, found: Iterable[Any], column: str) -> list[views.
     ]
 
 
-def shape_overview(
-    since: float, now: float, found: Mapping[str, list[Any]]
-) -> views.Overview:
+def shape_overview(since: float, now: float, found: Mapping[str, list[Any]]) -> views.Overview:
     stuck = [
         views.StuckTask(
             task_id=r["id"],
