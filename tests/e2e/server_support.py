@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +22,7 @@ import httpx
 import server_agents
 
 from store_view import store_call
+from tether.execution.runner import Workflow
 from tether.execution.settings import ExecutionSettings
 from tether.server import keys
 from tether.server.config import ServerConfig
@@ -37,6 +38,18 @@ def make_key(store_url: str, tenant: str) -> str:
     made = keys.new_key()
     store_call(store_url, lambda s: s.create_api_key(tenant, made.key_hash, prefix=made.prefix))
     return made.key
+
+
+def make_operator_key(store_url: str) -> str:
+    """Through the CLI, as an operator does: ``tether keys create --operator``."""
+    made = subprocess.run(
+        [TETHER, "keys", "create", "--operator", "--json", "--store", store_url],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    created = json.loads(made.stdout)
+    assert (created["tenant"], created["operator"]) == ("*", True)
+    key: str = created["key"]
+    return key
 
 
 def fast_settings() -> ExecutionSettings:
@@ -63,10 +76,15 @@ def _client(url: str, key: str | None) -> httpx.Client:
 
 
 @contextlib.contextmanager
-def serve_in_thread(store_url: str, **overrides: Any) -> Iterator[Running]:
+def serve_in_thread(
+    store_url: str, *, workflows: Mapping[str, Workflow] | None = None, **overrides: Any
+) -> Iterator[Running]:
+    """``workflows``: the agents to serve (default: ``server_agents``'); ``overrides``
+    change the ``ServerConfig``."""
     config = ServerConfig(store_url=store_url, port=0, execution=fast_settings())
     config = replace(config, **overrides)
-    service = Service(config, server_agents.runtime.workflows, announce=lambda line: None)
+    served = workflows if workflows is not None else server_agents.runtime.workflows
+    service = Service(config, served, announce=lambda line: None)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

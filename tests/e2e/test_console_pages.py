@@ -4,9 +4,7 @@ actions, bad ids and oversized filters."""
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
@@ -18,18 +16,6 @@ from store_view import store_call
 from tether.server import keys
 from tether.server.console import session
 from waiting import wait_until
-
-
-def make_operator_key(store_url: str) -> str:
-    """Through the CLI, as an operator does: ``tether keys create --operator``."""
-    made = subprocess.run(
-        [support.TETHER, "keys", "create", "--operator", "--json", "--store", store_url],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    created = json.loads(made.stdout)
-    assert (created["tenant"], created["operator"]) == ("*", True)
-    key: str = created["key"]
-    return key
 
 
 @dataclass
@@ -66,7 +52,7 @@ def _finished(client: httpx.Client, task_id: object) -> dict[str, object]:
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     url = f"sqlite:///{tmp_path_factory.mktemp('console') / 'console.db'}"
     acme, globex = support.make_key(url, "acme"), support.make_key(url, "globex")
-    operator = make_operator_key(url)
+    operator = support.make_operator_key(url)
     quick_drain = replace(support.fast_settings(), drain_grace=0.5)  # the slow task is cut
     with support.serve_in_thread(url, execution=quick_drain) as srv:
         a, g = srv.client(acme), srv.client(globex)

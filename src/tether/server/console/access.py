@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, quote
 from fastapi import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from tether import errors
 from tether.server.console import html, session
 from tether.server.state import ServerState, get_state
 
@@ -81,12 +82,17 @@ async def checked_post(request: Request) -> tuple[session.Viewer, dict[str, str]
     return found, fields
 
 
-def error_page(request: Request, exc: Exception) -> Response:
+async def error_page(request: Request, exc: Exception) -> Response:
+    """The error in one line, under the nav when the viewer is signed in."""
     assert isinstance(exc, ConsoleError)
+    try:
+        found: session.Viewer | None = (await viewer_of(request))[0]
+    except (SignInRequired, errors.TetherError):
+        found = None
     body = html.tag("p", exc.message, class_="error") + html.tag(
         "p", html.link("/console/", "Back to the overview")
     )
-    return HTMLResponse(html.page(f"Error {exc.code}", body, None), status_code=exc.code)
+    return HTMLResponse(html.page(f"Error {exc.code}", body, found), status_code=exc.code)
 
 
 def sign_in_redirect(request: Request, exc: Exception) -> Response:
