@@ -92,7 +92,7 @@ def shape_task_page(found: list[Any], limit: int) -> views.TaskPage:
 
 
 def journal_page(task_id: str, after_index: int, limit: int) -> tuple[Query, Query]:
-    """The page of steps, and the task's step count (its highest index + 1)."""
+    """The page of steps, and the task's step count (its highest index + 1; no row: 0)."""
     check_limit(limit)
     params = {"task": task_id, "after": after_index, "limit": limit}
     return (
@@ -100,8 +100,10 @@ def journal_page(task_id: str, after_index: int, limit: int) -> tuple[Query, Que
             "SELECT * FROM steps WHERE task_id = :task AND idx > :after ORDER BY idx LIMIT :limit",
             params,
         ),
+        # the last index through the primary key: one seek, where MAX() in an
+        # expression would read every step of the task
         Query(
-            "SELECT COALESCE(MAX(idx) + 1, 0) AS n FROM steps WHERE task_id = :task",
+            "SELECT idx + 1 AS n FROM steps WHERE task_id = :task ORDER BY idx DESC LIMIT 1",
             {"task": task_id},
         ),
     )

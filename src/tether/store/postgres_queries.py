@@ -452,7 +452,8 @@ async def journal_page(
         if seqs
         else []
     )
-    total = int((await _all(conn, count))[0]["n"])
+    last = await _all(conn, count)
+    total = int(last[0]["n"]) if last else 0
     return views.JournalPage(steps=rows.journal(found, payloads, messages), total=total)
 
 

@@ -276,8 +276,10 @@ class SQLiteStore:
             seqs = rows.referenced_seqs(found, payloads)
             messages = (
                 conn.execute(
-                    "SELECT m.* FROM json_each(?) j"
-                    " JOIN messages m ON m.session_id = ? AND m.seq = j.value",
+                    # CROSS JOIN keeps json_each outside: one seek per seq, not a
+                    # scan of the session's messages per seq
+                    "SELECT m.* FROM json_each(?) j CROSS JOIN messages m"
+                    " ON m.session_id = ? AND m.seq = j.value",
                     (rows.dumps(seqs, "message seqs"), task["session_id"]),
                 ).fetchall()
                 if seqs

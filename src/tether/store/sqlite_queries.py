@@ -379,14 +379,15 @@ def journal_page(
     seqs = rows.referenced_seqs(found, payloads)
     messages = (
         conn.execute(
-            "SELECT m.* FROM json_each(?) j"
-            " JOIN messages m ON m.session_id = ? AND m.seq = j.value",
+            "SELECT m.* FROM json_each(?) j CROSS JOIN messages m"  # a seek per seq
+            " ON m.session_id = ? AND m.seq = j.value",
             (rows.dumps(seqs, "message seqs"), task["session_id"]),
         ).fetchall()
         if seqs
         else []
     )
-    total = int(conn.execute(count.sql, count.params).fetchone()["n"])
+    last = conn.execute(count.sql, count.params).fetchone()
+    total = 0 if last is None else int(last["n"])
     return views.JournalPage(steps=rows.journal(found, payloads, messages), total=total)
 
 

@@ -85,14 +85,14 @@ def _errors(o: views.Overview) -> html.Markup:
         return html.tag("p", "no errors in the last hour", class_="empty")
     rows = [
         [
-            "task failed" if e.source == "task" else "step retried",
-            html.tag("code", e.type),
-            e.error_class,
+            html.tag("code", e.error_class),
+            e.type,
+            "task failed with it" if e.source == "task" else "a step was retried",
             e.count,
         ]
         for e in o.errors
     ]
-    return html.table(["where", "type", "class", "count"], rows)
+    return html.table(["error class", "where", "seen as", "count"], rows)
 
 
 def _stuck(o: views.Overview) -> html.Markup:

@@ -113,7 +113,7 @@ def _timeline(
         tries = [
             html.tag(
                 "li",
-                f"attempt {a.attempt}: {a.error.get('type')} ({a.error.get('error_class')}): "
+                f"attempt {a.attempt}: {a.error.get('error_class')} ({a.error.get('type')}): "
                 f"{a.error.get('message', '')}; retried after {a.delay:.2f} s",
             )
             for a in by_step.get(s.index, [])
@@ -174,6 +174,7 @@ def _timeline(
                             html.tag("ul", tries) if tries else "",
                             *detail,
                         ],
+                        open="" if s.status == "failed" or s.attempts > 1 else None,
                     ),
                 ],
                 class_="step",
@@ -184,10 +185,11 @@ def _timeline(
 
 
 def _error_line(error: dict[str, Any]) -> html.Markup:
+    """``InvalidInput`` (an input error, not retryable): the message."""
     return html.join(
         [
-            html.tag("code", str(error.get("type"))),
-            f" (class {error.get('error_class')}, "
+            html.tag("code", str(error.get("error_class"))),
+            f" ({error.get('type')} error, "
             f"{'retryable' if error.get('retryable') else 'not retryable'}): ",
             str(error.get("message", "")),
         ]
@@ -195,7 +197,7 @@ def _error_line(error: dict[str, Any]) -> html.Markup:
 
 
 def _error_box(error: dict[str, Any]) -> html.Markup:
-    advice = ADVICE.get(str(error.get("error_class")), "read the message above")
+    advice = ADVICE.get(str(error.get("type")), "read the message above")
     return html.tag(
         "section",
         [
@@ -305,7 +307,7 @@ def render(
         ("runs", task.runs),
         ("lease", f"{task.lease_owner} (epoch {task.lease_epoch})" if task.lease_owner else "none"),
         ("lease expires", html.when(task.lease_expires_at)),
-        ("idempotency key", task.idempotency_key or "–"),
+        ("submitted with key", task.idempotency_key or "– (no Idempotency-Key)"),
     ]
     if task.cancel_requested:
         facts.append(("cancel", "requested: it stops at its next step boundary"))

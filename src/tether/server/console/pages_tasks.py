@@ -90,7 +90,7 @@ def rows(found: views.TaskPage, viewer: Viewer) -> html.Markup:
 def _error_cell(t: types.TaskRecord) -> html.Markup:
     if not t.error:
         return html.Markup("")
-    return html.tag("span", f"{t.error.get('type')} ({t.error.get('error_class')})", class_="err")
+    return html.tag("span", f"{t.error.get('error_class')} ({t.error.get('type')})", class_="err")
 
 
 def render(lst: Listing, found: views.TaskPage, viewer: Viewer) -> str:
