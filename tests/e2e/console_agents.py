@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from tether import Agent, RetryPolicy, Runtime, ScriptedModel, ToolContext, errors, tool
+from tether import Agent, RetryPolicy, Runtime, ScriptedModel, ToolContext, errors, tool, types
 from tether.execution.context import TaskContext
+from tether.models.scripted import Reply
 
 runtime = Runtime()
 
@@ -19,19 +20,32 @@ def lookup(topic: str, ctx: ToolContext) -> str:
     return f"notes on {topic}: " + "a lease has an owner, an expiry and an epoch. " * 3
 
 
+_ANSWERS = (
+    ScriptedModel.call("lookup", topic="leases"),
+    ScriptedModel.call("lookup", topic="fencing"),
+    "Leases expire unless renewed; a fencing epoch makes the store reject writes from a "
+    "worker that lost its lease.",
+)
+
+
+def _research(request: types.ModelRequest) -> Reply:
+    """Summarise when asked to (the context is full), else follow the script per turn."""
+    system = " ".join(m.content or "" for m in request.messages if m.role == "system")
+    if "running summary" in system:
+        return (
+            "The user asked how leases and fencing work. lookup('leases') and "
+            "lookup('fencing') returned the team's notes: a lease has an owner, an expiry "
+            "and an epoch; the assistant answered that fencing epochs reject stale writes."
+        )
+    last_user = max(i for i, m in enumerate(request.messages) if m.role == "user")
+    turn = sum(1 for m in request.messages[last_user:] if m.role == "assistant")
+    return _ANSWERS[min(turn, len(_ANSWERS) - 1)]
+
+
 runtime.register(
     Agent(
         "research",
-        ScriptedModel(
-            [
-                ScriptedModel.call("lookup", topic="leases"),
-                ScriptedModel.call("lookup", topic="fencing"),
-                "Leases expire unless renewed; a fencing epoch makes the store reject "
-                "writes from a worker that lost its lease.",
-            ],
-            context_window=900,
-            max_output_tokens=200,
-        ),
+        ScriptedModel(_research, context_window=900, max_output_tokens=200),
         instructions="Answer from the notes; call lookup for each topic first.",
         tools=[lookup],
     )

@@ -24,6 +24,7 @@ from selenium.webdriver.common.alert import Alert
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from store_view import store_call
 from waiting import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
@@ -71,9 +72,25 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     ) as srv:
         a, g = srv.client(acme), srv.client(globex)
         research = _ended(a, _submit(a, "research", "How do leases and fencing work?"))
+        # a long second turn fills the context past 80%; the third one is summarised
+        for text in (
+            "And what happens to a slow worker's writes? " + "Some detail. " * 70,
+            "Thanks. Once more, briefly: what does the epoch do?",
+        ):
+            path = f"/v1/sessions/{research['session_id']}/tasks"
+            assert _ended(a, a.post(path, json={"input": text}).json())["status"] == "completed"
         billing = _ended(a, _submit(a, "billing", "40"))
         _ended(a, _submit(a, "steps", "12:0.02"))
         theirs = _ended(g, _submit(g, "steps", "3"))
+        # a recovery: the lease of a running task expires, a worker resumes it
+        moved = _submit(a, "steps", "8:0.1")
+        wait_until(
+            lambda: len(a.get(f"/v1/tasks/{moved['id']}").json()["steps"]) >= 2,
+            timeout=20,
+            what="two steps of the task to recover",
+        )
+        store_call(url, lambda s: s.expire_lease(str(moved["id"])))
+        _ended(a, moved)
         yield Site(srv, acme, globex, operator, research, billing, theirs, shots)
 
 
@@ -126,7 +143,7 @@ def _sign_out(browser: WebDriver) -> None:
 def _shot(browser: WebDriver, site: Site, name: str) -> Path:
     """The whole page: the window grows to the page's height first (capped)."""
     height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(1360, min(max(int(height), 600), 2400))
+    browser.set_window_size(1360, min(max(int(height) + 140, 600), 2600))
     path = site.shots / f"{name}.png"
     assert browser.save_screenshot(str(path)), f"no screenshot {path}"
     browser.set_window_size(1360, 900)
@@ -185,6 +202,8 @@ def test_a_tenant_sees_its_tasks_and_steps_live_and_signs_out(
     _open(browser, site, f"/console/sessions/{site.research['session_id']}")
     conversation = _text(browser)
     assert "calls lookup" in conversation and "notes on fencing" in conversation
+    assert "The user asked how leases and fencing work" in conversation  # the summary
+    assert "2 compaction(s) in all" in conversation and "folded into the summary" in conversation
     assert browser.find_elements(By.CSS_SELECTOR, ".ctxmark")
     _shot(browser, site, "session")
 
@@ -218,7 +237,8 @@ def test_another_tenant_sees_neither_the_tasks_nor_the_steps(
 def test_csrf_is_refused_and_events_arrive_live(site: Site, browser: WebDriver) -> None:
     _sign_in(browser, site, site.operator)
     _shot(browser, site, "overview")
-    assert "Step funnel" in _text(browser) and "research" in _text(browser)
+    overview = _text(browser)
+    assert "Step funnel" in overview and "research" in overview and "recovery" in overview
 
     api = site.srv.client(site.acme)
     long = _submit(api, "steps", "60:0.25")

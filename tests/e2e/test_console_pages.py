@@ -194,6 +194,20 @@ def test_session_page_shows_the_conversation_and_context(console: Console) -> No
     assert str(console.acme_task["id"]) in page.text
 
 
+def test_stored_text_is_escaped_on_every_page(console: Console) -> None:
+    api = console.srv.client(console.acme)
+    evil = _finished(api, _submit(api, "echo", "<script>alert('x')</script>")["id"])
+    client = console.signed_in(console.acme)
+    for path in (
+        "/console/tasks",
+        f"/console/tasks/{evil['id']}",
+        f"/console/sessions/{evil['session_id']}",
+    ):
+        page = client.get(path).text
+        assert "&lt;script&gt;alert(" in page, path
+        assert "<script>alert(" not in page, path
+
+
 def test_live_rows_fragment_lists_the_newest_tasks(console: Console) -> None:
     client = console.signed_in(console.acme)
     rows = client.get("/console/tasks/rows", params={"status": "completed"})

@@ -126,6 +126,10 @@ def window_start(since: float) -> Query:
     )
 
 
+def _capped(column: str) -> str:
+    return f"CASE WHEN {column} >= {FUNNEL_CAP} THEN {FUNNEL_CAP} ELSE {column} END"
+
+
 def overview(first: int, since: float, now: float, tenant: str | None) -> dict[str, Query]:
     """The overview's queries, by part; ``first`` comes from ``window_start``."""
     p: dict[str, Any] = {
@@ -142,16 +146,22 @@ def overview(first: int, since: float, now: float, tenant: str | None) -> dict[s
             f"{scope} GROUP BY t.agent, t.status ORDER BY t.agent, t.status",
             p,
         ),
+        # started: tasks with a stored step.started event; completed: tasks whose
+        # journal holds the step as completed (its step.completed event can be lost
+        # with a lease, the journal row cannot)
         "funnel": Query(
-            f"SELECT t.agent, CASE WHEN e.step >= {FUNNEL_CAP} THEN {FUNNEL_CAP} ELSE e.step END"
-            " AS step,"
-            " COUNT(DISTINCT CASE WHEN e.name = 'step.started' THEN e.task_id END) AS started,"
-            " COUNT(DISTINCT CASE WHEN e.name = 'step.completed' THEN e.task_id END)"
-            " AS completed"
+            "SELECT agent, step, SUM(started) AS started, SUM(completed) AS completed FROM ("
+            f" SELECT t.agent AS agent, {_capped('e.step')} AS step,"
+            " COUNT(DISTINCT e.task_id) AS started, 0 AS completed"
             " FROM tasks t JOIN events e ON e.task_id = t.id"
-            " WHERE t.position >= :first AND e.step IS NOT NULL"
-            f" AND e.name IN ('step.started', 'step.completed'){scope}"
-            " GROUP BY 1, 2 ORDER BY 1, 2",
+            " WHERE t.position >= :first AND e.name = 'step.started' AND e.step IS NOT NULL"
+            f"{scope} GROUP BY 1, 2"
+            " UNION ALL"
+            f" SELECT t.agent AS agent, {_capped('s.idx')} AS step,"
+            " 0 AS started, COUNT(DISTINCT s.task_id) AS completed"
+            " FROM tasks t JOIN steps s ON s.task_id = t.id"
+            f" WHERE t.position >= :first AND s.status = 'completed'{scope} GROUP BY 1, 2"
+            ") AS both_counts GROUP BY agent, step ORDER BY agent, step",
             p,
         ),
         "retry_errors": Query(
@@ -243,7 +253,7 @@ def shape_overview(since: float, now: float, found: Mapping[str, list[Any]]) -> 
             views.FunnelStep(
                 agent=r["agent"],
                 step=int(r["step"]),
-                started=int(r["started"]),
+                started=max(int(r["started"]), int(r["completed"])),
                 completed=int(r["completed"]),
             )
             for r in found["funnel"]

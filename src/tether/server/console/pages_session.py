@@ -55,7 +55,8 @@ def _content(text: str | None) -> html.Markup:
     return html.tag("div", clipped + (" (cut here)" if cut else ""), class_="content")
 
 
-def conversation(messages: list[types.StoredMessage]) -> html.Markup:
+def conversation(messages: list[types.StoredMessage], folded_upto: int = 0) -> html.Markup:
+    """The messages as a conversation; those folded into the summary are marked."""
     results = {
         m.message.tool_call_id: m
         for m in messages
@@ -67,10 +68,11 @@ def conversation(messages: list[types.StoredMessage]) -> html.Markup:
         msg = m.message
         if msg.role == "tool" and m.seq in paired:
             continue
+        folded = " · folded into the summary" if m.seq <= folded_upto else ""
         parts: list[Any] = [
             html.tag(
                 "div",
-                [html.tag("b", msg.role), f" · seq {m.seq} · ", html.when(m.created_at)],
+                [html.tag("b", msg.role), f" · seq {m.seq} · ", html.when(m.created_at), folded],
                 class_="meta",
             )
         ]
@@ -112,7 +114,8 @@ def conversation(messages: list[types.StoredMessage]) -> html.Markup:
                     class_="dim",
                 )
             )
-        out.append(html.tag("div", parts, class_=f"msg role-{msg.role}", id=f"seq-{m.seq}"))
+        kind = f"msg role-{msg.role}" + (" folded" if folded else "")
+        out.append(html.tag("div", parts, class_=kind, id=f"seq-{m.seq}"))
     return html.join(out) if out else html.tag("p", "no messages", class_="empty")
 
 
@@ -201,7 +204,11 @@ def render(
         html.tag("h2", "Tasks"),
         html.table(["task", "status", "created (UTC)", "input"], task_rows),
         html.tag("h2", f"Conversation (messages after seq {after})" if after else "Conversation"),
-        html.tag("div", conversation(messages), class_="conversation"),
+        html.tag(
+            "div",
+            conversation(messages, int(view.get("folded_upto") or 0)),
+            class_="conversation",
+        ),
         html.tag("p", pager, class_="pager"),
         html.tag("h2", "Memory"),
         _memory(memory),
