@@ -244,6 +244,9 @@ def test_actions_need_the_sessions_csrf_token(console: Console) -> None:
     wait_until(
         lambda: "recovery" in client.get(path).text, timeout=20, what="the task to be recovered"
     )
+    done = f"/console/tasks/{console.acme_task['id']}"
+    finished = client.post(f"{done}/resume", data={"csrf": token})
+    assert finished.status_code == 409 and "nothing to resume" in finished.text
     assert "requested: it stops at its next step boundary" not in client.get(path).text
     cancelled = client.post(f"{path}/cancel", data={"csrf": token})
     assert cancelled.status_code == 303
