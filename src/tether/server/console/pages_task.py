@@ -66,10 +66,16 @@ def _step_input(s: types.StepRecord, args: dict[str, Any], task: types.TaskRecor
         return html.join(
             [
                 f"the session's messages up to seq {upto} ",
-                html.link(f"/console/sessions/{task.session_id}#seq-{upto}", "(read them)"),
+                html.link(_messages_before(task.session_id, upto), "(read them)"),
             ]
         )
     return html.tag("span", f"fingerprint {s.fingerprint[:16]}", class_="mono dim")
+
+
+def _messages_before(session_id: str, upto: int) -> str:
+    """The session page showing the last messages up to ``upto`` (pages hold 200)."""
+    after = max(upto - 20, 0)
+    return html.url(f"/console/sessions/{session_id}", {"after": after or None}) + f"#seq-{upto}"
 
 
 def _clipped(value: Any, full: str) -> html.Markup:
