@@ -31,6 +31,21 @@ def postgres_style(sql: str) -> str:
     return re.sub(r"(?<!:):([a-z_]+)", r"%(\1)s", sql)
 
 
+# A time bound becomes a position bound by one seek in ``tasks_by_created``: the position
+# of the first task created at or after ``since`` (of the last one before ``until``).
+# Submission order and creation time agree (both are taken when the row is inserted), so
+# the bound is exact; were two writers' clocks apart, a task submitted within that skew
+# of a window's edge could fall outside it. (``MIN(position)`` would be exact under any
+# skew, but SQLite answers it by walking the whole table in position order.)
+_FIRST_SINCE = (
+    "SELECT position FROM tasks WHERE created_at >= :since ORDER BY created_at, position LIMIT 1"
+)
+_LAST_BEFORE = (
+    "SELECT position FROM tasks WHERE created_at < :until"
+    " ORDER BY created_at DESC, position DESC LIMIT 1"
+)
+
+
 def check_limit(limit: int) -> None:
     if not 1 <= limit <= views.MAX_PAGE:
         raise errors.InvalidInput(f"a page holds 1 to {views.MAX_PAGE} rows, {limit} were asked")
@@ -65,16 +80,11 @@ def task_page(query: views.TaskQuery, before: int | None, limit: int) -> Query:
     if query.since is not None:
         # a bound on position lets the scan stop at the window's start
         where.append("created_at >= :since")
-        where.append(
-            "position >= COALESCE((SELECT MIN(position) FROM tasks"
-            f" WHERE created_at >= :since), {NO_POSITION})"
-        )
+        where.append(f"position >= COALESCE(({_FIRST_SINCE}), {NO_POSITION})")
         params["since"] = query.since
     if query.until is not None:
         where.append("created_at < :until")
-        where.append(
-            "position <= COALESCE((SELECT MAX(position) FROM tasks WHERE created_at < :until), 0)"
-        )
+        where.append(f"position <= COALESCE(({_LAST_BEFORE}), 0)")
         params["until"] = query.until
     sql = f"SELECT * FROM tasks WHERE {' AND '.join(where)} ORDER BY position DESC LIMIT :limit"
     return Query(sql, params)
@@ -121,9 +131,7 @@ def session_events(session_id: str, name: str, limit: int) -> Query:
 def window_start(since: float) -> Query:
     """The first task position of the window (tasks created at ``since`` or later); its
     ``first`` is NULL for an empty window (pass ``NO_POSITION`` on to ``overview``)."""
-    return Query(
-        "SELECT MIN(position) AS first FROM tasks WHERE created_at >= :since", {"since": since}
-    )
+    return Query(f"SELECT ({_FIRST_SINCE}) AS first", {"since": since})
 
 
 def _capped(column: str) -> str:

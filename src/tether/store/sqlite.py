@@ -276,10 +276,7 @@ class SQLiteStore:
             seqs = rows.referenced_seqs(found, payloads)
             messages = (
                 conn.execute(
-                    # CROSS JOIN keeps json_each outside: one seek per seq, not a
-                    # scan of the session's messages per seq
-                    "SELECT m.* FROM json_each(?) j CROSS JOIN messages m"
-                    " ON m.session_id = ? AND m.seq = j.value",
+                    queries.MESSAGES_BY_SEQS,
                     (rows.dumps(seqs, "message seqs"), task["session_id"]),
                 ).fetchall()
                 if seqs

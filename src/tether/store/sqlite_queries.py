@@ -29,6 +29,14 @@ _CANDIDATES = (
 )
 
 
+MESSAGES_BY_SEQS = (
+    "SELECT m.* FROM json_each(?) j CROSS JOIN messages m ON m.session_id = ? AND m.seq = j.value"
+)
+"""A session's messages at the seqs of a JSON array. CROSS JOIN keeps ``json_each``
+outside: one primary-key seek per seq, where a plain JOIN let SQLite scan the whole
+session's messages for each seq (slow on a long session)."""
+
+
 def session_row(conn: sqlite3.Connection, session_id: str, tenant: str | None) -> sqlite3.Row:
     row: sqlite3.Row | None = conn.execute(
         "SELECT * FROM sessions WHERE id = ?", (session_id,)
@@ -379,9 +387,7 @@ def journal_page(
     seqs = rows.referenced_seqs(found, payloads)
     messages = (
         conn.execute(
-            "SELECT m.* FROM json_each(?) j CROSS JOIN messages m"  # a seek per seq
-            " ON m.session_id = ? AND m.seq = j.value",
-            (rows.dumps(seqs, "message seqs"), task["session_id"]),
+            MESSAGES_BY_SEQS, (rows.dumps(seqs, "message seqs"), task["session_id"])
         ).fetchall()
         if seqs
         else []
