@@ -198,6 +198,9 @@ def test_a_tenant_sees_its_tasks_and_steps_live_and_signs_out(
     assert "lookup" in page and "2 attempts" in page and f"{site.research['id']}:3" in page
     browser.execute_script("document.querySelectorAll('details').forEach(d => d.open = true)")
     _shot(browser, site, "task")
+    _open(browser, site, f"/console/tasks/{site.research['id']}/steps/3")
+    full = _text(browser)
+    assert '"input": {' in full and '"name": "lookup"' in full and "fencing" in full
 
     _open(browser, site, f"/console/sessions/{site.research['session_id']}")
     conversation = _text(browser)

@@ -175,6 +175,7 @@ def test_task_page_shows_steps_runs_events_and_values(console: Console) -> None:
     assert 'id="step-2"' in second.text and 'id="step-0"' not in second.text
     full = client.get(f"/console/tasks/{task_id}/steps/1")
     assert full.status_code == 200 and "&quot;name&quot;: &quot;s1&quot;" in full.text
+    assert "not journaled (fingerprint" in full.text
     assert client.get(f"/console/tasks/{task_id}/steps/output").status_code == 200
     assert client.get(f"/console/tasks/{task_id}/steps/7").status_code == 404
     assert client.get(f"/console/tasks/{task_id}/steps/x").status_code == 404

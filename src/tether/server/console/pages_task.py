@@ -13,6 +13,8 @@ from tether.store import views
 
 STEP_PAGE = 100
 EVENT_PAGE = 200
+LOOK_BACK = 32
+"""Steps before a tool step searched for the model step that called it."""
 CLIP = 600
 """Characters of a step's input or output shown inline; the rest is one click away."""
 
@@ -56,6 +58,18 @@ def _tool_arguments(steps: list[types.StepRecord]) -> dict[str, Any]:
                     "arguments": call.get("arguments"),
                 }
     return found
+
+
+def step_input(s: types.StepRecord, around: list[types.StepRecord]) -> Any:
+    """What is known of a step's input: a tool step's call (from the model step that
+    made it, among ``around``); otherwise only its fingerprint is journaled."""
+    if s.kind == "tool" and isinstance(s.output, dict):
+        call = _tool_arguments(around).get(str(s.output.get("tool_call_id")))
+        if call is not None:
+            return call
+    if s.kind == "model" and s.message_seqs:
+        return f"the session's messages up to seq {s.message_seqs[0] - 1}"
+    return f"not journaled (fingerprint {s.fingerprint})"
 
 
 def _step_input(s: types.StepRecord, args: dict[str, Any], task: types.TaskRecord) -> html.Markup:

@@ -193,14 +193,18 @@ async def step_value(task_id: str, which: str, viewer: Who, state: State) -> HTM
     if not which.isdigit() or len(which) > 10:
         raise ConsoleError(404, f"no step {which[:20]!r}: a step is its index (0, 1, …)")
     index = int(which)
+    # the step and the few before it: a tool step's arguments are in the model step
+    # that called it, just before
+    before = max(index - pages_task.LOOK_BACK, 0)
     page = await state.store.journal_page(
-        task_id, tenant=viewer.scope(), after_index=index - 1, limit=1
+        task_id, tenant=viewer.scope(), after_index=before - 1, limit=index - before + 1
     )
-    if not page.steps or page.steps[0].index != index:
+    if not page.steps or page.steps[-1].index != index:
         raise ConsoleError(404, f"task {task_id} has no step {index} (it has {page.total})")
-    s = page.steps[0]
+    s = page.steps[-1]
     value = {"index": s.index, "kind": s.kind, "name": s.name, "status": s.status,
-             "output": s.output, "error": s.error, "fingerprint": s.fingerprint}  # fmt: skip
+             "input": pages_task.step_input(s, page.steps), "output": s.output,
+             "error": s.error, "fingerprint": s.fingerprint}  # fmt: skip
     return _page(pages_task.render_value(found, f"Step {index}", value, viewer))
 
 
