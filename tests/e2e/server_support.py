@@ -40,6 +40,18 @@ def make_key(store_url: str, tenant: str) -> str:
     return made.key
 
 
+def make_operator_key(store_url: str) -> str:
+    """Through the CLI, as an operator does: ``tether keys create --operator``."""
+    made = subprocess.run(
+        [TETHER, "keys", "create", "--operator", "--json", "--store", store_url],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    created = json.loads(made.stdout)
+    assert (created["tenant"], created["operator"]) == ("*", True)
+    key: str = created["key"]
+    return key
+
+
 def fast_settings() -> ExecutionSettings:
     return ExecutionSettings(lease_ttl=2.0, poll_interval=0.05, drain_grace=10.0)
 
@@ -67,10 +79,11 @@ def _client(url: str, key: str | None) -> httpx.Client:
 def serve_in_thread(
     store_url: str, *, workflows: Mapping[str, Workflow] | None = None, **overrides: Any
 ) -> Iterator[Running]:
-    """``workflows``: what the server runs (default ``server_agents``' runtime)."""
+    """``workflows``: the agents to serve (default: ``server_agents``'); ``overrides``
+    change the ``ServerConfig``."""
     config = ServerConfig(store_url=store_url, port=0, execution=fast_settings())
     config = replace(config, **overrides)
-    served = server_agents.runtime.workflows if workflows is None else workflows
+    served = workflows if workflows is not None else server_agents.runtime.workflows
     service = Service(config, served, announce=lambda line: None)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -20,6 +20,9 @@ from tether.server.config import ServerConfig
 from tether.server.service import Service
 from tether.store.base import ApiKey
 
+OPERATOR_TENANT = "*"
+"""The tenant label of an operator key (it acts for no tenant)."""
+
 keys_app = typer.Typer(help="API keys of the HTTP service (each maps to one tenant).")
 app.add_typer(keys_app, name="keys")
 
@@ -106,29 +109,39 @@ async def _serve(service: Service, runtime: Runtime) -> None:
 
 @keys_app.command("create")
 def keys_create(
-    tenant: Annotated[str, typer.Option(help="The tenant the key acts for.")],
+    tenant: Annotated[str | None, typer.Option(help="The tenant the key acts for.")] = None,
+    operator: Annotated[
+        bool, typer.Option("--operator", help="A console key that sees every tenant.")
+    ] = False,
     name: Annotated[str | None, typer.Option(help="A label to tell keys apart.")] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Make an API key for TENANT and print it once (only its hash is stored)."""
-    if not tenant.strip():
-        err.print("[red]error[/] --tenant must not be empty")
+    """Make an API key for TENANT (or an operator key) and print it once (only its hash
+    is stored)."""
+    if operator == (tenant is not None):
+        err.print("[red]error[/] give either --tenant T or --operator (not both)")
         raise typer.Exit(2)
+    if tenant is not None and (not tenant.strip() or tenant == OPERATOR_TENANT):
+        err.print(f"[red]error[/] --tenant must be a name, not empty or {OPERATOR_TENANT!r}")
+        raise typer.Exit(2)
+    owner = OPERATOR_TENANT if operator else str(tenant)
     made = api_keys.new_key()
     try:
         record: ApiKey = _store_call(
             store,
-            lambda s: s.create_api_key(tenant, made.key_hash, prefix=made.prefix, name=name),
+            lambda s: s.create_api_key(
+                owner, made.key_hash, prefix=made.prefix, name=name, operator=operator
+            ),
         )
     except errors.TetherError as exc:
         raise _fail(exc) from exc
     if as_json:
         _print_json({**record.to_public(), "key": made.key})
         return
+    who = "operator key (every tenant, console only)" if operator else f"key for tenant {tenant}"
     err.print(
-        f"key {record.id} for tenant {tenant} (store {store or default_store_url()}); "
-        "it is shown only now:",
+        f"{who} {record.id} (store {store or default_store_url()}); it is shown only now:",
         highlight=False,
     )
     out.print(made.key, highlight=False)
@@ -151,7 +164,11 @@ def keys_list(
     table = Table("id", "tenant", "prefix", "name", "status")
     for k in found:
         table.add_row(
-            k.id, k.tenant, k.prefix + "…", k.name or "", "active" if k.active else "revoked"
+            k.id,
+            k.tenant,
+            k.prefix + "…",
+            k.name or "",
+            ("active" if k.active else "revoked") + (" (operator)" if k.operator else ""),
         )
     out.print(table)
 

@@ -7,7 +7,14 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from tether.server import http_errors, routes_ops, routes_sessions, routes_signals, routes_tasks
+from tether.server import (
+    console,
+    http_errors,
+    routes_ops,
+    routes_sessions,
+    routes_signals,
+    routes_tasks,
+)
 from tether.server.body_limit import BodyLimit
 from tether.server.request_metrics import RequestMetrics
 from tether.server.state import ServerState
@@ -36,6 +43,7 @@ def create_app(state: ServerState) -> FastAPI:
     app.include_router(routes_signals.router)
     app.include_router(routes_ops.router)
     http_errors.install(app)
+    console.install(app)
     # outermost last: metrics see every answer, the 413s of the body limit included
     app.add_middleware(BodyLimit, max_bytes=state.config.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=state.metrics)

@@ -41,6 +41,11 @@ async def tenant_of(
         raise _unauthorized(
             "unknown or revoked API key; make one with `tether keys create --tenant T`"
         )
+    if found.operator:
+        raise _unauthorized(
+            "an operator key signs in to the console (/console/); the API needs a tenant key: "
+            "`tether keys create --tenant T`"
+        )
     request.state.tenant = found.tenant
     return found.tenant
 

@@ -152,6 +152,7 @@ class Service:
             metrics=self.metrics,
             on_submit=self._wake_workers,
             saturated=lambda: any(w.saturated for w in self.workers),
+            local_workers=lambda: [w.worker_id for w in self.workers],
         )
         app = create_app(state)
         uv_config = uvicorn.Config(

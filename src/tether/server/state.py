@@ -27,6 +27,8 @@ class ServerState:
     """Called after a task is queued: embedded workers look for work at once."""
     saturated: Callable[[], bool] = lambda: False
     """True while an embedded worker claims nothing: its sync tool threads are all abandoned."""
+    local_workers: Callable[[], list[str]] = lambda: []
+    """Ids of the workers embedded in this process (the console shows their memory)."""
 
 
 def get_state(request: Request) -> ServerState:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from tether import types
-from tether.store import checkpoints
+from tether.store import checkpoints, views
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +78,8 @@ class ApiKey:
     created_at: float
     name: str | None = None
     revoked_at: float | None = None
+    operator: bool = False
+    """An operator key sees every tenant in the console (its ``tenant`` is ``*``)."""
 
     @property
     def active(self) -> bool:
@@ -92,6 +94,7 @@ class ApiKey:
             "name": self.name,
             "created_at": self.created_at,
             "revoked_at": self.revoked_at,
+            "operator": self.operator,
         }
 
 
@@ -361,9 +364,16 @@ class Store(Protocol):
     # ---- API keys ----------------------------------------------------------
 
     async def create_api_key(
-        self, tenant: str, key_hash: str, *, prefix: str, name: str | None = None
+        self,
+        tenant: str,
+        key_hash: str,
+        *,
+        prefix: str,
+        name: str | None = None,
+        operator: bool = False,
     ) -> ApiKey:
-        """Store a new key (by its hash) for ``tenant``. ``Conflict`` if the hash exists."""
+        """Store a new key (by its hash) for ``tenant``. ``Conflict`` if the hash exists.
+        ``operator=True``: a key that sees every tenant in the console."""
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
         """The active (not revoked) key with this hash, or None."""
@@ -393,3 +403,27 @@ class Store(Protocol):
 
     async def list_memory(self, session_id: str) -> list[MemoryItem]:
         """Every item of the session's memory, by seq."""
+
+    # ---- console views (read-only) -------------------------------------------
+
+    async def page_tasks(
+        self, query: views.TaskQuery, *, before: int | None = None, limit: int = 50
+    ) -> views.TaskPage:
+        """Tasks matching ``query``, newest first, older than the cursor ``before`` (a
+        ``TaskPage.next_before``); keyset pagination on the submission order, so every
+        page costs one index range. ``limit`` above ``views.MAX_PAGE`` is ``InvalidInput``."""
+
+    async def journal_page(
+        self, task_id: str, *, tenant: str | None = None, after_index: int = -1, limit: int = 100
+    ) -> views.JournalPage:
+        """The task's steps with ``index > after_index``, in order, at most ``limit``, and
+        its step count. ``NotFound`` for an unknown task or another tenant's."""
+
+    async def session_events(
+        self, session_id: str, name: str, *, tenant: str | None = None, limit: int = 100
+    ) -> list[types.EventRecord]:
+        """Events named ``name`` of every task of the session, oldest first."""
+
+    async def overview(self, *, tenant: str | None = None, since: float) -> views.Overview:
+        """Aggregates of the tasks created since ``since`` (statuses, step funnel, errors,
+        stuck steps, recoveries and handovers) and of the leases held now."""

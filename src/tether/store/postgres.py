@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from tether import errors, types
 from tether.store import doctor as checks
-from tether.store import ids, migrations, rows, vectors, waits
+from tether.store import ids, migrations, rows, vectors, views, waits
 from tether.store import postgres_connection as connection
 from tether.store import postgres_memory as memory
 from tether.store import postgres_queries as queries
@@ -512,16 +512,23 @@ class PostgresStore:
     # ---- API keys ----------------------------------------------------------------
 
     async def create_api_key(
-        self, tenant: str, key_hash: str, *, prefix: str, name: str | None = None
+        self,
+        tenant: str,
+        key_hash: str,
+        *,
+        prefix: str,
+        name: str | None = None,
+        operator: bool = False,
     ) -> ApiKey:
         key_id = ids.new_id()
 
         async def write(conn: Conn) -> ApiKey:
             row = await queries.fetch_one(
                 conn,
-                "INSERT INTO api_keys (id, tenant, key_hash, prefix, name, created_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (key_hash) DO NOTHING RETURNING *",
-                (key_id, tenant, key_hash, prefix, name, types.now()),
+                "INSERT INTO api_keys (id, tenant, key_hash, prefix, name, created_at, operator)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (key_hash) DO NOTHING RETURNING *",
+                (key_id, tenant, key_hash, prefix, name, types.now(), operator),
             )
             if row is None:
                 raise errors.Conflict(
@@ -578,6 +585,30 @@ class PostgresStore:
     async def list_memory(self, session_id: str) -> list[MemoryItem]:
         return await self._run(lambda conn: memory.items(conn, session_id))
 
+    # ---- console views -------------------------------------------------------------
+
+    async def page_tasks(
+        self, query: views.TaskQuery, *, before: int | None = None, limit: int = 50
+    ) -> views.TaskPage:
+        return await self._run(lambda conn: queries.page_tasks(conn, query, before, limit))
+
+    async def journal_page(
+        self, task_id: str, *, tenant: str | None = None, after_index: int = -1, limit: int = 100
+    ) -> views.JournalPage:
+        return await self._run(
+            lambda conn: queries.journal_page(conn, task_id, tenant, after_index, limit)
+        )
+
+    async def session_events(
+        self, session_id: str, name: str, *, tenant: str | None = None, limit: int = 100
+    ) -> list[types.EventRecord]:
+        return await self._run(
+            lambda conn: queries.session_events(conn, session_id, name, tenant, limit)
+        )
+
+    async def overview(self, *, tenant: str | None = None, since: float) -> views.Overview:
+        return await self._run(lambda conn: queries.overview(conn, tenant, since))
+
 
 def _check_ttl(lease_ttl: float) -> None:
     if lease_ttl <= 0:
@@ -604,4 +635,5 @@ def _api_key(row: dict[str, Any]) -> ApiKey:
         name=row["name"],
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
+        operator=bool(row["operator"]),
     )

@@ -28,7 +28,7 @@ import psycopg.errors
 from psycopg import sql
 
 from tether import errors, types
-from tether.store import ids, rows, waits
+from tether.store import console_sql, ids, rows, views, waits
 from tether.store import postgres_connection as connection
 from tether.store.base import Claim, Signal
 
@@ -516,3 +516,55 @@ async def send_signal(
         await notify_work(conn, row["agent"])
     await insert_events(conn, task_id, [waits.received_event(name, signal.seq, woke)])
     return dataclasses.replace(signal, woke=woke)
+# ---- console views (read-only; SQL in ``console_sql``) -------------------------------
+
+
+async def _all(conn: Connection, q: console_sql.Query) -> list[dict[str, Any]]:
+    return await fetch_all(conn, console_sql.postgres_style(q.sql), q.params)
+
+
+async def page_tasks(
+    conn: Connection, query: views.TaskQuery, before: int | None, limit: int
+) -> views.TaskPage:
+    found = await _all(conn, console_sql.task_page(query, before, limit))
+    return console_sql.shape_task_page(found, limit)
+
+
+async def journal_page(
+    conn: Connection, task_id: str, tenant: str | None, after_index: int, limit: int
+) -> views.JournalPage:
+    task = await task_row(conn, task_id, tenant)
+    page, count = console_sql.journal_page(task_id, after_index, limit)
+    found = await _all(conn, page)
+    payloads = [rows.step_payload_of(r) for r in found]
+    seqs = rows.referenced_seqs(found, payloads)
+    messages = (
+        await fetch_all(
+            conn,
+            "SELECT * FROM messages WHERE session_id = %s AND seq = ANY(%s)",
+            (task["session_id"], seqs),
+        )
+        if seqs
+        else []
+    )
+    last = await _all(conn, count)
+    total = int(last[0]["n"]) if last else 0
+    return views.JournalPage(steps=rows.journal(found, payloads, messages), total=total)
+
+
+async def session_events(
+    conn: Connection, session_id: str, name: str, tenant: str | None, limit: int
+) -> list[types.EventRecord]:
+    await session_row(conn, session_id, tenant)
+    found = await _all(conn, console_sql.session_events(session_id, name, limit))
+    return [rows.event(r) for r in found]
+
+
+async def overview(conn: Connection, tenant: str | None, since: float) -> views.Overview:
+    now = await db_now(conn)
+    first = (await _all(conn, console_sql.window_start(since)))[0]["first"]
+    parts = console_sql.overview(
+        console_sql.NO_POSITION if first is None else int(first), since, now, tenant
+    )
+    found = {name: await _all(conn, q) for name, q in parts.items()}
+    return console_sql.shape_overview(since, now, found)

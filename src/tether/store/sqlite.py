@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from tether import errors, types
-from tether.store import base, ids, migrations, rows, vectors, waits
+from tether.store import base, ids, migrations, rows, vectors, views, waits
 from tether.store import doctor as checks
 from tether.store import sqlite_connection as connection
 from tether.store import sqlite_queries as queries
@@ -292,8 +292,7 @@ class SQLiteStore:
             seqs = rows.referenced_seqs(found, payloads)
             messages = (
                 conn.execute(
-                    "SELECT m.* FROM json_each(?) j"
-                    " JOIN messages m ON m.session_id = ? AND m.seq = j.value",
+                    queries.MESSAGES_BY_SEQS,
                     (rows.dumps(seqs, "message seqs"), task["session_id"]),
                 ).fetchall()
                 if seqs
@@ -448,7 +447,13 @@ class SQLiteStore:
     # ---- API keys --------------------------------------------------------------
 
     async def create_api_key(
-        self, tenant: str, key_hash: str, *, prefix: str, name: str | None = None
+        self,
+        tenant: str,
+        key_hash: str,
+        *,
+        prefix: str,
+        name: str | None = None,
+        operator: bool = False,
     ) -> ApiKey:
         key_id = ids.new_id()
 
@@ -458,9 +463,9 @@ class SQLiteStore:
                     "an API key with this hash exists already; generate a new key", tenant=tenant
                 )
             conn.execute(
-                "INSERT INTO api_keys (id, tenant, key_hash, prefix, name, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (key_id, tenant, key_hash, prefix, name, types.now()),
+                "INSERT INTO api_keys (id, tenant, key_hash, prefix, name, created_at, operator)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key_id, tenant, key_hash, prefix, name, types.now(), int(operator)),
             )
             return _api_key(_api_key_row(conn, key_id, None))
 
@@ -553,6 +558,30 @@ class SQLiteStore:
 
         return await self._read(read)
 
+    # ---- console views ---------------------------------------------------------
+
+    async def page_tasks(
+        self, query: views.TaskQuery, *, before: int | None = None, limit: int = 50
+    ) -> views.TaskPage:
+        return await self._read(lambda conn: queries.page_tasks(conn, query, before, limit))
+
+    async def journal_page(
+        self, task_id: str, *, tenant: str | None = None, after_index: int = -1, limit: int = 100
+    ) -> views.JournalPage:
+        return await self._read(
+            lambda conn: queries.journal_page(conn, task_id, tenant, after_index, limit)
+        )
+
+    async def session_events(
+        self, session_id: str, name: str, *, tenant: str | None = None, limit: int = 100
+    ) -> list[types.EventRecord]:
+        return await self._read(
+            lambda conn: queries.session_events(conn, session_id, name, tenant, limit)
+        )
+
+    async def overview(self, *, tenant: str | None = None, since: float) -> views.Overview:
+        return await self._read(lambda conn: queries.overview(conn, tenant, since))
+
 
 def _doctor(
     conn: sqlite3.Connection, url: str, shipped: Sequence[migrations.Migration]
@@ -608,4 +637,5 @@ def _api_key(row: sqlite3.Row) -> ApiKey:
         name=row["name"],
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
+        operator=bool(row["operator"]),
     )

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tether import errors, types
-from tether.store import ids, rows, waits
+from tether.store import console_sql, ids, rows, views, waits
 from tether.store.base import Claim, Signal
 
 _CANDIDATES = (
@@ -29,6 +29,14 @@ _CANDIDATES = (
         "  WHERE o.session_id = t.session_id AND o.status = 'queued' AND o.position < t.position)",
     ),
 )
+
+
+MESSAGES_BY_SEQS = (
+    "SELECT m.* FROM json_each(?) j CROSS JOIN messages m ON m.session_id = ? AND m.seq = j.value"
+)
+"""A session's messages at the seqs of a JSON array. CROSS JOIN keeps ``json_each``
+outside: one primary-key seek per seq, where a plain JOIN let SQLite scan the whole
+session's messages for each seq (slow on a long session)."""
 
 
 def session_row(conn: sqlite3.Connection, session_id: str, tenant: str | None) -> sqlite3.Row:
@@ -442,3 +450,50 @@ def send_signal(
         "SELECT * FROM signals WHERE task_id = ? AND seq = ?", (task_id, seq)
     ).fetchone()
     return dataclasses.replace(waits.signal(stored), woke=woke)
+# ---- console views (read-only; SQL in ``console_sql``) -------------------------------
+
+
+def page_tasks(
+    conn: sqlite3.Connection, query: views.TaskQuery, before: int | None, limit: int
+) -> views.TaskPage:
+    q = console_sql.task_page(query, before, limit)
+    return console_sql.shape_task_page(conn.execute(q.sql, q.params).fetchall(), limit)
+
+
+def journal_page(
+    conn: sqlite3.Connection, task_id: str, tenant: str | None, after_index: int, limit: int
+) -> views.JournalPage:
+    task = task_row(conn, task_id, tenant)
+    page, count = console_sql.journal_page(task_id, after_index, limit)
+    found = conn.execute(page.sql, page.params).fetchall()
+    payloads = [rows.step_payload_of(r) for r in found]
+    seqs = rows.referenced_seqs(found, payloads)
+    messages = (
+        conn.execute(
+            MESSAGES_BY_SEQS, (rows.dumps(seqs, "message seqs"), task["session_id"])
+        ).fetchall()
+        if seqs
+        else []
+    )
+    last = conn.execute(count.sql, count.params).fetchone()
+    total = 0 if last is None else int(last["n"])
+    return views.JournalPage(steps=rows.journal(found, payloads, messages), total=total)
+
+
+def session_events(
+    conn: sqlite3.Connection, session_id: str, name: str, tenant: str | None, limit: int
+) -> list[types.EventRecord]:
+    session_row(conn, session_id, tenant)
+    q = console_sql.session_events(session_id, name, limit)
+    return [rows.event(r) for r in conn.execute(q.sql, q.params)]
+
+
+def overview(conn: sqlite3.Connection, tenant: str | None, since: float) -> views.Overview:
+    now = types.now()
+    start = console_sql.window_start(since)
+    first = conn.execute(start.sql, start.params).fetchone()["first"]
+    parts = console_sql.overview(
+        console_sql.NO_POSITION if first is None else int(first), since, now, tenant
+    )
+    found = {name: conn.execute(q.sql, q.params).fetchall() for name, q in parts.items()}
+    return console_sql.shape_overview(since, now, found)
