@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tether import errors
+from tether import errors, redact
 from tether.cli import JsonOpt, StoreOpt, _fail, _print_json, _store_call, app, err, out
 from tether.cli.spec import build_runtime
 from tether.execution.settings import ExecutionSettings
@@ -127,7 +127,7 @@ def keys_create(
         _print_json({**record.to_public(), "key": made.key})
         return
     err.print(
-        f"key {record.id} for tenant {tenant} (store {store or default_store_url()}); "
+        f"key {record.id} for tenant {tenant} (store {redact.url(store or default_store_url())}); "
         "it is shown only now:",
         highlight=False,
     )

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from tether import errors
+from tether import errors, redact
 from tether.cli import StoreOpt, _fail, app, err
 from tether.cli.spec import build_runtime
 from tether.execution.committer import Committer
@@ -123,7 +123,7 @@ async def _serve(
         loop.add_signal_handler(sig, on_signal, sig)
     err.print(
         f"worker {w.owner} ready: agents {sorted(runtime.workflows)}, concurrency {concurrency}, "
-        f"lease ttl {settings.lease_ttl}s, store {runtime.store_url}",
+        f"lease ttl {settings.lease_ttl}s, store {redact.url(runtime.store_url)}",
         highlight=False,
     )
     try:

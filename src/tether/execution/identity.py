@@ -15,7 +15,7 @@ import socket
 import tempfile
 from collections.abc import Iterator
 
-from tether import errors
+from tether import errors, redact
 
 
 @contextlib.contextmanager
@@ -46,6 +46,7 @@ def worker_identity(explicit: str | None, store_url: str, *, max_slots: int = 25
             os.close(fd)
         return
     raise errors.InfraError(
-        f"all {max_slots} worker slots on {host} are taken for store {store_url} (lock files "
-        f"in {folder}); stop some workers, or give this one an id with --worker-id"
+        f"all {max_slots} worker slots on {host} are taken for store "
+        f"{redact.url(store_url)} (lock files in {folder}); stop some workers, "
+        "or give this one an id with --worker-id"
     )

@@ -90,13 +90,31 @@ def _respond(
     return JSONResponse(content, status_code=code, headers=dict(headers or {}))
 
 
+STORE_UNAVAILABLE = "the store is unavailable; retry after the Retry-After delay"
+
+
 async def _tether_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.TetherError)
     code = status_of(exc)
-    if code >= 500:
-        _log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+    if code < 500:
+        return _respond(code, {"error": exc.to_dict()})
+    # A server-side failure's message names the store (URL, host, user, database): it
+    # goes to the log; the client learns only what happened and whether to retry.
+    _log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+    public = {**exc.to_dict(), "message": _public_message(request, exc, code)}
     headers = {"Retry-After": "1"} if code == 503 else None
-    return _respond(code, {"error": exc.to_dict()}, headers)
+    return _respond(code, {"error": public}, headers)
+
+
+def _public_message(request: Request, exc: errors.TetherError, code: int) -> str:
+    if isinstance(exc, errors.StoreUnavailable):
+        return STORE_UNAVAILABLE
+    if code == 503:
+        return "the server cannot answer now; retry after the Retry-After delay"
+    return (
+        f"the server failed on {request.method} {request.url.path} "
+        f"({exc.error_class}); see the server log"
+    )
 
 
 def _location(loc: tuple[Any, ...]) -> str:

@@ -4,6 +4,7 @@ draining), ``/metrics`` (Prometheus text). No API key: load balancers and scrape
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
@@ -11,6 +12,8 @@ from fastapi.responses import JSONResponse
 from tether import errors
 from tether.server import schemas
 from tether.server.auth import State
+
+_log = logging.getLogger("tether.server")
 
 router = APIRouter(tags=["operations"])
 
@@ -38,8 +41,10 @@ async def readyz(state: State) -> JSONResponse:
     try:
         await asyncio.wait_for(state.store.schema_version(), _READY_TIMEOUT)
     except (errors.TetherError, TimeoutError) as exc:
-        detail = exc.message if isinstance(exc, errors.TetherError) else "the store did not answer"
-        return _readiness(503, "unavailable", detail)
+        # unauthenticated: the store's URL, host, user and database stay in the log
+        why = exc.message if isinstance(exc, errors.TetherError) else "no answer in time"
+        _log.warning("readyz.store_unavailable", extra={"error": why})
+        return _readiness(503, "unavailable", "store unavailable")
     return _readiness(200, "ready", None)
 
 

@@ -28,6 +28,7 @@ from types import FrameType
 
 import uvicorn
 
+from tether import redact
 from tether.execution.committer import Committer
 from tether.execution.identity import worker_identity
 from tether.execution.runner import Workflow
@@ -207,7 +208,7 @@ class Service:
             await asyncio.sleep(0.01)
         self._announce(
             f"listening on {self.url}: agents {sorted(self.workflows)}, "
-            f"{len(self.workers)} embedded worker(s), store {self.config.store_url}"
+            f"{len(self.workers)} embedded worker(s), store {redact.url(self.config.store_url)}"
         )
         self.started.set()
 
