@@ -42,6 +42,7 @@ async def tenant_of(
             "unknown or revoked API key; make one with `tether keys create --tenant T`"
         )
     request.state.tenant = found.tenant
+    request.state.api_key = found
     return found.tenant
 
 

@@ -8,6 +8,7 @@ does not exist for this key), ``InvalidInput`` and request validation 422, ``Con
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -37,7 +38,9 @@ _HTTP_CLASSES = {
     405: "MethodNotAllowed",
     406: "NotAcceptable",
     413: "ContentTooLarge",
+    408: "RequestTimeout",
     415: "UnsupportedMediaType",
+    429: "TooManyRequests",
 }
 
 # Documented on every route of the API, so the OpenAPI names each way a call can fail.
@@ -121,11 +124,20 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "request"
 
 
+MAX_PROBLEMS = 10
+MAX_PROBLEM_CHARS = 200
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """One 422 of bounded size, however many problems (or however long) the request had."""
     assert isinstance(exc, RequestValidationError)
+    found = exc.errors()
     problems = [
-        f"{_location(tuple(e.get('loc', ())))}: {e.get('msg', 'invalid')}" for e in exc.errors()
+        f"{_location(tuple(e.get('loc', ())))}: {e.get('msg', 'invalid')}"[:MAX_PROBLEM_CHARS]
+        for e in itertools.islice(found, MAX_PROBLEMS)
     ]
+    if len(found) > MAX_PROBLEMS:
+        problems.append(f"and {len(found) - MAX_PROBLEMS} more")
     message = "invalid request: " + "; ".join(problems) if problems else "invalid request"
     return _respond(422, body("InvalidInput", message))
 

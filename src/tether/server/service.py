@@ -36,9 +36,11 @@ from tether.execution.worker import Worker
 from tether.observe import events
 from tether.observe.logging import LogObserver
 from tether.observe.metrics import Metrics, MetricsObserver
+from tether.server import timeouts
 from tether.server.app import create_app
 from tether.server.config import ServerConfig
 from tether.server.state import ServerState
+from tether.server.stream_slots import StreamSlots
 from tether.store import open_store
 from tether.store.base import Store
 
@@ -149,6 +151,7 @@ class Service:
             specs=self.specs,
             metrics=self.metrics,
             on_submit=self._wake_workers,
+            streams=StreamSlots(self.config.sse_max_streams_per_key),
         )
         app = create_app(state)
         uv_config = uvicorn.Config(
@@ -158,6 +161,7 @@ class Service:
             lifespan="off",
             log_config=None,
             access_log=False,
+            http=timeouts.protocol(self.config.header_timeout),
             timeout_graceful_shutdown=int(max(1, self.config.shutdown_timeout)),
         )
         server = _Uvicorn(uv_config, self._on_signal)

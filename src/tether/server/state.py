@@ -10,6 +10,7 @@ from fastapi import Request
 from tether.observe.metrics import Metrics
 from tether.server.config import ServerConfig
 from tether.server.lifecycle import Lifecycle
+from tether.server.stream_slots import StreamSlots
 from tether.store.base import Store
 
 
@@ -25,6 +26,8 @@ class ServerState:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     on_submit: Callable[[], None] = lambda: None
     """Called after a task is queued: embedded workers look for work at once."""
+    streams: StreamSlots = field(default_factory=lambda: StreamSlots(32))
+    """Event streams open per API key (``config.sse_max_streams_per_key`` of them)."""
 
 
 def get_state(request: Request) -> ServerState:
