@@ -12,9 +12,10 @@ import typer
 
 from tether import errors, redact
 from tether.cli import StoreOpt, _fail, app, err
+from tether.cli.options import check_options
 from tether.cli.spec import build_runtime
 from tether.execution.committer import Committer
-from tether.execution.identity import worker_identity
+from tether.execution.identity import store_key, worker_identity
 from tether.execution.settings import ExecutionSettings
 from tether.execution.worker import Worker
 from tether.observe.logging import configure_logging
@@ -53,23 +54,29 @@ def worker(
 ) -> None:
     """Claim queued tasks and run them; SIGTERM drains (finish, commit, release, exit 0)."""
     configure_logging("INFO", json=log_json)
-    try:
-        runtime = build_runtime(specs, store)
-        obs = setup_observability(extra=[runtime.observers])
-    except errors.TetherError as exc:
-        raise _fail(exc) from exc
     if on_stuck not in ("retry", "handover"):
         raise _fail(
             errors.InvalidInput(f"--on-stuck must be 'retry' or 'handover', not {on_stuck!r}")
         )
-    settings = ExecutionSettings(
-        lease_ttl=lease_ttl,
-        heartbeat_interval=heartbeat,
-        drain_grace=grace,
-        poll_interval=poll,
-        on_stuck="handover" if on_stuck == "handover" else "retry",
-    )
-    with worker_identity(worker_id, runtime.store_url) as wid:
+    try:
+        check_options(concurrency=concurrency, metrics_port=metrics_port)
+        settings = ExecutionSettings(
+            lease_ttl=lease_ttl,
+            heartbeat_interval=heartbeat,
+            drain_grace=grace,
+            poll_interval=poll,
+            on_stuck="handover" if on_stuck == "handover" else "retry",
+        )
+        runtime = build_runtime(specs, store)
+        obs = setup_observability(extra=[runtime.observers])
+    except errors.TetherError as exc:
+        raise _fail(exc) from exc
+    try:
+        key = asyncio.run(store_key(runtime.store_url))
+    except errors.TetherError as exc:
+        obs.close()
+        raise _fail(exc) from exc
+    with worker_identity(worker_id, key) as wid:
         try:
             code = asyncio.run(
                 _serve(runtime, wid, concurrency, settings, metrics_port, obs, metrics_host)

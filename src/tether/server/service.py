@@ -115,9 +115,10 @@ class Service:
         store = open_store(self.config.store_url)
         await store.open()
         try:
+            key = await store.identity()
             with contextlib.ExitStack() as slots:
                 ids = [
-                    slots.enter_context(worker_identity(self._worker_id(i), store.url))
+                    slots.enter_context(worker_identity(self._worker_id(i), key))
                     for i in range(self.config.workers)
                 ]
                 await self._run(store, ids, sock)

@@ -100,6 +100,9 @@ class PostgresStore:
     async def schema_version(self) -> int:
         return await self._run(schema.version)
 
+    async def identity(self) -> str:
+        return await self._run(schema.identity)
+
     async def migrate(self, *, dry_run: bool = False) -> list[str]:
         return await self._run(
             lambda conn: schema.apply(conn, self.url, self._migrations, dry_run=dry_run)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
@@ -108,6 +109,10 @@ class SQLiteStore:
 
     async def schema_version(self) -> int:
         return await self._run(schema.version)
+
+    async def identity(self) -> str:
+        stat = os.stat(os.path.realpath(self.path))
+        return f"sqlite:{stat.st_dev}:{stat.st_ino}"
 
     async def migrate(self, *, dry_run: bool = False) -> list[str]:
         return await self._run(
