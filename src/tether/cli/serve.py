@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Annotated
 
 import typer
@@ -10,6 +11,7 @@ from rich.table import Table
 
 from tether import errors, redact
 from tether.cli import JsonOpt, StoreOpt, _fail, _print_json, _store_call, app, err, out
+from tether.cli.options import check_options
 from tether.cli.spec import build_runtime
 from tether.execution.settings import ExecutionSettings
 from tether.observe.logging import configure_logging
@@ -57,9 +59,16 @@ def serve(
     """Serve the HTTP API (and run embedded workers); SIGTERM drains, then exits 0."""
     configure_logging("INFO", json=log_json)
     try:
+        check_options(port=port)
+        execution = ExecutionSettings(lease_ttl=lease_ttl, drain_grace=grace, poll_interval=poll)
+        sock = listen(host, port)
+    except errors.TetherError as exc:
+        raise _fail(exc) from exc
+    try:
         runtime = build_runtime(specs, store)
         obs = setup_observability(extra=[runtime.observers])
     except errors.TetherError as exc:
+        sock.close()
         raise _fail(exc) from exc
     config = ServerConfig(
         store_url=runtime.store_url,
@@ -68,7 +77,7 @@ def serve(
         workers=workers,
         concurrency=concurrency,
         worker_id=worker_id,
-        execution=ExecutionSettings(lease_ttl=lease_ttl, drain_grace=grace, poll_interval=poll),
+        execution=execution,
         max_body_bytes=max_body_bytes,
         sse_max_seconds=sse_max_seconds,
         drain_delay=drain_delay,
@@ -86,7 +95,7 @@ def serve(
         announce=announce,
     )
     try:
-        asyncio.run(_serve(service, runtime))
+        asyncio.run(_serve(service, runtime, sock))
     except errors.TetherError as exc:
         raise _fail(exc) from exc
     finally:
@@ -94,9 +103,22 @@ def serve(
     raise typer.Exit(0)
 
 
-async def _serve(service: Service, runtime: Runtime) -> None:
+def listen(host: str, port: int) -> socket.socket:
+    """The socket ``serve`` listens on, bound before anything starts: a port in use is
+    one clear line, not uvicorn's exit after the store and workers were set up."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        await service.run()
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise errors.InvalidInput(
+            f"cannot listen on {host}:{port} ({exc.strerror}): is another server using it? "
+            "choose another --port (or --host)"
+        ) from exc
+
+
+async def _serve(service: Service, runtime: Runtime, sock: socket.socket) -> None:
+    try:
+        await service.run(sock)
     finally:
         for workflow in runtime.workflows.values():
             model = getattr(workflow, "model", None)
@@ -120,6 +142,7 @@ def keys_create(
         record: ApiKey = _store_call(
             store,
             lambda s: s.create_api_key(tenant, made.key_hash, prefix=made.prefix, name=name),
+            existing=False,
         )
     except errors.TetherError as exc:
         raise _fail(exc) from exc

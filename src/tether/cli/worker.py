@@ -60,6 +60,8 @@ def worker(
         )
     try:
         check_options(concurrency=concurrency, metrics_port=metrics_port)
+        if heartbeat is not None and heartbeat <= 0:
+            raise errors.InvalidInput(f"--heartbeat must be more than 0 seconds, not {heartbeat}")
         settings = ExecutionSettings(
             lease_ttl=lease_ttl,
             heartbeat_interval=heartbeat,
@@ -81,6 +83,8 @@ def worker(
             code = asyncio.run(
                 _serve(runtime, wid, concurrency, settings, metrics_port, obs, metrics_host)
             )
+        except errors.TetherError as exc:
+            raise _fail(exc) from exc
         finally:
             obs.close()
     raise typer.Exit(code)
@@ -97,7 +101,13 @@ async def _serve(
 ) -> int:
     metrics, observers = obs.metrics, obs.observers
     if metrics_port is not None:
-        server, _ = serve_metrics(metrics, metrics_port, host=metrics_host)
+        try:
+            server, _ = serve_metrics(metrics, metrics_port, host=metrics_host)
+        except OSError as exc:
+            raise errors.InvalidInput(
+                f"cannot serve metrics on {metrics_host}:{metrics_port} ({exc.strerror}): "
+                "is another process using it? choose another --metrics-port"
+            ) from exc
         err.print(f"metrics on http://{metrics_host}:{server.server_port}/metrics", highlight=False)
     store = open_store(runtime.store_url)
     await store.open()

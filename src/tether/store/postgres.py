@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from tether import errors, types
 from tether.store import doctor as checks
-from tether.store import ids, migrations, rows, vectors
+from tether.store import ids, json_check, migrations, rows, vectors
 from tether.store import postgres_connection as connection
 from tether.store import postgres_memory as memory
 from tether.store import postgres_queries as queries
@@ -49,6 +49,7 @@ class PostgresStore:
         ``check=False`` only connects: ``tether migrate`` opens a store that way."""
         if self._pool is not None:
             return
+        await connection.probe(self._target, self.url)
         pool = connection.make_pool(self._target, self.url)
         self._pool = pool
         try:
@@ -137,6 +138,9 @@ class PostgresStore:
                     " GROUP BY payload_version",
                 )
                 versions[table] = {int(r["v"]): int(r["n"]) for r in counted}
+            for table in json_check.JSON_COLUMNS:
+                rows = await queries.fetch_all(conn, json_check.query(table))
+                found += json_check.findings(table, rows)
             return found + checks.payload_findings(versions)
 
         return await self._run(read)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from tether import errors, types
-from tether.store import base, ids, migrations, rows, vectors
+from tether.store import base, ids, json_check, migrations, rows, vectors
 from tether.store import doctor as checks
 from tether.store import sqlite_connection as connection
 from tether.store import sqlite_queries as queries
@@ -539,6 +539,8 @@ def _doctor(
         }
         for table in checks.PAYLOAD_TABLES
     }
+    for table in json_check.JSON_COLUMNS:
+        found += json_check.findings(table, conn.execute(json_check.query(table)))
     return found + checks.payload_findings(versions)
 
 
