@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from tether import errors, types
 from tether.context.view import context_view
-from tether.server import path_ids, schemas
+from tether.server import input_fit, path_ids, schemas
 from tether.server.auth import State, Tenant
 from tether.server.http_errors import RESPONSES, WRITE_RESPONSES
 
@@ -113,6 +113,9 @@ async def submit_task(
             f"not serve (it serves {sorted(state.agents)})",
             tenant=tenant,
         )
+    too_long = input_fit.refusal(state.workflows.get(session.agent), body.input)
+    if too_long is not None:
+        raise errors.InvalidInput(too_long, tenant=tenant, session=session_id)
     new = types.NewTask(
         tenant=tenant,
         agent=session.agent,

@@ -153,6 +153,7 @@ class Service:
             metrics=self.metrics,
             on_submit=self._wake_workers,
             streams=StreamSlots(self.config.sse_max_streams_per_key),
+            workflows=self.workflows,
         )
         app = create_app(state)
         uv_config = uvicorn.Config(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from tether.execution.runner import Workflow
 from tether.observe.metrics import Metrics
 from tether.server.config import ServerConfig
 from tether.server.lifecycle import Lifecycle
@@ -26,6 +27,8 @@ class ServerState:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     on_submit: Callable[[], None] = lambda: None
     """Called after a task is queued: embedded workers look for work at once."""
+    workflows: Mapping[str, Workflow] = field(default_factory=dict)
+    """The agents and workflows themselves (an input that can never fit is refused)."""
     streams: StreamSlots = field(default_factory=lambda: StreamSlots(32))
     """Event streams open per API key (``config.sse_max_streams_per_key`` of them)."""
 
