@@ -44,6 +44,14 @@ async def get_task(
             "content": {"text/event-stream": {"schema": sse.EVENT_SCHEMA}},
         },
         **as_json(RESPONSES),
+        **as_json(
+            {
+                429: {
+                    "description": "This API key holds the most event streams it may; "
+                    "retry after `Retry-After` seconds."
+                }
+            }
+        ),
     },
     summary="Follow a task's events (Server-Sent Events, resumable)",
 )
