@@ -263,14 +263,17 @@ class Worker:
     def _start(self, claim: Claim) -> asyncio.Task[types.TaskRecord | None]:
         task_id = claim.task.id
         self._boundaries.phase[task_id] = "between"
+        loop = asyncio.get_running_loop()
         earlier = holder.running_here.get(task_id)
-        if earlier is not None and not earlier.done():
+        if earlier is not None and (earlier.done() or earlier.get_loop() is not loop):
+            earlier = None  # ended, or another thread's loop: fencing keeps that one apart
+        if earlier is not None:
             # Claimed again while a run of it in this process has not ended (its lease
             # lapsed): that run is fenced off now. Stop it; the new run starts after it
             # ends, never beside it, so no step of it runs twice at once.
             _log.warning("task.claimed_while_running", extra={"task": task_id})
             earlier.cancel()
-        job = asyncio.get_running_loop().create_task(self._run_after(earlier, claim))
+        job = loop.create_task(self._run_after(earlier, claim))
         self._running[task_id] = job
         holder.running_here[task_id] = job
 
