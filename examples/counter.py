@@ -1,12 +1,20 @@
 """DESIGN.md's example agent. Offline it uses ScriptedModel; set TETHER_MODEL_URL
-(and TETHER_MODEL) to point it at an OpenAI-compatible endpoint instead."""
+(and TETHER_MODEL) to point it at an OpenAI-compatible endpoint instead.
+
+The offline model also writes the session summary the context policy asks for once a
+long session no longer fits its window, so a session can run task after task."""
 
 from __future__ import annotations
 
 import os
 
 from tether import Agent, OpenAIModel, ScriptedModel, ToolContext, tool
+from tether.context.summarize import RESUMMARY_INSTRUCTIONS, SUMMARY_INSTRUCTIONS
 from tether.models.base import Model
+from tether.models.scripted import Reply, reply_index
+from tether.types import ModelRequest
+
+COUNTING: list[Reply] = [*(ScriptedModel.call("record", n=i) for i in range(1, 11)), "done"]
 
 
 @tool
@@ -22,7 +30,17 @@ def _model() -> Model:
         return OpenAIModel(
             base_url=url, model=os.environ.get("TETHER_MODEL", "any"), context_window=8192
         )
-    return ScriptedModel([*(ScriptedModel.call("record", n=i) for i in range(1, 11)), "done"])
+    return ScriptedModel(_offline)
+
+
+def _offline(request: ModelRequest) -> Reply:
+    """Count to ten each turn; asked for a summary, write a short one (a pure function
+    of the request, as every ScriptedModel reply is)."""
+    first = request.messages[0].content if request.messages else None
+    if first in (SUMMARY_INSTRUCTIONS, RESUMMARY_INSTRUCTIONS):
+        folded = (request.messages[-1].content or "").count("[message ")
+        return f"Earlier turns: the user said go and 1 to 10 were recorded ({folded} more folded)."
+    return COUNTING[min(reply_index(request.messages), len(COUNTING) - 1)]
 
 
 agent = Agent(

@@ -38,6 +38,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+from tether import redact
+
 Where = Literal["tool", "model", "agent", "infra", "input"]
 
 
@@ -78,8 +80,11 @@ class TetherError(Exception):
     ) -> None:
         if retryable is not None:
             self.retryable = retryable
-        # The default detail is the class's docstring, on one line.
-        self.detail = message or " ".join((self.__doc__ or type(self).__name__).split())
+        # The default detail is the class's docstring, on one line. Credentials never
+        # reach a message, whoever wrote it (a store URL in a driver's error, say).
+        self.detail = redact.text(
+            message or " ".join((self.__doc__ or type(self).__name__).split())
+        )
         self.tenant = tenant
         self.session = session
         self.task = task

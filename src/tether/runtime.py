@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from tether import errors, integrations, retry, types
+from tether import errors, integrations, redact, retry, types
 from tether.agent import Agent
 from tether.execution import signals
 from tether.execution.committer import Committer
@@ -122,7 +122,7 @@ class Runtime:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"Runtime(store={self.store_url!r}, workflows={sorted(self.workflows)})"
+        return f"Runtime(store={redact.url(self.store_url)!r}, workflows={sorted(self.workflows)})"
 
     # ---- registry ------------------------------------------------------------
 

@@ -183,6 +183,7 @@ def test_opening_waits_while_another_connection_holds_the_write_lock(tmp_path: P
     db = tmp_path / "held.db"
     holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
     holder.execute("CREATE TABLE held (x INTEGER)")
+    holder.execute("CREATE TABLE schema_migrations (version INTEGER)")  # a tether store's file
     holder.execute("BEGIN IMMEDIATE")
     holder.execute("INSERT INTO held VALUES (1)")
     release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tether import errors, types
+from tether.cli.options import check_options
 from tether.cli.progress import ProgressPrinter
 from tether.cli.spec import build_runtime
 from tether.context.view import context_view
@@ -22,6 +23,7 @@ from tether.runtime import Runtime, TaskResult, default_store_url
 from tether.store import open_store
 from tether.store.base import Store
 from tether.store.migrations import redact
+from tether.store.presence import require_store
 
 app = typer.Typer(
     name="tether",
@@ -177,8 +179,27 @@ def _pick_agent(runtime: Runtime, agent: str | None) -> str:
 # ---- inspection ------------------------------------------------------------
 
 
-def _store_call(store: str | None, fn: Any) -> Any:
-    """One read or write on the store; a tether error ends the command with its message."""
+def _check_limit(limit: int) -> None:
+    try:
+        check_options(limit=limit)
+    except errors.TetherError as exc:
+        raise _fail(exc) from exc
+
+
+def _require_store(store: str | None, *, allow_empty: bool = False) -> None:
+    """End a command that only reads (or changes existing rows) when there is no store:
+    it never creates one, nor adds tables to another application's file."""
+    try:
+        asyncio.run(require_store(store or default_store_url(), allow_empty=allow_empty))
+    except errors.TetherError as exc:
+        raise _fail(exc) from exc
+
+
+def _store_call(store: str | None, fn: Any, *, existing: bool = True) -> Any:
+    """One read or write on the store; a tether error ends the command with its message.
+    ``existing``: the store must exist already (see ``_require_store``)."""
+    if existing:
+        _require_store(store)
     try:
         with Runtime(store) as runtime:
             return runtime.store_call(fn)
@@ -201,6 +222,7 @@ def tasks_list(
             f"[red]error[/] unknown status {status!r}; use one of {list(types.TASK_STATUSES)}"
         )
         raise typer.Exit(EXIT_USAGE)
+    _check_limit(limit)
     tasks: list[types.TaskRecord] = _store_call(
         store,
         lambda s: s.list_tasks(tenant=tenant, status=status, session_id=session, limit=limit),
@@ -317,6 +339,7 @@ def tasks_events(
     as_json: JsonOpt = False,
 ) -> None:
     """The task's events in order (``--follow`` waits for new ones)."""
+    _require_store(store)
     try:
         with Runtime(store) as runtime:
             after = 0
@@ -430,6 +453,7 @@ def sessions_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List sessions, newest first."""
+    _check_limit(limit)
     sessions: list[types.SessionRecord] = _store_call(
         store, lambda s: s.list_sessions(tenant=tenant, limit=limit)
     )
@@ -449,6 +473,8 @@ def migrate(
 ) -> None:
     """Upgrade the store's schema in place (each migration in its own transaction)."""
     url = store or default_store_url()
+    if dry_run:
+        _require_store(url, allow_empty=True)
 
     async def go() -> tuple[list[str], int]:
         s = open_store(url, migrate=False)
@@ -496,9 +522,21 @@ def _clock(ts: float) -> str:
 
 
 def main() -> None:
+    from tether.cli import backup as _backup  # noqa: F401  (registers `tether backup`)
     from tether.cli import doctor as _doctor  # noqa: F401  (registers `tether doctor`)
     from tether.cli import serve as _serve  # noqa: F401  (registers `tether serve`, `keys`)
     from tether.cli import signals as _signals  # noqa: F401  (`tether signal`, `approve`, `deny`)
     from tether.cli import worker as _worker  # noqa: F401  (registers `tether worker`)
 
+    for i, arg in enumerate(sys.argv[1:], start=1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = arg.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+            err.print(
+                f"[red]error[/] argument {i} ({escape(shown)}) is not valid UTF-8: "
+                "pass text encoded as UTF-8",
+                highlight=False,
+            )
+            raise SystemExit(EXIT_USAGE) from None
     app()

@@ -13,6 +13,7 @@ from tether import errors
 from tether.cli import JsonOpt, StoreOpt, _fail, _print_json, app, out
 from tether.runtime import default_store_url
 from tether.store import migrations, open_store
+from tether.store.backup import wal_findings
 from tether.store.base import Finding
 from tether.store.sqlite_connection import parse_url
 
@@ -40,9 +41,13 @@ def doctor(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     leases. Changes nothing; exits 1 when it finds a problem."""
     url = store or default_store_url()
     try:
-        if url.startswith("sqlite://") and not Path(parse_url(url)[0]).exists():
-            raise errors.NotFound(f"no SQLite store at {url}: check --store or $TETHER_STORE")
+        leftover: list[Finding] = []
+        if url.startswith("sqlite://"):
+            if not Path(parse_url(url)[0]).exists():
+                raise errors.NotFound(f"no SQLite store at {url}: check --store or $TETHER_STORE")
+            leftover = wal_findings(url)  # before opening: closing folds the log in
         version, findings = asyncio.run(_examine(url))
+        findings = leftover + findings
     except errors.TetherError as exc:
         raise _fail(exc) from exc
     shown = migrations.redact(url)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from tether import errors
+from tether import errors, redact
 from tether.cli import JsonOpt, StoreOpt, _fail, _print_json, _store_call, app, err, out
+from tether.cli.options import check_options
 from tether.cli.spec import build_runtime
 from tether.execution.settings import ExecutionSettings
 from tether.observe.logging import configure_logging
@@ -60,9 +62,16 @@ def serve(
     """Serve the HTTP API (and run embedded workers); SIGTERM drains, then exits 0."""
     configure_logging("INFO", json=log_json)
     try:
+        check_options(port=port)
+        execution = ExecutionSettings(lease_ttl=lease_ttl, drain_grace=grace, poll_interval=poll)
+        sock = listen(host, port)
+    except errors.TetherError as exc:
+        raise _fail(exc) from exc
+    try:
         runtime = build_runtime(specs, store)
         obs = setup_observability(extra=[runtime.observers])
     except errors.TetherError as exc:
+        sock.close()
         raise _fail(exc) from exc
     config = ServerConfig(
         store_url=runtime.store_url,
@@ -71,7 +80,7 @@ def serve(
         workers=workers,
         concurrency=concurrency,
         worker_id=worker_id,
-        execution=ExecutionSettings(lease_ttl=lease_ttl, drain_grace=grace, poll_interval=poll),
+        execution=execution,
         max_body_bytes=max_body_bytes,
         sse_max_seconds=sse_max_seconds,
         drain_delay=drain_delay,
@@ -89,7 +98,7 @@ def serve(
         announce=announce,
     )
     try:
-        asyncio.run(_serve(service, runtime))
+        asyncio.run(_serve(service, runtime, sock))
     except errors.TetherError as exc:
         raise _fail(exc) from exc
     finally:
@@ -97,9 +106,22 @@ def serve(
     raise typer.Exit(0)
 
 
-async def _serve(service: Service, runtime: Runtime) -> None:
+def listen(host: str, port: int) -> socket.socket:
+    """The socket ``serve`` listens on, bound before anything starts: a port in use is
+    one clear line, not uvicorn's exit after the store and workers were set up."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        await service.run()
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise errors.InvalidInput(
+            f"cannot listen on {host}:{port} ({exc.strerror}): is another server using it? "
+            "choose another --port (or --host)"
+        ) from exc
+
+
+async def _serve(service: Service, runtime: Runtime, sock: socket.socket) -> None:
+    try:
+        await service.run(sock)
     finally:
         for workflow in runtime.workflows.values():
             model = getattr(workflow, "model", None)
@@ -133,6 +155,7 @@ def keys_create(
             lambda s: s.create_api_key(
                 owner, made.key_hash, prefix=made.prefix, name=name, operator=operator
             ),
+            existing=False,
         )
     except errors.TetherError as exc:
         raise _fail(exc) from exc
@@ -141,7 +164,8 @@ def keys_create(
         return
     who = "operator key (every tenant, console only)" if operator else f"key for tenant {tenant}"
     err.print(
-        f"{who} {record.id} (store {store or default_store_url()}); it is shown only now:",
+        f"{who} {record.id} (store {redact.url(store or default_store_url())}); "
+        "it is shown only now:",
         highlight=False,
     )
     out.print(made.key, highlight=False)

@@ -30,6 +30,10 @@ class LoadedSpec:
 
 def load_spec(spec: str) -> LoadedSpec:
     target, _, attr = spec.partition(":")
+    if not target.strip():
+        raise errors.InvalidInput(
+            f"spec {spec!r} names no file or module: use path/to/file.py:name or module:name"
+        )
     if target.endswith(".py") or "/" in target:
         path = Path(target).expanduser().resolve()
         if not path.is_file():
@@ -52,7 +56,7 @@ def load_spec(spec: str) -> LoadedSpec:
     else:
         try:
             module = importlib.import_module(target)
-        except ImportError as exc:
+        except (ImportError, ValueError) as exc:
             raise errors.InvalidInput(
                 f"spec {spec!r}: cannot import module {target!r}: {exc}"
             ) from exc

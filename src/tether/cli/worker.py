@@ -25,13 +25,14 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from tether import errors
+from tether import errors, redact
 from tether.cli import StoreOpt, _fail, app, err
+from tether.cli.options import check_options
 from tether.cli.spec import build_runtime
 from tether.execution import waiting_gauge
 from tether.execution.committer import Committer
 from tether.execution.guard import Guard, parse_size
-from tether.execution.identity import worker_identity
+from tether.execution.identity import store_key, worker_identity
 from tether.execution.settings import ExecutionSettings
 from tether.execution.worker import Worker
 from tether.observe.logging import configure_logging
@@ -92,37 +93,47 @@ def worker(
 ) -> None:
     """Claim queued tasks and run them; SIGTERM drains (finish, commit, release, exit 0)."""
     configure_logging("INFO", json=log_json)
-    try:
-        runtime = build_runtime(specs, store)
-        obs = setup_observability(extra=[runtime.observers])
-    except errors.TetherError as exc:
-        raise _fail(exc) from exc
     if on_stuck not in ("retry", "handover"):
         raise _fail(
             errors.InvalidInput(f"--on-stuck must be 'retry' or 'handover', not {on_stuck!r}")
         )
     try:
-        memory_limit = parse_size(max_memory) if max_memory is not None else None
-    except ValueError as exc:
-        raise _fail(errors.InvalidInput(f"--max-memory: {exc}")) from exc
-    if sync_threads < 1:
-        raise _fail(errors.InvalidInput("--sync-threads must be at least 1"))
-    settings = ExecutionSettings(
-        lease_ttl=lease_ttl,
-        heartbeat_interval=heartbeat,
-        drain_grace=grace,
-        poll_interval=poll,
-        on_stuck="handover" if on_stuck == "handover" else "retry",
-        sync_tool_threads=sync_threads,
-        stuck_after=stuck_after,
-        max_memory=memory_limit,
-        durable_sleep_after=durable_sleep_after,
-    )
-    with worker_identity(worker_id, runtime.store_url) as wid:
+        check_options(concurrency=concurrency, metrics_port=metrics_port)
+        if heartbeat is not None and heartbeat <= 0:
+            raise errors.InvalidInput(f"--heartbeat must be more than 0 seconds, not {heartbeat}")
+        if sync_threads < 1:
+            raise errors.InvalidInput("--sync-threads must be at least 1")
+        try:
+            memory_limit = parse_size(max_memory) if max_memory is not None else None
+        except ValueError as exc:
+            raise errors.InvalidInput(f"--max-memory: {exc}") from exc
+        settings = ExecutionSettings(
+            lease_ttl=lease_ttl,
+            heartbeat_interval=heartbeat,
+            drain_grace=grace,
+            poll_interval=poll,
+            on_stuck="handover" if on_stuck == "handover" else "retry",
+            sync_tool_threads=sync_threads,
+            stuck_after=stuck_after,
+            max_memory=memory_limit,
+            durable_sleep_after=durable_sleep_after,
+        )
+        runtime = build_runtime(specs, store)
+        obs = setup_observability(extra=[runtime.observers])
+    except errors.TetherError as exc:
+        raise _fail(exc) from exc
+    try:
+        key = asyncio.run(store_key(runtime.store_url))
+    except errors.TetherError as exc:
+        obs.close()
+        raise _fail(exc) from exc
+    with worker_identity(worker_id, key) as wid:
         try:
             code, busy = _run_until_drained(
                 _serve(runtime, wid, concurrency, settings, metrics_port, obs, metrics_host)
             )
+        except errors.TetherError as exc:
+            raise _fail(exc) from exc
         finally:
             obs.close()
     holding = [t for t in threading.enumerate() if t.is_alive() and not t.daemon]
@@ -197,7 +208,13 @@ async def _serve(
     """Serve until drained; the exit code and how many tool threads still run."""
     metrics, observers = obs.metrics, obs.observers
     if metrics_port is not None:
-        server, _ = serve_metrics(metrics, metrics_port, host=metrics_host)
+        try:
+            server, _ = serve_metrics(metrics, metrics_port, host=metrics_host)
+        except OSError as exc:
+            raise errors.InvalidInput(
+                f"cannot serve metrics on {metrics_host}:{metrics_port} ({exc.strerror}): "
+                "is another process using it? choose another --metrics-port"
+            ) from exc
         err.print(f"metrics on http://{metrics_host}:{server.server_port}/metrics", highlight=False)
     store = open_store(runtime.store_url)
     await store.open()
@@ -248,7 +265,7 @@ async def _serve(
         signal.signal(sig, on_signal)
     err.print(
         f"worker {w.owner} ready: agents {sorted(runtime.workflows)}, concurrency {concurrency}, "
-        f"lease ttl {settings.lease_ttl}s, store {runtime.store_url}",
+        f"lease ttl {settings.lease_ttl}s, store {redact.url(runtime.store_url)}",
         highlight=False,
     )
     guard = Guard(w, max_memory=settings.max_memory)

@@ -24,6 +24,7 @@ from typing import IO
 from rich.console import Console
 from rich.table import Table
 
+from tether import redact
 from tether.cli.progress import ProgressPrinter
 from tether.demo.agent import librarian
 from tether.runtime import Runtime
@@ -51,7 +52,9 @@ def _run(folder: Path, url: str, console: Console) -> int:
     with Runtime(url, worker_id=WORKER_ID) as runtime:
         runtime.register(librarian, spec=SPEC)
         task = runtime.submit("librarian", "Summarise the library.", tenant="demo")
-    console.print(f"store {url}\nsubmitted task {task.id} (agent librarian, tenant demo)\n")
+    console.print(
+        f"store {redact.url(url)}\nsubmitted task {task.id} (agent librarian, tenant demo)\n"
+    )
 
     console.print(
         f"[bold]1.[/] a child process runs the task; it is killed with SIGKILL while "

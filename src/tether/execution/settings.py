@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tether import errors
+
 
 @dataclass(frozen=True, slots=True)
 class ExecutionSettings:
@@ -41,6 +43,28 @@ class ExecutionSettings:
     """How backoff waits; tests inject a recorder instead of wall time."""
     rand: Callable[[], float] = field(default=random.random)
     """Jitter source; tests inject a fixed one."""
+
+    def __post_init__(self) -> None:
+        """Refuse knobs that cannot work. A renewal at or past half the lease's life lets
+        the worker's own leases lapse mid-step, and its own claim loop would take them
+        again: the same task twice at once in one process."""
+        for name in ("lease_ttl", "poll_interval", "tool_timeout"):
+            value = getattr(self, name)
+            if not value > 0 or value == float("inf"):
+                raise errors.InvalidInput(
+                    f"{name.replace('_', ' ')} must be a positive number of seconds, not {value}"
+                )
+        if not self.drain_grace >= 0:
+            raise errors.InvalidInput(
+                f"drain grace must be 0 or more seconds, not {self.drain_grace}"
+            )
+        beat = self.heartbeat_interval
+        if beat is not None and not 0 < beat < self.lease_ttl / 2:
+            raise errors.InvalidInput(
+                f"heartbeat {beat}s must be more than 0 and less than half the lease ttl "
+                f"({self.lease_ttl}s / 2 = {self.lease_ttl / 2:g}s), so a lease is renewed "
+                "before it can lapse; lower --heartbeat or raise --lease-ttl"
+            )
 
     @property
     def renew_every(self) -> float:

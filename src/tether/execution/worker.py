@@ -11,7 +11,9 @@ hands a claimer every running task whose lease owner is the claimer itself (so t
 a restarted worker takes its leases back), and a fresh owner per claim keeps a live
 worker from claiming its own in-flight tasks again. A new incarnation takes back,
 at once, every lease an earlier incarnation of the same worker id left behind
-(``take_back``), by claiming it under that lease's owner.
+(``take_back``), by claiming it under that lease's owner, once that holder is known to
+have stopped (``holder``: a live worker with the same id keeps its leases). A task
+claimed again while a run of it in this process has not ended starts after that run.
 
 Drain. ``drain()`` stops claiming. A task that is between steps, or waiting out a
 retry's backoff, is released at its next step boundary (cancelled there; the runner
@@ -30,11 +32,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import uuid
 from collections.abc import Collection, Mapping
 from typing import Literal
 
 from tether import errors, types
+from tether.execution import holder
 from tether.execution.committer import Committer
 from tether.execution.runner import TaskRunner, Workflow
 from tether.execution.settings import ExecutionSettings
@@ -106,7 +108,7 @@ class Worker:
             )
         self.store = store
         self.worker_id = worker_id
-        self.incarnation = incarnation or uuid.uuid4().hex[:8]
+        self.incarnation = incarnation or holder.new_incarnation()
         self.owner = f"{worker_id}{INCARNATION_SEPARATOR}{self.incarnation}"
         """How this worker signs its steps and events; each lease adds ``.n`` to it."""
         self._claims = itertools.count(1)
@@ -224,10 +226,23 @@ class Worker:
         except errors.StoreUnavailable as exc:
             _log.warning("worker %s: could not look for its own leases: %s", self.owner, exc)
             return []
+        mine = [
+            t
+            for t in sorted(running, key=lambda t: t.created_at)
+            if self._is_earlier_self(t) and t.agent in self.agents
+        ]
+        # only leases whose holder stopped: a live worker with the same id keeps its own
+        stopped = await asyncio.gather(
+            *(holder.holder_stopped(self.store, t, self.settings) for t in mine)
+        )
+        for task, gone in zip(mine, stopped, strict=True):
+            if not gone:
+                _log.warning(
+                    "worker.id_in_use",
+                    extra={"worker": self.owner, "task": task.id, "holder": task.lease_owner},
+                )
         resumed: list[str] = []
-        for task in sorted(running, key=lambda t: t.created_at):
-            if not self._is_earlier_self(task) or task.agent not in self.agents:
-                continue
+        for task in (t for t, gone in zip(mine, stopped, strict=True) if gone):
             if len(self._running) >= self.concurrency or self._draining:
                 break
             claim = await self._claim_as(task.lease_owner or "", task.id)
@@ -251,7 +266,11 @@ class Worker:
             except errors.StoreUnavailable as exc:
                 await self._claim_failed(exc)
                 return None
-            if task.status == "running" and self._is_earlier_self(task):
+            if (
+                task.status == "running"
+                and self._is_earlier_self(task)
+                and await holder.holder_stopped(self.store, task, self.settings)
+            ):
                 return await self._claim_as(task.lease_owner or "", task_id)
         return await self._claim_as(f"{self.owner}.{next(self._claims)}", task_id)
 
@@ -279,20 +298,40 @@ class Worker:
     def _start(self, claim: Claim) -> asyncio.Task[types.TaskRecord | None]:
         task_id = claim.task.id
         self._boundaries.phase[task_id] = "between"
-        job = asyncio.get_running_loop().create_task(self.runner.run(claim))
+        loop = asyncio.get_running_loop()
+        earlier = holder.running_here.get(task_id)
+        if earlier is not None and (earlier.done() or earlier.get_loop() is not loop):
+            earlier = None  # ended, or another thread's loop: fencing keeps that one apart
+        if earlier is not None:
+            # Claimed again while a run of it in this process has not ended (its lease
+            # lapsed): that run is fenced off now. Stop it; the new run starts after it
+            # ends, never beside it, so no step of it runs twice at once.
+            _log.warning("task.claimed_while_running", extra={"task": task_id})
+            earlier.cancel()
+        job = loop.create_task(self._run_after(earlier, claim))
         self._running[task_id] = job
+        holder.running_here[task_id] = job
 
         def done(t: asyncio.Task[types.TaskRecord | None]) -> None:
             if self._running.get(task_id) is t:
                 del self._running[task_id]
                 self._boundaries.forget(task_id)
                 self._releasing.discard(task_id)
+            if holder.running_here.get(task_id) is t:
+                del holder.running_here[task_id]
             self._wake.set()
             if not t.cancelled() and t.exception() is not None:
                 _log.error("task %s: runner crashed: %r", task_id, t.exception())
 
         job.add_done_callback(done)
         return job
+
+    async def _run_after(
+        self, earlier: asyncio.Future[object] | None, claim: Claim
+    ) -> types.TaskRecord | None:
+        if earlier is not None:
+            await asyncio.gather(earlier, return_exceptions=True)
+        return await self.runner.run(claim)
 
     def release_now(self, task_id: str) -> None:
         """Stop running ``task_id`` here; its runner gives the lease back at once."""

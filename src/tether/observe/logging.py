@@ -31,6 +31,7 @@ import types
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
+from tether import redact
 from tether.observe import events
 
 ID_KEYS = ("tenant", "session", "task", "step", "attempt", "worker")
@@ -110,7 +111,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``ts``, ``level``, ``event``, ``logger``, ids, extra fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return jsonlib.dumps(event_dict(record), default=str, ensure_ascii=False)
+        return redact.text(jsonlib.dumps(event_dict(record), default=str, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
@@ -122,7 +123,7 @@ class TextFormatter(logging.Formatter):
         data.pop("logger")
         exc = data.pop("exception", None)
         line = " ".join([head, *(f"{k}={v}" for k, v in data.items())])
-        return f"{line}\n{exc}" if exc else line
+        return redact.text(f"{line}\n{exc}" if exc else line)
 
 
 class _TetherHandler(logging.StreamHandler[IO[str]]):

@@ -45,7 +45,9 @@ def create_app(state: ServerState) -> FastAPI:
     http_errors.install(app)
     console.install(app)
     # outermost last: metrics see every answer, the 413s of the body limit included
-    app.add_middleware(BodyLimit, max_bytes=state.config.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, max_bytes=state.config.max_body_bytes, body_timeout=state.config.body_timeout
+    )
     app.add_middleware(RequestMetrics, metrics=state.metrics)
     return app
 

@@ -47,6 +47,7 @@ async def tenant_of(
             "`tether keys create --tenant T`"
         )
     request.state.tenant = found.tenant
+    request.state.api_key = found
     return found.tenant
 
 

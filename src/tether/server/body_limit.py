@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from starlette.exceptions import HTTPException
@@ -15,13 +16,24 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the request body is larger than {limit} bytes")
 
 
+class BodyTooSlow(HTTPException):
+    def __init__(self, timeout: float) -> None:
+        super().__init__(
+            408,
+            f"the request body stopped arriving for {timeout:g}s; send it whole, then retry",
+            headers={"Connection": "close"},
+        )
+
+
 class BodyLimit:
     """ASGI middleware: a declared ``Content-Length`` over the limit is refused at once;
-    a chunked body is counted as it arrives and refused when it crosses the limit."""
+    a chunked body is counted as it arrives and refused when it crosses the limit. Each
+    piece of the body must arrive within ``body_timeout`` seconds of the last (408)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, body_timeout: float = 15.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -32,14 +44,23 @@ class BodyLimit:
             await _refuse(send, self.max_bytes)
             return
         seen = 0
+        complete = False
 
         async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, complete
+            if complete:  # after the body, receive() waits for the disconnect: no deadline
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout)
+            except TimeoutError:
+                raise BodyTooSlow(self.body_timeout) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
                     raise BodyTooLarge(self.max_bytes)
+                complete = not message.get("more_body", False)
+            else:
+                complete = True
             return message
 
         await self.app(scope, counted, send)

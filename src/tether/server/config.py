@@ -29,6 +29,12 @@ class ServerConfig:
     sse_max_seconds: float = 300.0
     """A stream ends after this long with ``stream.reconnect``; the client resumes with
     ``Last-Event-ID`` (on this or another instance) and loses nothing."""
+    sse_max_streams_per_key: int = 32
+    """Event streams one API key may hold open at once; more answer 429."""
+    header_timeout: float = 10.0
+    """Seconds a client has to send a request's headers; then the connection is closed."""
+    body_timeout: float = 15.0
+    """Seconds a client may pause while sending a request body; then it is answered 408."""
     drain_delay: float = 0.0
     """On SIGTERM, seconds the API keeps answering (``/readyz`` 503) before it stops
     listening, so a load balancer notices; the embedded workers' drain counts toward it."""

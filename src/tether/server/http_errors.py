@@ -8,6 +8,7 @@ does not exist for this key), ``InvalidInput`` and request validation 422, ``Con
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -37,7 +38,9 @@ _HTTP_CLASSES = {
     405: "MethodNotAllowed",
     406: "NotAcceptable",
     413: "ContentTooLarge",
+    408: "RequestTimeout",
     415: "UnsupportedMediaType",
+    429: "TooManyRequests",
 }
 
 # Documented on every route of the API, so the OpenAPI names each way a call can fail.
@@ -90,24 +93,51 @@ def _respond(
     return JSONResponse(content, status_code=code, headers=dict(headers or {}))
 
 
+STORE_UNAVAILABLE = "the store is unavailable; retry after the Retry-After delay"
+
+
 async def _tether_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.TetherError)
     code = status_of(exc)
-    if code >= 500:
-        _log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+    if code < 500:
+        return _respond(code, {"error": exc.to_dict()})
+    # A server-side failure's message names the store (URL, host, user, database): it
+    # goes to the log; the client learns only what happened and whether to retry.
+    _log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+    public = {**exc.to_dict(), "message": _public_message(request, exc, code)}
     headers = {"Retry-After": "1"} if code == 503 else None
-    return _respond(code, {"error": exc.to_dict()}, headers)
+    return _respond(code, {"error": public}, headers)
+
+
+def _public_message(request: Request, exc: errors.TetherError, code: int) -> str:
+    if isinstance(exc, errors.StoreUnavailable):
+        return STORE_UNAVAILABLE
+    if code == 503:
+        return "the server cannot answer now; retry after the Retry-After delay"
+    return (
+        f"the server failed on {request.method} {request.url.path} "
+        f"({exc.error_class}); see the server log"
+    )
 
 
 def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "request"
 
 
+MAX_PROBLEMS = 10
+MAX_PROBLEM_CHARS = 200
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """One 422 of bounded size, however many problems (or however long) the request had."""
     assert isinstance(exc, RequestValidationError)
+    found = exc.errors()
     problems = [
-        f"{_location(tuple(e.get('loc', ())))}: {e.get('msg', 'invalid')}" for e in exc.errors()
+        f"{_location(tuple(e.get('loc', ())))}: {e.get('msg', 'invalid')}"[:MAX_PROBLEM_CHARS]
+        for e in itertools.islice(found, MAX_PROBLEMS)
     ]
+    if len(found) > MAX_PROBLEMS:
+        problems.append(f"and {len(found) - MAX_PROBLEMS} more")
     message = "invalid request: " + "; ".join(problems) if problems else "invalid request"
     return _respond(422, body("InvalidInput", message))
 

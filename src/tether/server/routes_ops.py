@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
@@ -13,6 +14,8 @@ from tether import errors
 from tether.execution import waiting_gauge
 from tether.server import schemas
 from tether.server.auth import State
+
+_log = logging.getLogger("tether.server")
 
 router = APIRouter(tags=["operations"])
 
@@ -47,8 +50,10 @@ async def readyz(state: State) -> JSONResponse:
     try:
         await asyncio.wait_for(state.store.schema_version(), _READY_TIMEOUT)
     except (errors.TetherError, TimeoutError) as exc:
-        detail = exc.message if isinstance(exc, errors.TetherError) else "the store did not answer"
-        return _readiness(503, "unavailable", detail)
+        # unauthenticated: the store's URL, host, user and database stay in the log
+        why = exc.message if isinstance(exc, errors.TetherError) else "no answer in time"
+        _log.warning("readyz.store_unavailable", extra={"error": why})
+        return _readiness(503, "unavailable", "store unavailable")
     return _readiness(200, "ready", None)
 
 

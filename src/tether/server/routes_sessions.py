@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from tether import errors, types
 from tether.context.view import context_view
-from tether.server import schemas
+from tether.server import input_fit, path_ids, schemas
 from tether.server.auth import State, Tenant
 from tether.server.http_errors import RESPONSES, WRITE_RESPONSES
 
@@ -69,7 +69,9 @@ async def create_session(
     operation_id="getSession",
     summary="A session",
 )
-async def get_session(session_id: str, tenant: Tenant, state: State) -> schemas.Session:
+async def get_session(
+    session_id: path_ids.SessionIdPath, tenant: Tenant, state: State
+) -> schemas.Session:
     return schemas.Session.of(await state.store.get_session(session_id, tenant=tenant))
 
 
@@ -89,7 +91,7 @@ async def get_session(session_id: str, tenant: Tenant, state: State) -> schemas.
     summary="Submit a task (a user message) to a session",
 )
 async def submit_task(
-    session_id: str,
+    session_id: path_ids.SessionIdPath,
     body: schemas.TaskCreate,
     tenant: Tenant,
     state: State,
@@ -111,6 +113,9 @@ async def submit_task(
             f"not serve (it serves {sorted(state.agents)})",
             tenant=tenant,
         )
+    too_long = input_fit.refusal(state.workflows.get(session.agent), body.input)
+    if too_long is not None:
+        raise errors.InvalidInput(too_long, tenant=tenant, session=session_id)
     new = types.NewTask(
         tenant=tenant,
         agent=session.agent,
@@ -145,7 +150,7 @@ async def submit_task(
     summary="A session's messages, in order",
 )
 async def list_messages(
-    session_id: str,
+    session_id: path_ids.SessionIdPath,
     tenant: Tenant,
     state: State,
     after_seq: Annotated[
@@ -172,7 +177,9 @@ async def list_messages(
     operation_id="getContext",
     summary="A session's context: tokens used, limit, utilisation, summary",
 )
-async def get_context(session_id: str, tenant: Tenant, state: State) -> schemas.Context:
+async def get_context(
+    session_id: path_ids.SessionIdPath, tenant: Tenant, state: State
+) -> schemas.Context:
     session = await state.store.get_session(session_id, tenant=tenant)
     view = context_view(session.state)
     tokens = _int(view.get("tokens"))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request
 
-from tether.server import schemas, sse
+from tether.server import path_ids, schemas, sse
 from tether.server.auth import State, Tenant
 from tether.server.http_errors import RESPONSES, as_json
+from tether.store.base import ApiKey
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
@@ -20,7 +21,9 @@ router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
     operation_id="getTask",
     summary="A task, with its steps",
 )
-async def get_task(task_id: str, tenant: Tenant, state: State) -> schemas.TaskDetail:
+async def get_task(
+    task_id: path_ids.TaskIdPath, tenant: Tenant, state: State
+) -> schemas.TaskDetail:
     task = await state.store.get_task(task_id, tenant=tenant)
     journal = await state.store.load_journal(task_id)
     return schemas.TaskDetail(
@@ -41,13 +44,22 @@ async def get_task(task_id: str, tenant: Tenant, state: State) -> schemas.TaskDe
             "content": {"text/event-stream": {"schema": sse.EVENT_SCHEMA}},
         },
         **as_json(RESPONSES),
+        **as_json(
+            {
+                429: {
+                    "description": "This API key holds the most event streams it may; "
+                    "retry after `Retry-After` seconds."
+                }
+            }
+        ),
     },
     summary="Follow a task's events (Server-Sent Events, resumable)",
 )
 async def task_events(
-    task_id: str,
+    task_id: path_ids.TaskIdPath,
     tenant: Tenant,
     state: State,
+    request: Request,
     last_event_id: Annotated[
         int,
         Header(
@@ -59,8 +71,17 @@ async def task_events(
     ] = 0,
 ) -> sse.EventStreamResponse:
     await state.store.get_task(task_id, tenant=tenant)  # 404 before the stream starts
+    key: ApiKey = request.state.api_key
+    state.streams.take(key.id)  # 429 past the key's cap
+
+    async def authorized() -> bool:
+        return await state.store.find_api_key(key.key_hash) is not None
+
     return sse.EventStreamResponse(
-        sse.stream(state.store, state.lifecycle, state.config, task_id, tenant, last_event_id)
+        sse.stream(
+            state.store, state.lifecycle, state.config, task_id, tenant, last_event_id, authorized
+        ),
+        on_close=lambda: state.streams.give_back(key.id),
     )
 
 
@@ -72,5 +93,5 @@ async def task_events(
     operation_id="cancelTask",
     summary="Cancel a task: a queued one at once, a running one at its next step boundary",
 )
-async def cancel_task(task_id: str, tenant: Tenant, state: State) -> schemas.Task:
+async def cancel_task(task_id: path_ids.TaskIdPath, tenant: Tenant, state: State) -> schemas.Task:
     return schemas.Task.of(await state.store.request_cancel(task_id, tenant=tenant))

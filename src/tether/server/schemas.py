@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
 
 from tether import types
@@ -25,8 +25,28 @@ def _no_nul(value: str, what: str) -> str:
     return value
 
 
+MAX_UNKNOWN_KEYS_SHOWN = 5
+
+
 class _Strict(BaseModel):
+    """A request body: unknown keys are refused, with one error however many there are
+    (pydantic would make one error each: a 1 MB body of keys made a 4 MB answer)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = [k for k in data if k not in cls.model_fields]
+            if unknown:
+                shown = ", ".join(repr(str(k)[:40]) for k in unknown[:MAX_UNKNOWN_KEYS_SHOWN])
+                more = len(unknown) - MAX_UNKNOWN_KEYS_SHOWN
+                raise ValueError(
+                    f"unknown field(s) {shown}{f' and {more} more' if more > 0 else ''}; "
+                    f"this body takes only {sorted(cls.model_fields)}"
+                )
+        return data
 
 
 class SessionCreate(_Strict):

@@ -28,6 +28,7 @@ from types import FrameType
 
 import uvicorn
 
+from tether import redact
 from tether.execution.committer import Committer
 from tether.execution.identity import worker_identity
 from tether.execution.runner import Workflow
@@ -35,9 +36,11 @@ from tether.execution.worker import Worker
 from tether.observe import events
 from tether.observe.logging import LogObserver
 from tether.observe.metrics import Metrics, MetricsObserver
+from tether.server import timeouts
 from tether.server.app import create_app
 from tether.server.config import ServerConfig
 from tether.server.state import ServerState
+from tether.server.stream_slots import StreamSlots
 from tether.store import open_store
 from tether.store.base import Store
 
@@ -112,9 +115,10 @@ class Service:
         store = open_store(self.config.store_url)
         await store.open()
         try:
+            key = await store.identity()
             with contextlib.ExitStack() as slots:
                 ids = [
-                    slots.enter_context(worker_identity(self._worker_id(i), store.url))
+                    slots.enter_context(worker_identity(self._worker_id(i), key))
                     for i in range(self.config.workers)
                 ]
                 await self._run(store, ids, sock)
@@ -153,6 +157,8 @@ class Service:
             on_submit=self._wake_workers,
             saturated=lambda: any(w.saturated for w in self.workers),
             local_workers=lambda: [w.worker_id for w in self.workers],
+            streams=StreamSlots(self.config.sse_max_streams_per_key),
+            workflows=self.workflows,
         )
         app = create_app(state)
         uv_config = uvicorn.Config(
@@ -162,6 +168,7 @@ class Service:
             lifespan="off",
             log_config=None,
             access_log=False,
+            http=timeouts.protocol(self.config.header_timeout),
             timeout_graceful_shutdown=int(max(1, self.config.shutdown_timeout)),
         )
         server = _Uvicorn(uv_config, self._on_signal)
@@ -212,7 +219,7 @@ class Service:
             await asyncio.sleep(0.01)
         self._announce(
             f"listening on {self.url}: agents {sorted(self.workflows)}, "
-            f"{len(self.workers)} embedded worker(s), store {self.config.store_url}"
+            f"{len(self.workers)} embedded worker(s), store {redact.url(self.config.store_url)}"
         )
         self.started.set()
 

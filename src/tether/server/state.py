@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from tether.execution.runner import Workflow
 from tether.observe.metrics import Metrics
 from tether.server.config import ServerConfig
 from tether.server.lifecycle import Lifecycle
+from tether.server.stream_slots import StreamSlots
 from tether.store.base import Store
 
 
@@ -29,6 +31,10 @@ class ServerState:
     """True while an embedded worker claims nothing: its sync tool threads are all abandoned."""
     local_workers: Callable[[], list[str]] = lambda: []
     """Ids of the workers embedded in this process (the console shows their memory)."""
+    workflows: Mapping[str, Workflow] = field(default_factory=dict)
+    """The agents and workflows themselves (an input that can never fit is refused)."""
+    streams: StreamSlots = field(default_factory=lambda: StreamSlots(32))
+    """Event streams open per API key (``config.sse_max_streams_per_key`` of them)."""
 
 
 def get_state(request: Request) -> ServerState:

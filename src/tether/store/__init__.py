@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tether import errors
+from tether import errors, redact
 from tether.store.base import Claim, Store
 
 __all__ = ["Claim", "Store", "open_store"]
@@ -27,5 +27,5 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
             ) from exc
         return PostgresStore(url, migrate=migrate)
     raise errors.InvalidInput(
-        f"unknown store URL {url!r}: use sqlite:///path/to/file.db or postgresql://host/db"
+        f"unknown store URL {redact.url(url)!r}: use sqlite:///path/to/file.db or postgresql://host/db"
     )

@@ -161,6 +161,12 @@ class Store(Protocol):
     def checkpoints(self) -> checkpoints.Checkpoints:
         """The LangGraph checkpoint tables (``tether.integrations.langgraph``)."""
 
+    async def identity(self) -> str:
+        """What this store is, however its URL was spelled (``./r.db`` and ``r.db``,
+        ``localhost`` and ``127.0.0.1``): the file's device and inode for SQLite, the
+        server's system identifier and the database for PostgreSQL. Worker slots are
+        keyed on it."""
+
     async def migrate(self, *, dry_run: bool = False) -> list[str]:
         """Apply pending migrations; return the names applied (or that would be)."""
 

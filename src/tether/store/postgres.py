@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from tether import errors, types
 from tether.store import doctor as checks
-from tether.store import ids, migrations, rows, vectors, views, waits
+from tether.store import ids, json_check, migrations, rows, vectors, views, waits
 from tether.store import postgres_connection as connection
 from tether.store import postgres_memory as memory
 from tether.store import postgres_queries as queries
@@ -50,6 +50,7 @@ class PostgresStore:
         ``check=False`` only connects: ``tether migrate`` opens a store that way."""
         if self._pool is not None:
             return
+        await connection.probe(self._target, self.url)
         pool = connection.make_pool(self._target, self.url)
         self._pool = pool
         try:
@@ -101,6 +102,9 @@ class PostgresStore:
     async def schema_version(self) -> int:
         return await self._run(schema.version)
 
+    async def identity(self) -> str:
+        return await self._run(schema.identity)
+
     async def migrate(self, *, dry_run: bool = False) -> list[str]:
         return await self._run(
             lambda conn: schema.apply(conn, self.url, self._migrations, dry_run=dry_run)
@@ -135,6 +139,9 @@ class PostgresStore:
                     " GROUP BY payload_version",
                 )
                 versions[table] = {int(r["v"]): int(r["n"]) for r in counted}
+            for table in json_check.JSON_COLUMNS:
+                rows = await queries.fetch_all(conn, json_check.query(table))
+                found += json_check.findings(table, rows)
             return found + checks.payload_findings(versions)
 
         return await self._run(read)

@@ -55,7 +55,14 @@ def parse_url(url: str) -> Target:
 
     ``pool_min``, ``pool_max`` and ``pool_timeout`` (seconds to wait for a free
     connection) are tether's; every other query option goes to libpq unchanged."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018  (a port that is not a number raises here)
+    except ValueError as exc:
+        raise errors.InvalidInput(
+            f"PostgreSQL store URL {migrations.redact(url)} cannot be parsed ({exc}); "
+            "use postgresql://user@host:5432/database ([::1] for an IPv6 address)"
+        ) from exc
     if parts.scheme not in ("postgresql", "postgres"):
         raise errors.InvalidInput(
             f"not a PostgreSQL store URL: {migrations.redact(url)}; "
@@ -73,6 +80,11 @@ def parse_url(url: str) -> Target:
                 f"PostgreSQL store URL {migrations.redact(url)} has {key}={ours[key]!r}: "
                 "give a number"
             ) from exc
+    if not 0 < values["pool_timeout"] < float("inf"):
+        raise errors.InvalidInput(
+            f"PostgreSQL store URL {migrations.redact(url)} has pool_timeout="
+            f"{ours.get('pool_timeout')}: give a positive number of seconds"
+        )
     if values["pool_min"] < 1 or values["pool_max"] < values["pool_min"]:
         raise errors.InvalidInput(
             f"PostgreSQL store URL {migrations.redact(url)}: need 1 <= pool_min <= pool_max"
@@ -86,6 +98,45 @@ def parse_url(url: str) -> Target:
         pool_max=int(values["pool_max"]),
         pool_timeout=values["pool_timeout"],
     )
+
+
+# Refusals no retry can fix: the database or role does not exist, the password or the
+# connection options are wrong. The server answered, so it is not "unavailable".
+_PERMANENT_SQLSTATES = frozenset({"3D000", "28000", "28P01", "42704"})
+_PERMANENT_TEXT = (
+    "does not exist",
+    "password authentication failed",
+    "invalid sslmode",
+    "invalid connection option",
+    "no pg_hba.conf entry",
+    "invalid integer value",
+    "invalid value for parameter",
+    "sslmode value",
+)
+
+
+def permanent(exc: psycopg.Error) -> bool:
+    text = str(exc).lower()
+    return exc.sqlstate in _PERMANENT_SQLSTATES or any(t in text for t in _PERMANENT_TEXT)
+
+
+async def probe(target: Target, url: str) -> None:
+    """Connect once before the pool does: a refusal that no retry can fix (a missing
+    database or role, a bad ``sslmode``) is reported at once as what it is, instead of
+    after the pool's timeout as "unavailable". Anything else is left to the pool."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(
+            target.conninfo, connect_timeout=max(1, round(target.pool_timeout))
+        )
+    except psycopg.Error as exc:
+        if permanent(exc):
+            detail = " ".join(str(exc).split())
+            raise errors.InvalidInput(
+                f"PostgreSQL store {migrations.redact(url)} refused the connection: {detail}; "
+                "fix --store (database, user, password, options) or create what is missing"
+            ) from exc
+        return
+    await conn.close()
 
 
 def make_pool(target: Target, url: str) -> Pool:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import psycopg.errors
+
 from tether import errors, types
 from tether.store import migrations
 from tether.store import postgres_queries as queries
@@ -37,6 +39,26 @@ async def applied(conn: queries.Connection) -> dict[int, migrations.Applied]:
 
 async def version(conn: queries.Connection) -> int:
     return max(await applied(conn), default=0)
+
+
+async def identity(conn: queries.Connection) -> str:
+    """The server's system identifier (the cluster, whatever name reaches it) and the
+    database; where ``pg_control_system()`` is not granted, the server's own address."""
+    try:
+        async with conn.transaction():
+            cur = await conn.execute(
+                "SELECT system_identifier::text AS id, current_database() AS db "
+                "FROM pg_control_system()"
+            )
+            row = await cur.fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        cur = await conn.execute(
+            "SELECT coalesce(host(inet_server_addr()), 'socket') || ':' || "
+            "coalesce(inet_server_port(), 0)::text AS id, current_database() AS db"
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return f"postgresql:{row['id']}/{row['db']}"
 
 
 async def check(

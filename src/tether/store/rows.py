@@ -149,15 +149,22 @@ def _step_ref(row: Row) -> str:
 def step_payload_of(row: Row) -> dict[str, Any]:
     """A ``steps`` row's JSON columns as one payload in the current format; its output
     may still hold references to messages (``step_payload``), which ``journal`` resolves."""
-    payload: dict[str, Any] = payloads.REGISTRY.upcast(
-        "step",
-        row["payload_version"],
-        {
+    try:
+        parsed = {
             "output": loads(row["output"]),
             "error": loads(row["error"]),
             "usage": loads(row["usage"]),
             "message_seqs": json.loads(row["message_seqs"]),
-        },
+        }
+    except ValueError as exc:
+        raise errors.StoreCorrupt(
+            f"the steps row {_step_ref(row)} holds text that is not JSON ({exc}); restore "
+            "that row from a backup (`tether doctor` lists every such row)"
+        ) from exc
+    payload: dict[str, Any] = payloads.REGISTRY.upcast(
+        "step",
+        row["payload_version"],
+        parsed,
         table="steps",
         row=_step_ref(row),
     )

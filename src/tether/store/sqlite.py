@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from tether import errors, types
-from tether.store import base, ids, migrations, rows, vectors, views, waits
+from tether.store import base, ids, json_check, migrations, rows, vectors, views, waits
 from tether.store import doctor as checks
 from tether.store import sqlite_connection as connection
 from tether.store import sqlite_queries as queries
@@ -109,6 +110,10 @@ class SQLiteStore:
 
     async def schema_version(self) -> int:
         return await self._run(schema.version)
+
+    async def identity(self) -> str:
+        stat = os.stat(os.path.realpath(self.path))
+        return f"sqlite:{stat.st_dev}:{stat.st_ino}"
 
     async def migrate(self, *, dry_run: bool = False) -> list[str]:
         return await self._run(
@@ -607,6 +612,8 @@ def _doctor(
         }
         for table in checks.PAYLOAD_TABLES
     }
+    for table in json_check.JSON_COLUMNS:
+        found += json_check.findings(table, conn.execute(json_check.query(table)))
     return found + checks.payload_findings(versions)
 
 

@@ -66,6 +66,7 @@ def connect(path: str, synchronous: str, url: str) -> sqlite3.Connection:
     try:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        _refuse_foreign(conn, path)
         mode = _enter_wal(conn)
         if str(mode).lower() != "wal":
             raise errors.StoreUnavailable(
@@ -78,6 +79,23 @@ def connect(path: str, synchronous: str, url: str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _refuse_foreign(conn: sqlite3.Connection, path: str) -> None:
+    """A file that holds tables but no ``schema_migrations`` is another application's
+    database: tether neither switches it to WAL nor adds its tables to it."""
+    names = [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        ).fetchall()
+    ]
+    if names and "schema_migrations" not in names:
+        shown = ", ".join(sorted(names)[:5]) + (" …" if len(names) > 5 else "")
+        raise errors.InvalidInput(
+            f"{path} is not a tether store: it holds other tables ({shown}); tether adds its "
+            "tables only to a new or empty file: point --store at a tether store or a new file"
+        )
 
 
 def _enter_wal(conn: sqlite3.Connection) -> str:

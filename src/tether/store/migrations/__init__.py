@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -20,6 +19,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from tether import errors
+from tether import redact as redact_text
 
 NAME_PATTERN = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9]+(?:_[a-z0-9]+)*)\.sql$")
 
@@ -92,15 +92,8 @@ def load(engine: str, root: Traversable | Path | None = None) -> list[Migration]
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by ``***``, for messages and logs."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    """The URL with every credential replaced by ``***``, for messages and logs."""
+    return redact_text.url(url)
 
 
 def pending(
