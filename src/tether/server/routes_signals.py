@@ -15,6 +15,7 @@ from tether.execution import signals
 from tether.server import schemas
 from tether.server.auth import State, Tenant
 from tether.server.http_errors import WRITE_RESPONSES
+from tether.server.path_ids import TaskIdPath
 
 router = APIRouter(prefix="/v1/tasks", tags=["signals"])
 
@@ -40,7 +41,7 @@ SignalName = Annotated[
     summary="Send a signal to a task: its wait_for_signal(name) returns the data",
 )
 async def send_signal(
-    task_id: str, name: SignalName, body: schemas.SignalSend, tenant: Tenant, state: State
+    task_id: TaskIdPath, name: SignalName, body: schemas.SignalSend, tenant: Tenant, state: State
 ) -> schemas.SignalSent:
     sent = await signals.send(state.store, task_id, name, body.data, tenant=tenant)
     state.metrics.observe_signal(signals.metric_name(sent.name))
@@ -55,7 +56,7 @@ async def send_signal(
     operation_id="approveToolCall",
     summary="Approve the tool call the task waits on (409 if it waits for none)",
 )
-async def approve(task_id: str, tenant: Tenant, state: State) -> schemas.SignalSent:
+async def approve(task_id: TaskIdPath, tenant: Tenant, state: State) -> schemas.SignalSent:
     sent = await signals.decide(state.store, task_id, approved=True, tenant=tenant)
     state.metrics.observe_signal(signals.metric_name(sent.name))
     return schemas.SignalSent.of(sent)
@@ -70,7 +71,7 @@ async def approve(task_id: str, tenant: Tenant, state: State) -> schemas.SignalS
     summary="Deny the tool call the task waits on; the model reads the reason",
 )
 async def deny(
-    task_id: str, body: schemas.Denial, tenant: Tenant, state: State
+    task_id: TaskIdPath, body: schemas.Denial, tenant: Tenant, state: State
 ) -> schemas.SignalSent:
     sent = await signals.decide(
         state.store, task_id, approved=False, reason=body.reason, tenant=tenant

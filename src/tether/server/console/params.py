@@ -8,10 +8,10 @@ import re
 
 from starlette.datastructures import QueryParams
 
+from tether.server import path_ids
 from tether.server.console.access import ConsoleError
 
 MAX_TEXT = 200
-_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _STATUS = re.compile(r"^[a-z_]{1,32}$")
 
 
@@ -35,8 +35,8 @@ def status(query: QueryParams) -> str | None:
 
 def ident(value: str, what: str) -> str:
     """A task or session id as it appears in a path: bounded and plain, else 404."""
-    if not _ID.match(value):
-        raise ConsoleError(404, f"no {what} {value[:64]!r}: ids are letters, digits and -_.:")
+    if not path_ids.accepts(value):
+        raise ConsoleError(404, f"no {what} {value[:64]!r}: not an id")
     return value
 
 
