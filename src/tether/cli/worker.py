@@ -136,14 +136,25 @@ def worker(
             raise _fail(exc) from exc
         finally:
             obs.close()
-    holding = [t for t in threading.enumerate() if t.is_alive() and not t.daemon]
-    held = busy + len(holding) - 1  # the main thread is always there
+    held = busy + _threads_holding_the_exit(within=0.5)
     if held:
         # Python would wait for those threads at exit (a sync tool in tether's pool, or in
         # asyncio's default executor where a framework put it): their tasks are released
         # and anything they still write is fenced off, so leave without them.
         _exit_now(code, f"exiting with {held} released call(s) still running in a thread")
     raise typer.Exit(code)
+
+
+def _threads_holding_the_exit(*, within: float) -> int:
+    """Threads Python would wait for at exit (not daemons: asyncio's default executor's,
+    a framework's), given ``within`` seconds to end by themselves (an idle one does)."""
+    deadline = time.monotonic() + within
+    holding = [
+        t for t in threading.enumerate() if not t.daemon and t is not threading.current_thread()
+    ]
+    for thread in holding:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return sum(t.is_alive() for t in holding)
 
 
 def _run_until_drained(main: Coroutine[Any, Any, T]) -> T:
