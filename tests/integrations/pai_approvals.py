@@ -1,0 +1,53 @@
+"""A Pydantic AI agent whose tool needs a person's approval, for the approval tests (in
+this process and in ``tether worker`` processes).
+
+``agent`` (name ``pai_refunder``) runs on ``FunctionModel``: its first turn calls
+``refund(amount=5)`` (``requires_approval=True``); its next answers ``model read:``
+and what the call returned. Each model turn appends a line to
+``$TETHER_PAI_DIR/model.log``; each run of ``refund`` appends its idempotency key to
+``refunds.log``, so a test counts what really ran (and what was replayed).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic_ai import Agent
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+
+import tether
+from tether.integrations.pydantic_ai import TetherDurability
+
+
+def _log(name: str, line: str) -> None:
+    with (Path(os.environ["TETHER_PAI_DIR"]) / name).open("a") as f:
+        f.write(line + "\n")
+
+
+def lines(root: Path, name: str) -> list[str]:
+    path = root / name
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def refunder(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    _log("model.log", "turn")
+    returns = [p for m in messages for p in m.parts if isinstance(p, ToolReturnPart)]
+    if not returns:
+        return ModelResponse(parts=[ToolCallPart("refund", {"amount": 5}, tool_call_id="r1")])
+    return ModelResponse(parts=[TextPart(f"model read: {returns[-1].content}")])
+
+
+agent = Agent(
+    FunctionModel(refunder, model_name="refunder-model"),
+    name="pai_refunder",
+    capabilities=[TetherDurability()],
+)
+
+
+@agent.tool_plain(requires_approval=True)
+def refund(amount: int) -> str:
+    """Refund the customer, once a person approves."""
+    _log("refunds.log", f"{amount} {tether.current_step().idempotency_key}")
+    return f"refunded {amount}"
