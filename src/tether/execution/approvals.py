@@ -73,7 +73,17 @@ async def ask(ctx: TaskContext, *, tool: str, arguments: Any, call_id: str | Non
             signal=name,
         )
 
-    return Decision.of(await waits.wait_for_signal(ctx, name, announce=announce))
+    shown = arguments if not isinstance(arguments, str) else _clip(arguments)
+    about = {"tool": tool, "arguments": shown, "tool_call_id": call_id}
+    return Decision.of(await waits.wait_for_signal(ctx, name, announce=announce, about=about))
+
+
+ABOUT_CHARS = 8_000
+"""Characters of a call's arguments kept with the task's wait (the event has them all)."""
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= ABOUT_CHARS else text[:ABOUT_CHARS] + " …"
 
 
 def denial_text(tool: str, reason: str | None) -> str:
