@@ -2,10 +2,10 @@
 this process and in ``tether worker`` processes).
 
 ``agent`` (name ``pai_refunder``) runs on ``FunctionModel``: its first turn calls
-``refund(amount=5)`` (``requires_approval=True``); its next answers ``model read:``
-and what the call returned. Each model turn appends a line to
-``$TETHER_PAI_DIR/model.log``; each run of ``refund`` appends its idempotency key to
-``refunds.log``, so a test counts what really ran (and what was replayed).
+``refund(amount=5)`` (``requires_approval=True``), and ``refund(amount=6)`` too when the
+prompt says ``two``; its next answers ``model read:`` and what the calls returned. Each
+model turn appends a line to ``$TETHER_PAI_DIR/model.log``; each run of ``refund``
+appends its idempotency key to ``refunds.log``, so a test counts what really ran (and what was replayed).
 """
 
 from __future__ import annotations
@@ -35,8 +35,13 @@ def refunder(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
     _log("model.log", "turn")
     returns = [p for m in messages for p in m.parts if isinstance(p, ToolReturnPart)]
     if not returns:
-        return ModelResponse(parts=[ToolCallPart("refund", {"amount": 5}, tool_call_id="r1")])
-    return ModelResponse(parts=[TextPart(f"model read: {returns[-1].content}")])
+        calls = [ToolCallPart("refund", {"amount": 5}, tool_call_id="r1")]
+        if "two" in str(messages[0].parts[-1].content):
+            calls.append(ToolCallPart("refund", {"amount": 6}, tool_call_id="r2"))
+        return ModelResponse(parts=calls)
+    return ModelResponse(
+        parts=[TextPart("model read: " + " | ".join(str(r.content) for r in returns))]
+    )
 
 
 agent = Agent(

@@ -96,6 +96,43 @@ def test_a_tool_requiring_approval_waits_for_a_person(
     )
 
 
+def test_two_calls_of_one_turn_are_asked_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TETHER_PAI_DIR", str(tmp_path))
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    with Runtime(url) as runtime:
+        runtime.register(pai_approvals.agent)
+        task = runtime.submit("pai_refunder", "refund two")
+        out: dict[str, TaskResult] = {}
+        runner = threading.Thread(target=lambda: out.update(r=runtime.run(task.id)))
+        runner.start()
+        try:
+            for name, answer in (
+                ("approval.1", lambda: runtime.approve(task.id)),
+                ("approval.2", lambda: runtime.deny(task.id, reason="one is enough")),
+            ):
+                parked = wait_until(
+                    lambda n=name: (t := _waiting(url, task.id)) and t.wait["name"] == n and t,
+                    what=f"the wait {name}",
+                )
+                assert parked.wait is not None
+                assert parked.wait["about"]["tool_call_id"] == {"approval.1": "r1"}.get(name, "r2")
+                answer()
+        finally:
+            runner.join(60)
+    result = out["r"]
+    assert result.status == "completed", result.task.error
+    first, second = str(result.output).removeprefix("model read: ").split(" | ")
+    assert first == "refunded 5" and "Reason: one is enough" in second
+    assert pai_approvals.lines(tmp_path, "refunds.log") == [f"5 {task.id}:3"]
+    steps = store_call(url, lambda s: s.load_journal(task.id))
+    assert [(s.kind, s.name) for s in steps] == [
+        ("model", "refunder-model"), ("signal", "approval.1"), ("signal", "approval.2"),
+        ("tool", "refund"), ("model", "refunder-model"),
+    ]  # fmt: skip
+
+
 def _worker(tmp_path: Path, url: str, name: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "TETHER_PAI_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
     env.pop("TETHER_STORE", None)
