@@ -5,7 +5,8 @@ this process and in ``tether worker`` processes).
 ``refund(amount=5)`` (``requires_approval=True``), and ``refund(amount=6)`` too when the
 prompt says ``two``; its next answers ``model read:`` and what the calls returned. Each
 model turn appends a line to ``$TETHER_PAI_DIR/model.log``; each run of ``refund``
-appends its idempotency key to ``refunds.log``, so a test counts what really ran (and what was replayed).
+appends its idempotency key to ``refunds.log``, so a test counts what really ran (and
+what was replayed).
 """
 
 from __future__ import annotations
