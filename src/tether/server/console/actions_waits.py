@@ -40,7 +40,8 @@ async def _waiting_task(
     except errors.NotFound as exc:
         raise ConsoleError(404, f"no task {task_id} for this key") from exc
     shown = fields.get("wait", "")
-    now = (task.wait or {}).get("name") if task.status == "waiting" else None
+    wait = task.wait or {}
+    now = wait.get("name") if task.status == "waiting" and wait.get("kind") == "signal" else None
     if not shown or shown != now:
         what = f"waits for {now!r}" if now else f"is {task.status}"
         raise ConsoleError(
