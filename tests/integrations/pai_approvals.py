@@ -6,11 +6,13 @@ this process and in ``tether worker`` processes).
 prompt says ``two``; its next answers ``model read:`` and what the calls returned. Each
 model turn appends a line to ``$TETHER_PAI_DIR/model.log``; each run of ``refund``
 appends its idempotency key to ``refunds.log``, so a test counts what really ran (and
-what was replayed).
+what was replayed). While the file ``hold`` exists, the turn after the tool results
+waits (logged as ``held``): the test's handle to kill a worker in that model call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -32,9 +34,12 @@ def lines(root: Path, name: str) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def refunder(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-    _log("model.log", "turn")
+async def refunder(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
     returns = [p for m in messages for p in m.parts if isinstance(p, ToolReturnPart)]
+    hold = Path(os.environ["TETHER_PAI_DIR"]) / "hold"
+    _log("model.log", "held" if returns and hold.exists() else "turn")
+    while returns and hold.exists():  # the test kills the worker here
+        await asyncio.sleep(0.05)
     if not returns:
         calls = [ToolCallPart("refund", {"amount": 5}, tool_call_id="r1")]
         if "two" in str(messages[0].parts[-1].content):

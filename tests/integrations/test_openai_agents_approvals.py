@@ -26,7 +26,7 @@ from oa_support import Files, finished, journal, start_worker, submit
 from store_view import store_call
 from tether import Runtime, types
 from tether.runtime import TaskResult
-from tether.testing import StandInModelServer
+from tether.testing import Fault, StandInModelServer
 from waiting import wait_until
 
 oa_server = pytest.fixture(name="oa_server")(oa_support.serve_script)
@@ -103,33 +103,45 @@ def test_a_tool_needing_approval_waits_for_a_person(
     assert tool_results == (["paid 7"] if approve else [result.output.removeprefix("bank read: ")])
 
 
-def test_a_worker_killed_while_its_task_waits_leaves_it_to_another(
+def test_workers_killed_while_waiting_and_after_the_answer_replay_it_exactly(
     tmp_path: Path, oa_server: StandInModelServer
 ) -> None:
+    """The first worker dies while the task waits (the CLI approves meanwhile); the second
+    takes the answer, runs the tool, and dies in the next model call; the third replays
+    the model call, the answered wait and the tool, and runs only that model call again."""
     files = Files(tmp_path)
     url = f"sqlite:///{tmp_path / 'w.db'}"
-    store_call(url, lambda s: s.migrate())
-    first = start_worker(files, oa_server.base_url, url, "first", agent="banker")
+    workers = [start_worker(files, oa_server.base_url, url, "first", agent="banker")]
     try:
         task = submit(url, "banker", "pay me")
         wait_until(lambda: _waiting(url, task.id), what="the approval wait", timeout=60)
-        first.signal(signal.SIGKILL)
-        first.proc.wait(timeout=30)
+        workers[0].signal(signal.SIGKILL)
+        workers[0].proc.wait(timeout=30)
         env = {k: v for k, v in os.environ.items() if k != "TETHER_STORE"}
         by_cli = subprocess.run(
             [sys.executable, "-m", "tether", "approve", task.id, "--store", url],
             env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert by_cli.returncode == 0, by_cli.stderr
-        second = start_worker(files, oa_server.base_url, url, "second", agent="banker")
-        try:
-            done = finished(url, task.id)
-        finally:
-            second.stop()
+        oa_server.inject(Fault.delay(120))  # the model call after the tool hangs
+        workers.append(start_worker(files, oa_server.base_url, url, "second", agent="banker"))
+        wait_until(lambda: oa_server.count == 2, what="the model call after the tool", timeout=60)
+        workers[1].signal(signal.SIGKILL)
+        workers[1].proc.wait(timeout=30)
+        workers.append(start_worker(files, oa_server.base_url, url, "third", agent="banker"))
+        done = finished(url, task.id)
     finally:
-        first.stop()
+        for worker in workers:
+            worker.stop()
     assert (done.status, done.output) == ("completed", "bank read: paid 7"), done.error
     assert [m for m in files.read_marks() if m.startswith("pay ")] == [f"pay 7 {task.id}:2"]
-    assert oa_server.count == 2  # the first model call was replayed by the second worker
+    assert oa_server.count == 3  # 1 + the hung one + its re-run; the first was replayed
+    steps = journal(url, task.id)
+    assert [(s.kind, s.name, s.attempts) for s in steps][:3] == [
+        ("model", "stand-in", 1), ("signal", "approval.1", 1), ("tool", "pay", 1),
+    ]  # fmt: skip
+    consumed = store_call(url, lambda s: s.list_signals(task.id))
+    assert len(consumed) == 1
     runs = store_call(url, lambda s: s.list_runs(task.id))
-    assert "first" in runs[0].worker and "second" in runs[-1].worker, runs
+    names = [next(n for n in ("first", "second", "third") if n in r.worker) for r in runs]
+    assert list(dict.fromkeys(names)) == ["first", "second", "third"], runs

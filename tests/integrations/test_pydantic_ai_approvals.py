@@ -144,18 +144,27 @@ def _worker(tmp_path: Path, url: str, name: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
 
 
-def test_a_worker_killed_while_its_task_waits_leaves_it_to_another(tmp_path: Path) -> None:
+def test_workers_killed_while_waiting_and_after_the_answer_replay_it_exactly(
+    tmp_path: Path,
+) -> None:
+    """The first worker dies while the task waits (the CLI denies meanwhile); the second
+    takes the answer and dies in the next model turn; the third replays the first turn
+    and the answered wait, and runs only that model turn again."""
     url = f"sqlite:///{tmp_path / 'w.db'}"
     task = store_call(
         url,
         lambda s: s.submit_task(types.NewTask(tenant="acme", agent="pai_refunder", input="go")),
     )
     started: list[subprocess.Popen[bytes]] = []
+
+    def kill(proc: subprocess.Popen[bytes]) -> None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+
     try:
         started.append(_worker(tmp_path, url, "first"))
         wait_until(lambda: _waiting(url, task.id), what="the approval wait", timeout=60)
-        started[0].send_signal(signal.SIGKILL)
-        started[0].wait(timeout=30)
+        kill(started[0])
         env = {k: v for k, v in os.environ.items() if k != "TETHER_STORE"}
         denied = subprocess.run(
             [sys.executable, "-m", "tether", "deny", task.id, "--reason", "not today",
@@ -163,7 +172,16 @@ def test_a_worker_killed_while_its_task_waits_leaves_it_to_another(tmp_path: Pat
             env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert denied.returncode == 0, denied.stderr
+        (tmp_path / "hold").touch()
         started.append(_worker(tmp_path, url, "second"))
+        wait_until(
+            lambda: "held" in pai_approvals.lines(tmp_path, "model.log"),
+            what="the model turn after the denial",
+            timeout=60,
+        )
+        kill(started[1])
+        (tmp_path / "hold").unlink()
+        started.append(_worker(tmp_path, url, "third"))
 
         def done() -> types.TaskRecord | None:
             found = store_call(url, lambda s: s.get_task(task.id))
@@ -178,6 +196,12 @@ def test_a_worker_killed_while_its_task_waits_leaves_it_to_another(tmp_path: Pat
     assert finished.status == "completed", finished.error
     assert isinstance(finished.output, str) and "Reason: not today" in finished.output
     assert pai_approvals.lines(tmp_path, "refunds.log") == []
-    assert len(pai_approvals.lines(tmp_path, "model.log")) == 2  # turn 1 replayed, not re-run
+    # turn 1 ran once (replayed twice); turn 2 ran in the second worker and again in the third
+    assert pai_approvals.lines(tmp_path, "model.log") == ["turn", "held", "turn"]
+    steps = store_call(url, lambda s: s.load_journal(task.id))
+    assert [(s.kind, s.name, s.attempts) for s in steps][:2] == [
+        ("model", "refunder-model", 1), ("signal", "approval.1", 1),
+    ]  # fmt: skip
     runs = store_call(url, lambda s: s.list_runs(task.id))
-    assert "first" in runs[0].worker and "second" in runs[-1].worker, runs
+    names = [next(n for n in ("first", "second", "third") if n in r.worker) for r in runs]
+    assert list(dict.fromkeys(names)) == ["first", "second", "third"], runs
