@@ -2,7 +2,8 @@
 thread, SQLite): a task waiting for a tool approval shows the tool and its arguments
 with Approve and Deny (with a reason); one waiting for a named signal shows a form that
 sends it with JSON data. Each POST needs the session's CSRF token, and another
-tenant's key cannot answer (404); a stale page cannot answer a newer wait (409)."""
+tenant's key cannot answer (404), an operator's can; a stale page cannot answer a newer
+wait (409)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ class Served:
     srv: support.Running
     acme: str
     globex: str
+    operator: str
 
     def signed_in(self, key: str) -> httpx.Client:
         client = self.srv.client()
@@ -77,8 +79,9 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     url = f"sqlite:///{tmp_path_factory.mktemp('console-waits') / 'c.db'}"
     acme, globex = support.make_key(url, "acme"), support.make_key(url, "globex")
+    operator = support.make_operator_key(url)
     with support.serve_in_thread(url, workflows=agents.workflows) as srv:
-        yield Served(srv, acme, globex)
+        yield Served(srv, acme, globex, operator)
 
 
 def _csrf(page: str) -> str:
@@ -183,4 +186,9 @@ def test_answers_need_the_csrf_token_and_the_tasks_tenant(served: Served) -> Non
     assert api.get(f"/v1/tasks/{task_id}").json()["status"] == "waiting"
     signals = support.store_call(served.srv.store_url, lambda s: s.list_signals(task_id))
     assert signals == []  # nothing was written by a refused answer
-    api.post(f"/v1/tasks/{task_id}/cancel")
+
+    # an operator key answers any tenant's task
+    op = served.signed_in(served.operator)
+    op_form = {"csrf": _csrf(op.get(path).text), "wait": form["wait"], "data": '"from ops"'}
+    assert op.post(f"{path}/signal", data=op_form).status_code == 303
+    assert _finished(api, task_id)["output"] == {"got": "from ops"}
