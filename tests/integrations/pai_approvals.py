@@ -8,6 +8,9 @@ model turn appends a line to ``$TETHER_PAI_DIR/model.log``; each run of ``refund
 appends its idempotency key to ``refunds.log``, so a test counts what really ran (and
 what was replayed). While the file ``hold`` exists, the turn after the tool results
 waits (logged as ``held``): the test's handle to kill a worker in that model call.
+
+``asker`` (name ``pai_asker``) is the same agent whose ``refund`` raises
+``ApprovalRequired`` itself until the call is approved.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from pydantic_ai import Agent
+from pydantic_ai import Agent, ApprovalRequired, RunContext
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
@@ -60,5 +63,21 @@ agent = Agent(
 @agent.tool_plain(requires_approval=True)
 def refund(amount: int) -> str:
     """Refund the customer, once a person approves."""
+    _log("refunds.log", f"{amount} {tether.current_step().idempotency_key}")
+    return f"refunded {amount}"
+
+
+asker = Agent(
+    FunctionModel(refunder, model_name="refunder-model"),
+    name="pai_asker",
+    capabilities=[TetherDurability()],
+)
+
+
+@asker.tool(name="refund")
+def asking_refund(ctx: RunContext[None], amount: int) -> str:
+    """Refund the customer; the tool itself asks for approval first."""
+    if not ctx.tool_call_approved:
+        raise ApprovalRequired()
     _log("refunds.log", f"{amount} {tether.current_step().idempotency_key}")
     return f"refunded {amount}"

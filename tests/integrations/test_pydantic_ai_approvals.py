@@ -96,6 +96,32 @@ def test_a_tool_requiring_approval_waits_for_a_person(
     )
 
 
+def test_a_tool_raising_approval_required_waits_the_same_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TETHER_PAI_DIR", str(tmp_path))
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    with Runtime(url) as runtime:
+        runtime.register(pai_approvals.asker)
+        task = runtime.submit("pai_asker", "refund me")
+        out: dict[str, TaskResult] = {}
+        runner = threading.Thread(target=lambda: out.update(r=runtime.run(task.id)))
+        runner.start()
+        try:
+            parked = wait_until(lambda: _waiting(url, task.id), what="the approval wait")
+            assert parked.wait is not None and parked.wait["name"] == "approval.2"
+            runtime.approve(task.id)
+        finally:
+            runner.join(60)
+    assert out["r"].output == "model read: refunded 5"
+    assert pai_approvals.lines(tmp_path, "refunds.log") == [f"5 {task.id}:3"]
+    steps = store_call(url, lambda s: s.load_journal(task.id))
+    assert [(s.kind, s.name) for s in steps] == [
+        ("model", "refunder-model"), ("tool", "refund"), ("signal", "approval.2"),
+        ("tool", "refund"), ("model", "refunder-model"),
+    ]  # fmt: skip
+
+
 def test_two_calls_of_one_turn_are_asked_in_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
