@@ -1,5 +1,6 @@
 """Agents the console's browser test serves: one that calls tools (one of them fails
-once, then succeeds), a workflow of N short steps, and one that fails for good."""
+once, then succeeds), a workflow of N short steps, one that fails for good, and one
+whose tool needs a person's approval."""
 
 from __future__ import annotations
 
@@ -78,3 +79,19 @@ async def billing(ctx: TaskContext, input: str) -> str:
     """Two steps, the second fails and is not retried."""
     await ctx.step("quote", _pause, 0, 0.01)
     return await ctx.step("charge", _charge, int(input or 40))
+
+
+@tool(requires_approval=True)
+def refund(order: str, amount: int) -> str:
+    """Refund an order, once a person approves."""
+    return f"refunded {amount} EUR on {order}"
+
+
+def _refunds(request: types.ModelRequest) -> Reply:
+    last = request.messages[-1]
+    if last.role == "tool":
+        return f"Done: {last.content}"
+    return ScriptedModel.call("refund", order="A-1042", amount=40)
+
+
+runtime.register(Agent("refunds", ScriptedModel(_refunds), tools=[refund]))

@@ -1,6 +1,7 @@
 """The console in a real headless Chromium (Debian's, driven by selenium through Debian's
 chromedriver): sign-in, a tenant's tasks and steps, another tenant sees neither, live
-updates without a reload, CSRF refused, sign-out; a screenshot of each page.
+updates without a reload, CSRF refused, sign-out, a tool call denied from its task's
+page; a screenshot of each page.
 
 Screenshots go to a temporary folder; with ``TETHER_UPDATE_SCREENSHOTS=1`` they replace
 ``docs/console/*.png`` (the pictures in ``docs/console.md``)."""
@@ -276,4 +277,30 @@ def test_csrf_is_refused_and_events_arrive_live(site: Site, browser: WebDriver) 
         what="the status to turn cancelled without a reload",
     )
     assert api.get(f"/v1/tasks/{long['id']}").json()["status"] == "cancelled"
+    _sign_out(browser)
+
+
+def test_a_waiting_tool_call_is_denied_from_its_page(site: Site, browser: WebDriver) -> None:
+    api = site.srv.client(site.acme)
+    asked = _submit(api, "refunds", "Refund order A-1042, please.")
+    wait_until(
+        lambda: api.get(f"/v1/tasks/{asked['id']}").json()["status"] == "waiting",
+        timeout=20,
+        what="the refund to wait for approval",
+    )
+    _sign_in(browser, site, site.acme)
+    _open(browser, site, f"/console/tasks/{asked['id']}")
+    box = browser.find_element(By.ID, "waiting").text
+    assert "refund" in box and '"order": "A-1042"' in box and "Approve" in box
+    browser.find_element(By.ID, "deny-reason").send_keys("refunds over 30 EUR need a manager")
+    _shot(browser, site, "task-waiting")
+    browser.find_element(By.ID, "deny").click()
+    wait_until(
+        lambda: api.get(f"/v1/tasks/{asked['id']}").json()["status"] == "completed",
+        timeout=20,
+        what="the denied task to finish",
+    )
+    _open(browser, site, f"/console/tasks/{asked['id']}")
+    assert not browser.find_elements(By.ID, "waiting")
+    assert "refunds over 30 EUR need a manager" in _text(browser)  # what the model read
     _sign_out(browser)

@@ -80,6 +80,13 @@ def refund(amount: int) -> str:
     return f"refunded {amount}"
 
 
+@function_tool(needs_approval=True)
+def pay(amount: int) -> str:
+    """Pay an amount out, once a person approves."""
+    _mark(f"pay {amount} {tether.current_step().idempotency_key}")
+    return f"paid {amount}"
+
+
 @function_tool
 def lookup(word: str) -> str:
     """Look a word up in the dictionary."""
@@ -132,6 +139,7 @@ def build() -> dict[str, Agent[Any]]:
             tools=[translator.as_tool("translate", "Translate a word into French.")],
         ),
         "ticketer": Agent(name="ticketer", instructions="TICKET", model=m, output_type=Ticket),
+        "banker": Agent(name="banker", instructions="BANK", model=m, tools=[pay]),
     }
 
 
@@ -140,6 +148,7 @@ counter = _agents["counter"]
 triage = _agents["triage"]
 manager = _agents["manager"]
 ticketer = _agents["ticketer"]
+banker = _agents["banker"]
 
 
 # ---- what the stand-in server answers ------------------------------------------------
@@ -179,6 +188,10 @@ def script(request: types.ModelRequest) -> Any:
         if not results:
             return ScriptedModel.call("lookup", word="hello")
         return results[-1].content or "?"
+    if system == "BANK":
+        if not results:
+            return ScriptedModel.call("pay", amount=7)
+        return f"bank read: {results[-1].content}"
     if system == "TICKET":
         return json.dumps({"topic": "billing", "urgent": True})
     return "?"

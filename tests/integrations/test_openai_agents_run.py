@@ -288,19 +288,6 @@ def test_the_sdks_errors_are_classified(tmp_path: Path, oa_server: StandInModelS
         attempts = runtime.store_call(lambda s: s.list_attempts(retried.id))
         assert [a.error["error_class"] for a in attempts] == ["RateLimited", "ServerError"]
 
-        @function_tool(name_override="record", needs_approval=True)
-        def guarded_record(n: int) -> str:
-            """Record a number, once a person approves."""
-            return f"recorded {n}"
-
-        approver = Agent(
-            name="approver", instructions="COUNTER", model=oa_agents.model(), tools=[guarded_record]
-        )
-        runtime.register(approver)
-        stopped = failure(runtime.run(runtime.submit("approver", "count 1").id))
-        assert stopped["error_class"] == "WorkflowFailed"
-        assert "approval of tool calls ['record']" in stopped["message"]
-
         tight = OpenAIAgentsWorkflow(
             agents["counter"].clone(name="tight"), retries=retry.Retries(budget=1)
         )

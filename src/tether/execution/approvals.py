@@ -7,6 +7,10 @@ call id, the signal name to answer) and waits holding no lease
 (``wait_for_signal("approval.<step>")``). ``tether approve`` / ``tether deny --reason``
 (and ``POST /v1/tasks/{id}/approve|deny``) answer it. An approved call runs as any
 other; a denied one does not run, and its tool message tells the model why.
+
+The integrations (Pydantic AI's ``requires_approval``, the Agents SDK's
+``needs_approval``) ask through ``ask`` and word a denial with ``denial_text``, so every
+framework's approval is the same wait, event, answer and text.
 """
 
 from __future__ import annotations
@@ -50,6 +54,12 @@ async def review(
 
 
 async def _ask(ctx: TaskContext, tool: tools.Tool, call: types.ToolCall) -> Decision:
+    return await ask(ctx, tool=tool.name, arguments=call.arguments, call_id=call.id)
+
+
+async def ask(ctx: TaskContext, *, tool: str, arguments: Any, call_id: str | None) -> Decision:
+    """Wait (a journaled step, holding no lease) for a person's answer to one call of
+    ``tool``; ``tool.approval_requested`` says what is asked when the wait begins."""
     name = f"{signals.APPROVAL_PREFIX}{ctx.step_index}"
     index = ctx.step_index
 
@@ -57,13 +67,32 @@ async def _ask(ctx: TaskContext, tool: tools.Tool, call: types.ToolCall) -> Deci
         ctx.emitter.emit(
             events.TOOL_APPROVAL_REQUESTED,
             step=index,
-            tool=tool.name,
-            arguments=call.arguments,
-            tool_call_id=call.id,
+            tool=tool,
+            arguments=arguments,
+            tool_call_id=call_id,
             signal=name,
         )
 
-    return Decision.of(await waits.wait_for_signal(ctx, name, announce=announce))
+    shown = arguments if not isinstance(arguments, str) else _clip(arguments)
+    about = {"tool": tool, "arguments": shown, "tool_call_id": call_id}
+    return Decision.of(await waits.wait_for_signal(ctx, name, announce=announce, about=about))
+
+
+ABOUT_CHARS = 8_000
+"""Characters of a call's arguments kept with the task's wait (the event has them all)."""
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= ABOUT_CHARS else text[:ABOUT_CHARS] + " …"
+
+
+def denial_text(tool: str, reason: str | None) -> str:
+    """What the model reads in place of a denied call's result."""
+    because = reason or "no reason was given"
+    return (
+        f"A person denied this call to {tool}, so the tool did not run. Reason: {because}. "
+        "Do not call it again with the same arguments; answer with what you have, or ask."
+    )
 
 
 async def answer(
@@ -74,10 +103,7 @@ async def answer(
         return await ctx.run_tool_call(tool, call)
     name = tool.name if tool is not None else call.name
     because = decision.reason or "no reason was given"
-    text = (
-        f"A person denied this call to {name}, so the tool did not run. Reason: {because}. "
-        "Do not call it again with the same arguments; answer with what you have, or ask."
-    )
+    text = denial_text(name, decision.reason)
     message = types.Message(role="tool", content=text, tool_call_id=call.id, name=name)
 
     async def execute(attempt: int, beat: Heartbeat) -> types.Message:

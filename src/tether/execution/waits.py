@@ -79,12 +79,14 @@ async def wait_for_signal(
     timeout: float | None = None,
     default: Any = NO_DEFAULT,
     announce: Callable[[], None] | None = None,
+    about: dict[str, Any] | None = None,
 ) -> Any:
     """The data of the next signal ``name`` sent to this task (see ``TaskContext.wait_for_signal``).
 
     ``announce`` runs when the task is about to start waiting (not when it resumes a
     wait it announced already, nor when the signal is there): approvals emit their
-    ``tool.approval_requested`` event there."""
+    ``tool.approval_requested`` event there. ``about`` is kept with the task's wait
+    (``wait["about"]``) for those who answer it: an approval's tool and arguments."""
     store_waits.check_name(name, task=ctx.task_id)
     if timeout is not None and not timeout >= 0:
         raise errors.InvalidInput(
@@ -115,7 +117,7 @@ async def wait_for_signal(
             f"task {ctx.task_id} waits for signal {name!r} at step {index}",
             task=ctx.task_id,
             wait={"step": index, "kind": "signal", "name": name, "deadline": deadline,
-                  "since": since},
+                  "since": since, **({"about": about} if about else {})},
             wake_at=deadline,
         )  # fmt: skip
 

@@ -4,7 +4,8 @@ The Runner's loop runs inside the task, from the session's earlier turns (and th
 task's input, which joined the session when the task first started). Model calls,
 function-tool calls, guardrails and handoff callbacks are journaled steps (see
 ``graph`` and ``scope``); a resumed task replays them and runs on from the first
-unrecorded one. When the run ends, one last step appends its new items to the session
+unrecorded one. A tool call that needs approval waits for a person (``approvals``).
+When the run ends, one last step appends its new items to the session
 and records the output: the final output's text, or the JSON of a structured output.
 """
 
@@ -14,11 +15,19 @@ from typing import Any
 
 import pydantic
 from agents import Agent, RunConfig
+from agents.items import ToolApprovalItem
 from agents.run_config import DEFAULT_MAX_TURNS
 
 from tether import errors, retry
 from tether.execution.context import Heartbeat, StepOutcome, TaskContext
-from tether.integrations.openai_agents import codec, conversation, failures, graph, scope
+from tether.integrations.openai_agents import (
+    approvals,
+    codec,
+    conversation,
+    failures,
+    graph,
+    scope,
+)
 
 TURN_STEP = "openai_agents.turn"
 
@@ -81,6 +90,12 @@ class OpenAIAgentsWorkflow:
                 run_config=config,
                 context=self.context,
             )
+            while result.interruptions:  # tools with needs_approval: a person answers
+                state = result.to_state()
+                await approvals.decide(ctx, state, list(result.interruptions))
+                result = await runner.run(
+                    self.wraps, state, max_turns=self.max_turns, run_config=config
+                )
         except Exception as exc:
             found = failures.translate(exc)
             if found is None or found is exc:
@@ -90,14 +105,11 @@ class OpenAIAgentsWorkflow:
             scope.Scope.unbind(token)
             if self.run_config is None:
                 await config.model_provider.aclose()
-        if result.interruptions:
-            names = sorted({i.name or "?" for i in result.interruptions})
-            raise errors.WorkflowFailed(
-                f"agent {self.name!r} stopped for the approval of tool calls {names}; "
-                "tether does not run approval interruptions (needs_approval) yet: give these "
-                "tools needs_approval=False, or approve inside the tool"
-            )
-        new_items = [item.to_input_item() for item in result.new_items]
+        new_items = [
+            item.to_input_item()
+            for item in result.new_items
+            if not isinstance(item, ToolApprovalItem)  # the request, not the conversation
+        ]
         output = final_output(result.final_output)
         messages = conversation.to_messages(new_items)
 

@@ -22,10 +22,10 @@ from pydantic_ai.durable_exec import (
 )
 from pydantic_ai.durable_exec._operation_backend import in_durable_unit
 from pydantic_ai.models import Model
-from pydantic_ai.tools import AgentDepsT
+from pydantic_ai.tools import AgentDepsT, DeferredToolRequests, DeferredToolResults, RunContext
 
 from tether import errors, retry, types
-from tether.integrations.pydantic_ai import _backend, _run
+from tether.integrations.pydantic_ai import _approvals, _backend, _run
 
 
 @dataclass(init=False, kw_only=True)
@@ -42,6 +42,9 @@ class TetherDurability(BaseDurabilityCapability[AgentDepsT]):
     retry settings, as on tether's ``Agent``. ``deps(task)`` builds the run's ``deps``
     from the task record (at every run of the task, a resumed one too, so it must build
     the same deps from the same task).
+
+    A tool with ``requires_approval=True`` (or one raising ``ApprovalRequired``) waits
+    for ``tether approve`` / ``tether deny`` as a durable wait, holding no worker.
     """
 
     engine_spec = DurabilityEngineSpec(
@@ -115,3 +118,13 @@ class TetherDurability(BaseDurabilityCapability[AgentDepsT]):
         if run is None:
             return None
         return datetime.fromtimestamp(run.ctx.task.created_at, UTC)
+
+    async def handle_deferred_tool_calls(
+        self, ctx: RunContext[AgentDepsT], *, requests: DeferredToolRequests
+    ) -> DeferredToolResults | None:
+        """Calls awaiting approval wait for a person through tether (``_approvals``);
+        outside a task (or inside a step) Pydantic AI's own handling stays."""
+        run = _run.CURRENT.get()
+        if run is None or not self.in_durable_context:
+            return None
+        return await _approvals.resolve(run, requests)

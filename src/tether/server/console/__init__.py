@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from tether.server.console import access, routes, session
+from tether.server.console import access, actions_waits, routes, session
 
 STATIC = Path(__file__).parent / "static"
 
@@ -18,6 +18,7 @@ def install(app: FastAPI, *, secret: bytes | None = None) -> None:
     (default: ``TETHER_CONSOLE_SECRET``, else random per process)."""
     app.state.tether_console = session.Signer(secret)
     app.include_router(routes.router)
+    app.include_router(actions_waits.router)
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
     app.add_exception_handler(access.ConsoleError, access.error_page)
     app.add_exception_handler(access.SignInRequired, access.sign_in_redirect)

@@ -7,7 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 from tether import types
-from tether.server.console import html
+from tether.server.console import html, pages_waiting
 from tether.server.console.session import Viewer
 from tether.store import views
 
@@ -357,6 +357,7 @@ def render(
             class_="facts",
         ),
         html.tag("div", actions, class_="actions"),
+        pages_waiting.panel(task, viewer),
         html.tag("h2", "Input"),
         _clipped(task.input, f"/console/tasks/{task.id}/steps/input"),
     ]

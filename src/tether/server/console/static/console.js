@@ -38,6 +38,10 @@ function stream(tbody) {
     tbody.appendChild(tr);
     if (status && d.event && d.event.startsWith("task.")) {
       const name = d.event.slice(5);
+      const box = document.getElementById("waiting");  // answered: its forms are stale now
+      if (box && ["woke", "started", "recovered", "completed", "failed", "cancelled"].includes(name)) {
+        box.remove();
+      }
       if (["completed", "failed", "cancelled", "started", "recovered"].includes(name)) {
         const shown = name === "started" || name === "recovered" ? "running" : name;
         status.innerHTML = "";
@@ -51,7 +55,8 @@ function stream(tbody) {
   source.onmessage = add;
   const names = ["task.submitted", "task.started", "task.recovered", "task.completed", "task.failed",
     "task.cancelled", "task.released", "step.started", "step.completed", "step.retrying", "step.failed",
-    "step.stuck", "lease.lost", "context.pressure", "context.compacted", "output.truncated"];
+    "step.stuck", "lease.lost", "context.pressure", "context.compacted", "output.truncated",
+    "task.waiting", "task.woke", "signal.received", "tool.approval_requested"];
   for (const n of names) source.addEventListener(n, add);
   source.addEventListener("stream.end", () => source.close());
 }
