@@ -77,7 +77,7 @@ class InstantModel(Model):
         return ModelResponse(output=[message], usage=usage, response_id=None)
 
     def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        raise NotImplementedError
+        raise NotImplementedError("the instant benchmark model answers whole responses only")
 
 
 def _note(i: int) -> str:
