@@ -459,18 +459,10 @@ class TaskContext:
                     and self.budget.allows()
                 ):
                     await self._hand_over(err, index, kind, name, attempt)
-                if err.retryable and attempt < policy.max_attempts and self.budget.allows():
-                    # A truncated answer is asked again at once with more room: the
-                    # server is fine, so backing off would only waste time.
-                    delay = (
-                        0.0
-                        if isinstance(err, errors.OutputTruncated)
-                        else policy.delay(
-                            attempt, retry_after=err.retry_after, rand=self.settings.rand
-                        )
-                    )
+                decision = retry.decide(err, attempt, policy, self.budget, rand=self.settings.rand)
+                if isinstance(decision, retry.RetryAfter):
                     self.budget.spend()
-                    await self._journal_attempt(err, index, attempt, delay)
+                    await self._journal_attempt(err, index, attempt, decision.delay)
                     self.emitter.emit(
                         events.STEP_RETRYING,
                         step=index,
@@ -478,13 +470,13 @@ class TaskContext:
                         step_name=name,
                         attempt=attempt,
                         error=err.to_dict(),
-                        delay=delay,
+                        delay=decision.delay,
                     )
-                    await self.settings.sleep(delay)
+                    await self.settings.sleep(decision.delay)
                     self._boundary()
                     attempt += 1
                     continue
-                final = self._final_error(err, attempt, policy, index, kind, name)
+                final = self._final_error(err, decision, attempt, policy, index, kind, name)
                 self.emitter.emit(
                     events.STEP_FAILED,
                     step=index,
@@ -590,15 +582,18 @@ class TaskContext:
     def _final_error(
         self,
         err: errors.TetherError,
+        decision: retry.GiveUp,
         attempt: int,
         policy: retry.RetryPolicy,
         index: int,
         kind: str,
         name: str,
     ) -> errors.TetherError:
-        if not err.retryable:
+        """The error a step ends with when ``decide`` gives up on ``err`` (a new error:
+        ``err`` keeps its own classification)."""
+        if decision.reason == "permanent":
             return err
-        if attempt < policy.max_attempts and not self.budget.allows():
+        if decision.reason == "budget":
             return errors.BudgetExhausted(
                 f"the task's retry budget of {self.budget.total} retries is spent; {kind} step "
                 f"{name!r} last failed with {err.error_class}: {err.detail}. Raise the "
@@ -606,13 +601,10 @@ class TaskContext:
                 **self._ids(index),
             )
         tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
-        err.detail = (
-            f"{err.detail} (gave up after {tries}, the most its retry policy allows: "
-            f"max_attempts={policy.max_attempts})"
+        return err.given_up(
+            f"gave up after {tries}, the most its retry policy allows: "
+            f"max_attempts={policy.max_attempts}"
         )
-        err.retryable = False
-        err.args = (err.message,)
-        return err
 
     async def _guard(
         self,
