@@ -14,7 +14,7 @@ import datetime
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from tether import errors, retry, tools, types
 from tether.context import truncation
@@ -69,6 +69,14 @@ class StepOutcome:
     """The signal (its ``seq``) the step consumes, committed with it (``execution.waits``)."""
 
 
+Phase = Literal["between", "step", "backoff"]
+"""Where a task stands: between two steps, in a step, or waiting out a retry's backoff."""
+
+OnPhase = Callable[[str, Phase], None]
+"""Told ``(task_id, phase)`` as a task moves: how a draining worker releases a task at its
+next step boundary (a direct call, not an event observer: observers may be anything)."""
+
+
 class TaskContext:
     """The ``ctx`` a durable function receives. Not shared between tasks."""
 
@@ -88,8 +96,10 @@ class TaskContext:
         retries: retry.Retries,
         worker: str,
         in_thread: tools.InThread | None = None,
+        on_phase: OnPhase | None = None,
     ) -> None:
         self.task = task
+        self._on_phase = on_phase
         self._in_thread = in_thread
         self.history = history
         self.session_state: dict[str, Any] = dict(session.state)
@@ -159,6 +169,13 @@ class TaskContext:
     def lease(self) -> types.Lease:
         """The lease that fences this task's writes."""
         return self._lease.lease
+
+    def at_phase(self, phase: Phase) -> None:
+        """Say where this task stands (``run_step`` does; an integration that runs its
+        own steps, such as LangGraph's nodes, calls it too): a draining worker releases
+        a task that is about to start a step or waits out a backoff."""
+        if self._on_phase is not None:
+            self._on_phase(self.task.id, phase)
 
     def _ids(self, step: int | None = None) -> dict[str, Any]:
         return {
@@ -434,6 +451,7 @@ class TaskContext:
                 attempt=attempt,
                 **(started_data or {}),
             )
+            self.at_phase("step")
             beat = Heartbeat()
             try:
                 running = tools.ToolContext(
@@ -472,6 +490,7 @@ class TaskContext:
                         error=err.to_dict(),
                         delay=decision.delay,
                     )
+                    self.at_phase("backoff")
                     await self.settings.sleep(decision.delay)
                     self._boundary()
                     attempt += 1
@@ -485,6 +504,7 @@ class TaskContext:
                     attempt=attempt,
                     error=final.to_dict(),
                 )
+                self.at_phase("between")
                 # A spent budget ends the task: it is never handed back as a value
                 # (a tool message the model would read and carry on after).
                 if on_failure is not None and not isinstance(final, errors.BudgetExhausted):
@@ -510,6 +530,7 @@ class TaskContext:
             duration=types.now() - started,
             **extra,
         )
+        self.at_phase("between")
         return value
 
     def _replay(
@@ -540,6 +561,7 @@ class TaskContext:
         self.steps_done = max(self.steps_done, index + 1)
         self.last_message_seqs = record.message_seqs
         self.emitter.emit(events.STEP_REPLAYED, step=index, kind=kind, step_name=name)
+        self.at_phase("between")
         state = record.output
         if record.status == "failed" and (on_failure is None or state is None):
             raise errors.error_from_dict(record.error or {}).with_ids(**self._ids(index))

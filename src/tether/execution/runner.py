@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from tether import errors, retry, types
 from tether.execution.committer import Committer
-from tether.execution.context import TaskContext
+from tether.execution.context import OnPhase, TaskContext
 from tether.execution.emitter import Emitter
 from tether.execution.lease import LeaseKeeper
 from tether.execution.settings import ExecutionSettings
@@ -64,8 +64,10 @@ class TaskRunner:
         observers: events.Observer,
         committer: Committer,
         threads: SyncThreads | None = None,
+        on_phase: OnPhase | None = None,
     ) -> None:
         self.store = store
+        self._on_phase = on_phase
         self.threads = threads
         self.release_reason = "drain"
         """Why a task released at a step boundary leaves (``drain``, ``memory_limit``,
@@ -136,6 +138,7 @@ class TaskRunner:
             retries=workflow.retries,
             worker=self.worker,
             in_thread=self.threads.run if self.threads is not None else None,
+            on_phase=self._on_phase,
         )
         me = asyncio.current_task()
         keeper.start(me)
