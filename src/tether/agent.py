@@ -265,14 +265,12 @@ class _SessionMemory:
 
     async def add(self, items: Sequence[memory.Memory]) -> None:
         ctx = self._ctx
-        await ctx.store.add_memory(
-            ctx.lease,
-            ctx.session_id,
-            [MemoryItem(i.seq, i.role, i.text, i.vector, task_id=ctx.task_id) for i in items],
+        await ctx.add_memory(
+            [MemoryItem(i.seq, i.role, i.text, i.vector, task_id=ctx.task_id) for i in items]
         )
 
     async def search(self, vector: Sequence[float], k: int) -> list[tuple[memory.Memory, float]]:
-        hits = await self._ctx.store.search_memory(self._ctx.session_id, vector, k)
+        hits = await self._ctx.search_memory(vector, k)
         return [
             (memory.Memory(h.item.seq, h.item.role, h.item.text, h.item.vector), h.score)
             for h in hits

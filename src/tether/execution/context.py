@@ -27,7 +27,7 @@ from tether.models import streaming
 from tether.models.base import Model
 from tether.observe import events
 from tether.observe import logging as obslog
-from tether.store.base import Store
+from tether.store.base import MemoryHit, MemoryItem, Store
 
 T = TypeVar("T")
 
@@ -169,6 +169,14 @@ class TaskContext:
     def lease(self) -> types.Lease:
         """The lease that fences this task's writes."""
         return self._lease.lease
+
+    async def add_memory(self, items: Sequence[MemoryItem]) -> None:
+        """Store items in this session's vector memory, fenced by this task's lease."""
+        await self._store.add_memory(self._lease.lease, self.task.session_id, items)
+
+    async def search_memory(self, vector: Sequence[float], k: int) -> list[MemoryHit]:
+        """The ``k`` items of this session's memory most similar to ``vector``."""
+        return await self._store.search_memory(self.task.session_id, vector, k)
 
     def at_phase(self, phase: Phase) -> None:
         """Say where this task stands (``run_step`` does; an integration that runs its
