@@ -150,18 +150,18 @@ class TaskRunner:
                 await keeper.stop()
         except errors.LeaseLost:
             keeper.mark_lost()
-            _log.warning("task %s: lease lost, abandoning this run", task.id)
+            _log.warning("task.abandoned", extra={"reason": "lease_lost"})
             return None
         except errors.TaskWaiting as waiting:
             await self._wait(keeper, emitter, waiting)
             return None
         except errors.StepHandedOver as exc:
-            _log.warning("task %s: %s", task.id, exc)
+            _log.warning("task.handed_over", extra={"detail": exc.message})
             await self._release(keeper, emitter, ctx, reason="stuck")
             return None
         except asyncio.CancelledError:
             if keeper.lost:
-                _log.warning("task %s: lease lost mid-step, abandoning this run", task.id)
+                _log.warning("task.abandoned", extra={"reason": "lease_lost_mid_step"})
                 return None
             await self._release(keeper, emitter, ctx, reason=self.release_reason)
             raise
@@ -178,7 +178,7 @@ class TaskRunner:
                 task=task.id,
                 step=ctx.step_index,
             )
-            _log.exception("task %s: workflow raised", task.id)
+            _log.exception("task.workflow_raised", extra={"error_type": type(exc).__name__})
             return await self._finish(keeper, emitter, "failed", None, err, started, session)
         return await self._finish(keeper, emitter, "completed", output, None, started, session)
 
@@ -251,10 +251,13 @@ class TaskRunner:
             keeper.mark_lost()
         except errors.TetherError as exc:
             _log.warning(
-                "task %s: parking it failed (%s); its lease will expire and a worker will "
-                "take it back to the same wait",
-                emitter.task.id,
-                exc,
+                "task.park_failed",
+                extra={
+                    "task": emitter.task.id,
+                    "error": exc.message,
+                    "detail": "its lease will expire and a worker will take it back to the "
+                    "same wait",
+                },
             )
 
     async def _release(
@@ -269,7 +272,12 @@ class TaskRunner:
             keeper.mark_lost()
         except errors.TetherError as exc:
             _log.warning(
-                "task %s: release failed (%s); its lease will expire", emitter.task.id, exc
+                "task.release_failed",
+                extra={
+                    "task": emitter.task.id,
+                    "error": exc.message,
+                    "detail": "its lease will expire",
+                },
             )
 
     async def _release_now(self, keeper: LeaseKeeper, taken: tuple[types.NewEvent, ...]) -> None:

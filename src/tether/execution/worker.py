@@ -216,7 +216,7 @@ class Worker:
         try:
             running = await self.store.list_tasks(status="running", limit=1_000_000)
         except errors.StoreUnavailable as exc:
-            _log.warning("worker %s: could not look for its own leases: %s", self.owner, exc)
+            _log.warning("worker.take_back_failed", extra={"worker": self.owner, "error": str(exc)})
             return []
         mine = [
             t
@@ -281,7 +281,7 @@ class Worker:
             return None
 
     async def _claim_failed(self, exc: errors.StoreUnavailable) -> None:
-        _log.warning("worker %s: claim failed, store unavailable: %s", self.owner, exc)
+        _log.warning("worker.claim_failed", extra={"worker": self.owner, "error": str(exc)})
         await asyncio.sleep(self.settings.poll_interval)
         return None
 
@@ -313,7 +313,9 @@ class Worker:
                 del holder.running_here[task_id]
             self._wake.set()
             if not t.cancelled() and t.exception() is not None:
-                _log.error("task %s: runner crashed: %r", task_id, t.exception())
+                _log.error(
+                    "task.runner_crashed", extra={"task": task_id, "error": repr(t.exception())}
+                )
 
         job.add_done_callback(done)
         return job
@@ -359,11 +361,14 @@ class Worker:
         for task_id, job in list(self._running.items()):
             if job in pending:
                 _log.warning(
-                    "worker %s: task %s did not reach a step boundary within the %ss grace; "
-                    "releasing it mid-step (the step runs again elsewhere)",
-                    self.owner,
-                    task_id,
-                    grace,
+                    "task.released_mid_step",
+                    extra={
+                        "worker": self.owner,
+                        "task": task_id,
+                        "grace": grace,
+                        "detail": "no step boundary within the grace; the step runs again "
+                        "elsewhere",
+                    },
                 )
                 self.release_now(task_id)
         if pending:

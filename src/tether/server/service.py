@@ -89,7 +89,9 @@ class Service:
         self.started = threading.Event()
         """Set once the API listens (``url`` is known) and the workers run."""
         self.workers: list[Worker] = []
-        self._announce = announce or (lambda line: _log.info("%s", line))
+        self._announce = announce or (
+            lambda line: _log.info("server.status", extra={"detail": line})
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_started: asyncio.Event | None = None
         self._signals = 0
@@ -214,4 +216,4 @@ async def _drain(group: Workers, jobs: list[asyncio.Task[None]]) -> None:
 
 def _report_crash(job: asyncio.Task[None]) -> None:
     if not job.cancelled() and job.exception() is not None:
-        _log.error("an embedded worker stopped: %r", job.exception())
+        _log.error("server.worker_crashed", extra={"error": repr(job.exception())})
