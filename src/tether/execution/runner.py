@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, assert_never
 
 from tether import errors, retry, types
 from tether.execution.committer import Committer
@@ -24,6 +24,29 @@ from tether.observe import logging as obslog
 from tether.store.base import Claim, Store
 
 _log = logging.getLogger("tether.execution.runner")
+
+Outcome = Literal[
+    "abandoned", "parked", "handed_over", "released", "cancelled", "failed", "crashed"
+]
+
+OUTCOMES: tuple[tuple[type[BaseException], Outcome], ...] = (
+    (errors.LeaseLost, "abandoned"),  # another worker holds the task now: leave it
+    (errors.TaskWaiting, "parked"),  # waits for a signal or a time, holding no lease
+    (errors.StepHandedOver, "handed_over"),  # a stuck step: released for a fresh run
+    (asyncio.CancelledError, "released"),  # drain or shutdown: given back at once
+    (errors.TaskCancelled, "cancelled"),  # someone asked: the task ends cancelled
+    (errors.TetherError, "failed"),  # a classified failure: the task ends failed
+    (Exception, "crashed"),  # anything else the workflow raised: WorkflowFailed
+)
+"""How a run of a task ends when its workflow raises, first match wins; ``_end`` does
+what each outcome means. Anything not listed (KeyboardInterrupt) propagates."""
+
+
+def outcome_of(exc: BaseException) -> Outcome | None:
+    for kind, outcome in OUTCOMES:
+        if isinstance(exc, kind):
+            return outcome
+    return None
 
 
 class Workflow(Protocol):
@@ -148,39 +171,70 @@ class TaskRunner:
                 _check_output(output, task)
             finally:
                 await keeper.stop()
-        except errors.LeaseLost:
-            keeper.mark_lost()
-            _log.warning("task.abandoned", extra={"reason": "lease_lost"})
-            return None
-        except errors.TaskWaiting as waiting:
-            await self._wait(keeper, emitter, waiting)
-            return None
-        except errors.StepHandedOver as exc:
-            _log.warning("task.handed_over", extra={"detail": exc.message})
-            await self._release(keeper, emitter, ctx, reason="stuck")
-            return None
-        except asyncio.CancelledError:
-            if keeper.lost:
-                _log.warning("task.abandoned", extra={"reason": "lease_lost_mid_step"})
-                return None
-            await self._release(keeper, emitter, ctx, reason=self.release_reason)
-            raise
-        except errors.TaskCancelled:
-            return await self._finish(keeper, emitter, "cancelled", None, None, started, session)
-        except errors.TetherError as exc:
-            exc.with_ids(tenant=task.tenant, session=task.session_id, task=task.id)
-            return await self._finish(keeper, emitter, "failed", None, exc, started, session)
-        except Exception as exc:
-            err = errors.WorkflowFailed(
-                f"workflow {task.agent!r} raised {type(exc).__name__}: {exc}",
-                tenant=task.tenant,
-                session=task.session_id,
-                task=task.id,
-                step=ctx.step_index,
-            )
-            _log.exception("task.workflow_raised", extra={"error_type": type(exc).__name__})
-            return await self._finish(keeper, emitter, "failed", None, err, started, session)
+        except BaseException as exc:
+            outcome = outcome_of(exc)
+            if outcome is None:
+                raise
+            return await self._end(outcome, exc, keeper, emitter, ctx, started, session)
         return await self._finish(keeper, emitter, "completed", output, None, started, session)
+
+    async def _end(
+        self,
+        outcome: Outcome,
+        exc: BaseException,
+        keeper: LeaseKeeper,
+        emitter: Emitter,
+        ctx: TaskContext,
+        started: float,
+        session: types.SessionRecord,
+    ) -> types.TaskRecord | None:
+        """What a run that raised does, by its ``outcome`` (``OUTCOMES``): None when the
+        task left this worker unfinished; its final record when it ended here."""
+        task = emitter.task
+        match outcome:
+            case "abandoned":
+                keeper.mark_lost()
+                _log.warning("task.abandoned", extra={"reason": "lease_lost"})
+                return None
+            case "parked":
+                assert isinstance(exc, errors.TaskWaiting)
+                await self._wait(keeper, emitter, exc)
+                return None
+            case "handed_over":
+                assert isinstance(exc, errors.StepHandedOver)
+                _log.warning("task.handed_over", extra={"detail": exc.message})
+                await self._release(keeper, emitter, ctx, reason="stuck")
+                return None
+            case "released":
+                if keeper.lost:
+                    _log.warning("task.abandoned", extra={"reason": "lease_lost_mid_step"})
+                    return None
+                await self._release(keeper, emitter, ctx, reason=self.release_reason)
+                raise exc
+            case "cancelled":
+                return await self._finish(
+                    keeper, emitter, "cancelled", None, None, started, session
+                )
+            case "failed":
+                assert isinstance(exc, errors.TetherError)
+                exc.with_ids(tenant=task.tenant, session=task.session_id, task=task.id)
+                return await self._finish(keeper, emitter, "failed", None, exc, started, session)
+            case "crashed":
+                err = errors.WorkflowFailed(
+                    f"workflow {task.agent!r} raised {type(exc).__name__}: {exc}",
+                    tenant=task.tenant,
+                    session=task.session_id,
+                    task=task.id,
+                    step=ctx.step_index,
+                )
+                _log.error(
+                    "task.workflow_raised",
+                    exc_info=exc,
+                    extra={"error_type": type(exc).__name__},
+                )
+                return await self._finish(keeper, emitter, "failed", None, err, started, session)
+            case _:
+                assert_never(outcome)
 
     async def _finish(
         self,
