@@ -16,7 +16,7 @@ import pydantic
 
 from tether import errors, retry, types
 from tether.context import memory, truncation
-from tether.context.manager import ContextManager
+from tether.context.manager import ContextPlanner
 from tether.context.policy import ContextPolicy
 from tether.context.window import Entry
 from tether.execution import approvals, structured, tool_calls
@@ -150,7 +150,7 @@ class Agent:
     async def _model_turn(
         self,
         ctx: TaskContext,
-        window: ContextManager,
+        window: ContextPlanner,
         history: list[Entry],
         tool_choice: str | None = None,
     ) -> types.ModelResponse:
@@ -182,13 +182,13 @@ class Agent:
                     raise
                 recovered = True
 
-    def _window(self, ctx: TaskContext) -> ContextManager:
-        return ContextManager(
+    def _window(self, ctx: TaskContext) -> ContextPlanner:
+        return ContextPlanner(
             policy=self.context,
             budget=self.budget,
             system=self.system_messages(),
             tools=tuple(t.spec for t in self.offered.values()),
-            journal=_Journal(ctx, self.retries),
+            journal=_PlannerSteps(ctx, self.retries),
             session_state=ctx.session_state,
             complete=self.model.complete,
             summarizer=self.model.name,
@@ -207,8 +207,8 @@ def _checked_tool_choice(agent: str, choice: str | None, tools: dict[str, Tool])
     )
 
 
-class _Journal:
-    """The context manager's steps, as journaled steps of this task."""
+class _PlannerSteps:
+    """The context planner's steps (summaries, embeddings), as journaled steps of this task."""
 
     def __init__(self, ctx: TaskContext, retries: retry.Retries) -> None:
         self._ctx = ctx

@@ -58,7 +58,7 @@ class LeaseView:
 
 
 @dataclasses.dataclass(slots=True)
-class StepOutcome:
+class StepCodec:
     """How a step's value maps to what is stored: its JSON, messages and session state."""
 
     encode: Callable[[Any], Any] = lambda v: v
@@ -67,6 +67,10 @@ class StepOutcome:
     session_state: Callable[[Any], dict[str, Any] | None] = lambda v: None
     consumes: Callable[[Any], int | None] = lambda v: None
     """The signal (its ``seq``) the step consumes, committed with it (``execution.waits``)."""
+
+
+StepOutcome = StepCodec
+"""The old name of ``StepCodec`` (integrations still import it)."""
 
 
 Phase = Literal["between", "step", "backoff"]
@@ -297,7 +301,7 @@ class TaskContext:
             input_fingerprint=self._requests.fingerprint("model", step_name, model.name, request),
             policy=self.retries.model,
             where="model",
-            outcome=StepOutcome(
+            outcome=StepCodec(
                 encode=lambda r: r.to_dict(),
                 decode=types.ModelResponse.from_dict,
                 messages=lambda r: (r.message,),
@@ -362,7 +366,7 @@ class TaskContext:
             where="tool",
             timeout=(tool.timeout if tool is not None else None) or self.settings.tool_timeout,
             heartbeat_timeout=tool.heartbeat_timeout if tool is not None else None,
-            outcome=StepOutcome(
+            outcome=StepCodec(
                 encode=lambda m: m.to_dict(),
                 decode=types.Message.from_dict,
                 messages=appends or (lambda m: (m,)),
@@ -416,7 +420,7 @@ class TaskContext:
         *,
         policy: retry.RetryPolicy,
         where: str = "agent",
-        outcome: StepOutcome | None = None,
+        outcome: StepCodec | None = None,
         on_failure: Callable[[errors.TetherError], T] | None = None,
         timeout: float | None = None,
         heartbeat_timeout: float | None = None,
@@ -434,7 +438,7 @@ class TaskContext:
         ``failed``) and returned, instead of raising. ``started_data`` goes with each
         ``step.started`` event (a model step's ``model``, a tool step's ``tool_call_id``);
         records logged while an attempt runs carry its ``step`` and ``attempt`` ids."""
-        outcome = outcome or StepOutcome()
+        outcome = outcome or StepCodec()
         if session_state is not None:
             outcome = dataclasses.replace(outcome, session_state=session_state)
         if index is None:
@@ -549,7 +553,7 @@ class TaskContext:
         name: str,
         fp: str,
         inputs: Any,
-        outcome: StepOutcome,
+        outcome: StepCodec,
         on_failure: Callable[[errors.TetherError], T] | None,
     ) -> T:
         if record.kind != kind or record.name != name or record.fingerprint != fp:
@@ -732,7 +736,7 @@ class TaskContext:
         error: errors.TetherError | None,
         attempt: int,
         started: float,
-        outcome: StepOutcome,
+        outcome: StepCodec,
     ) -> None:
         output = outcome.encode(value) if value is not None else None
         usage = value.usage if isinstance(value, types.ModelResponse) else None

@@ -22,7 +22,7 @@ import pydantic
 
 from tether import errors, types
 from tether.context.window import Entry
-from tether.execution.context import Heartbeat, StepOutcome, TaskContext
+from tether.execution.context import Heartbeat, StepCodec, TaskContext
 from tether.retry import NO_RETRY
 from tether.tools import InThread, Tool, ToolContext
 
@@ -169,7 +169,7 @@ async def tell(ctx: TaskContext, spec: OutputSpec, error: str) -> types.Message:
         execute,
         policy=NO_RETRY,
         where="agent",
-        outcome=StepOutcome(
+        outcome=StepCodec(
             encode=lambda m: m.to_dict(),
             decode=types.Message.from_dict,
             messages=lambda m: (m,),
