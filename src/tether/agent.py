@@ -108,8 +108,8 @@ class Agent:
         choice = self._first_tool_choice()
         judge = structured.Judge(self.output, self.name) if self.output else None
         for _turn in range(self.max_steps):
-            response = await self._model_turn(ctx, window, history, choice)
-            history.append(Entry(ctx.last_message_seqs[-1], response.message))
+            index, response = await self._model_turn(ctx, window, history, choice)
+            history.append(Entry(ctx.appended_by(index)[-1], response.message))
             calls = response.message.tool_calls
             if not calls and self.output is None:
                 return response.message.content or ""
@@ -138,8 +138,9 @@ class Agent:
             return [Entry(seq, message) for seq, message in done]
         answered: list[Entry] = []
         for call, decision in zip(calls, decisions, strict=True):
+            index = ctx.step_index
             result = await approvals.answer(ctx, self.offered.get(call.name), call, decision)
-            answered.append(Entry(ctx.last_message_seqs[-1], result))
+            answered.append(Entry(ctx.appended_by(index)[-1], result))
         return answered
 
     def _first_tool_choice(self) -> str | None:
@@ -153,9 +154,9 @@ class Agent:
         window: ContextPlanner,
         history: list[Entry],
         tool_choice: str | None = None,
-    ) -> types.ModelResponse:
-        """One model step on a request that fits; after a server-side overflow, one
-        compaction and one retry."""
+    ) -> tuple[int, types.ModelResponse]:
+        """One model step on a request that fits (its index, its answer); after a
+        server-side overflow, one compaction and one retry."""
         recovered = False
         while True:
             prepared = await window.prepare(history)
@@ -166,8 +167,9 @@ class Agent:
                 tool_choice=tool_choice,
                 output_schema=self.output.request_schema if self.output else None,
             )
+            index = ctx.step_index
             try:
-                return await ctx.call_model(
+                return index, await ctx.call_model(
                     self.model,
                     request,
                     session_state=prepared.observe,

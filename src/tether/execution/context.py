@@ -126,7 +126,7 @@ class TaskContext:
         self.replayed = 0
         self.steps_done = 0
         """Steps of this task in the journal so far (replayed or committed by this run)."""
-        self.last_message_seqs: tuple[int, ...] = ()
+        self._appended: dict[int, tuple[int, ...]] = {}
         self._requests = RequestFingerprints()
 
     # ---- identity ----------------------------------------------------------
@@ -155,6 +155,17 @@ class TaskContext:
     def recorded(self, index: int) -> bool:
         """Whether step ``index`` is in the journal (it will replay, not run)."""
         return index in self._journal
+
+    def appended_by(self, index: int) -> tuple[int, ...]:
+        """The session seqs of the messages step ``index`` appended, once this run has
+        committed or replayed it (read ``step_index`` before starting the step)."""
+        try:
+            return self._appended[index]
+        except KeyError:
+            raise errors.InvalidInput(
+                f"step {index} of task {self.task.id} has not run in this run yet",
+                **self._ids(index),
+            ) from None
 
     def reserve_steps(self, n: int) -> int:
         """Take the next ``n`` step indices for steps that will run concurrently (the
@@ -571,7 +582,7 @@ class TaskContext:
             )
         self.replayed += 1
         self.steps_done = max(self.steps_done, index + 1)
-        self.last_message_seqs = record.message_seqs
+        self._appended[index] = record.message_seqs
         self.emitter.emit(events.STEP_REPLAYED, step=index, kind=kind, step_name=name)
         self.at_phase("between")
         state = record.output
@@ -775,7 +786,7 @@ class TaskContext:
         except BaseException:
             self.emitter.give_back(taken)
             raise
-        self.last_message_seqs = result.message_seqs
+        self._appended[index] = result.message_seqs
         self.steps_done = max(self.steps_done, index + 1)
         if state is not None:
             self.session_state = state

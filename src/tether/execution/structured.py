@@ -146,8 +146,9 @@ class Judge:
         if self.invalid > self.spec.retries:
             raise self.spec.give_up(self.invalid, verdict.error, self.agent)
         if not message.tool_calls:  # a tool answer's error went back as its result
+            index = ctx.step_index
             told = await tell(ctx, self.spec, verdict.error)
-            history.append(Entry(ctx.last_message_seqs[-1], told))
+            history.append(Entry(ctx.appended_by(index)[-1], told))
         return None
 
 
