@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import os
 
-from tether import Agent, OpenAIModel, ScriptedModel, ToolContext, tool
+from tether import Agent, Model, ModelRequest, OpenAIModel, ScriptedModel, ToolContext, tool
 from tether.context.summarize import RESUMMARY_INSTRUCTIONS, SUMMARY_INSTRUCTIONS
-from tether.models.base import Model
 from tether.models.scripted import Reply, reply_index
-from tether.types import ModelRequest
 
 COUNTING: list[Reply] = [*(ScriptedModel.call("record", n=i) for i in range(1, 11)), "done"]
 

@@ -22,10 +22,9 @@ from agents import Agent, OpenAIChatCompletionsModel, function_tool, set_tracing
 from openai import AsyncOpenAI
 
 import tether
-from tether import Runtime, ScriptedModel
+from tether import ModelRequest, Runtime, ScriptedModel
 from tether.models.scripted import Reply
 from tether.testing import StandInModelServer
-from tether.types import ModelRequest
 
 REFUNDS: dict[str, int] = {}
 """Refunds made, by idempotency key: a stand-in for a payment API that deduplicates."""

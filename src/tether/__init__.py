@@ -10,7 +10,9 @@ from tether.errors import (
     ContextOverflow,
     LeaseLost,
     NonDeterminismError,
+    OutputInvalid,
     OutputTruncated,
+    SignalTimeout,
     StoreVersionError,
     TaskCancelled,
     TetherError,
@@ -18,11 +20,14 @@ from tether.errors import (
     ToolRetryable,
 )
 from tether.execution.context import TaskContext
+from tether.execution.settings import ExecutionSettings
+from tether.models.base import Model
 from tether.models.openai import OpenAIModel
 from tether.models.scripted import ScriptedModel
-from tether.retry import RetryPolicy
+from tether.retry import Retries, RetryPolicy
 from tether.runtime import Runtime, TaskResult
 from tether.tools import Tool, ToolContext, current_step, tool
+from tether.types import ModelRequest, ModelResponse
 
 __all__ = [
     "Agent",
@@ -30,13 +35,20 @@ __all__ = [
     "ContextBudgetExceeded",
     "ContextOverflow",
     "ContextPolicy",
+    "ExecutionSettings",
     "LeaseLost",
+    "Model",
+    "ModelRequest",
+    "ModelResponse",
     "NonDeterminismError",
     "OpenAIModel",
+    "OutputInvalid",
     "OutputTruncated",
+    "Retries",
     "RetryPolicy",
     "Runtime",
     "ScriptedModel",
+    "SignalTimeout",
     "StoreVersionError",
     "TaskCancelled",
     "TaskContext",

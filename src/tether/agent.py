@@ -16,7 +16,7 @@ import pydantic
 
 from tether import errors, retry, types
 from tether.context import memory, truncation
-from tether.context.manager import ContextManager
+from tether.context.manager import ContextPlanner
 from tether.context.policy import ContextPolicy
 from tether.context.window import Entry
 from tether.execution import approvals, structured, tool_calls
@@ -108,8 +108,8 @@ class Agent:
         choice = self._first_tool_choice()
         judge = structured.Judge(self.output, self.name) if self.output else None
         for _turn in range(self.max_steps):
-            response = await self._model_turn(ctx, window, history, choice)
-            history.append(Entry(ctx.last_message_seqs[-1], response.message))
+            index, response = await self._model_turn(ctx, window, history, choice)
+            history.append(Entry(ctx.appended_by(index)[-1], response.message))
             calls = response.message.tool_calls
             if not calls and self.output is None:
                 return response.message.content or ""
@@ -138,8 +138,9 @@ class Agent:
             return [Entry(seq, message) for seq, message in done]
         answered: list[Entry] = []
         for call, decision in zip(calls, decisions, strict=True):
+            index = ctx.step_index
             result = await approvals.answer(ctx, self.offered.get(call.name), call, decision)
-            answered.append(Entry(ctx.last_message_seqs[-1], result))
+            answered.append(Entry(ctx.appended_by(index)[-1], result))
         return answered
 
     def _first_tool_choice(self) -> str | None:
@@ -150,12 +151,12 @@ class Agent:
     async def _model_turn(
         self,
         ctx: TaskContext,
-        window: ContextManager,
+        window: ContextPlanner,
         history: list[Entry],
         tool_choice: str | None = None,
-    ) -> types.ModelResponse:
-        """One model step on a request that fits; after a server-side overflow, one
-        compaction and one retry."""
+    ) -> tuple[int, types.ModelResponse]:
+        """One model step on a request that fits (its index, its answer); after a
+        server-side overflow, one compaction and one retry."""
         recovered = False
         while True:
             prepared = await window.prepare(history)
@@ -166,8 +167,9 @@ class Agent:
                 tool_choice=tool_choice,
                 output_schema=self.output.request_schema if self.output else None,
             )
+            index = ctx.step_index
             try:
-                return await ctx.call_model(
+                return index, await ctx.call_model(
                     self.model,
                     request,
                     session_state=prepared.observe,
@@ -182,13 +184,13 @@ class Agent:
                     raise
                 recovered = True
 
-    def _window(self, ctx: TaskContext) -> ContextManager:
-        return ContextManager(
+    def _window(self, ctx: TaskContext) -> ContextPlanner:
+        return ContextPlanner(
             policy=self.context,
             budget=self.budget,
             system=self.system_messages(),
             tools=tuple(t.spec for t in self.offered.values()),
-            journal=_Journal(ctx, self.retries),
+            journal=_PlannerSteps(ctx, self.retries),
             session_state=ctx.session_state,
             complete=self.model.complete,
             summarizer=self.model.name,
@@ -207,8 +209,8 @@ def _checked_tool_choice(agent: str, choice: str | None, tools: dict[str, Tool])
     )
 
 
-class _Journal:
-    """The context manager's steps, as journaled steps of this task."""
+class _PlannerSteps:
+    """The context planner's steps (summaries, embeddings), as journaled steps of this task."""
 
     def __init__(self, ctx: TaskContext, retries: retry.Retries) -> None:
         self._ctx = ctx
@@ -265,14 +267,12 @@ class _SessionMemory:
 
     async def add(self, items: Sequence[memory.Memory]) -> None:
         ctx = self._ctx
-        await ctx.store.add_memory(
-            ctx.lease,
-            ctx.session_id,
-            [MemoryItem(i.seq, i.role, i.text, i.vector, task_id=ctx.task_id) for i in items],
+        await ctx.add_memory(
+            [MemoryItem(i.seq, i.role, i.text, i.vector, task_id=ctx.task_id) for i in items]
         )
 
     async def search(self, vector: Sequence[float], k: int) -> list[tuple[memory.Memory, float]]:
-        hits = await self._ctx.store.search_memory(self._ctx.session_id, vector, k)
+        hits = await self._ctx.search_memory(vector, k)
         return [
             (memory.Memory(h.item.seq, h.item.role, h.item.text, h.item.vector), h.score)
             for h in hits

@@ -117,6 +117,16 @@ class TetherError(Exception):
         self.args = (self.message,)
         return self
 
+    def given_up(self, why: str) -> TetherError:
+        """A copy of this error, no longer retryable, whose message adds ``why``; this
+        one keeps its own classification (whoever else holds it sees it unchanged)."""
+        final = type(self).__new__(type(self))
+        final.__dict__.update(self.__dict__)
+        final.detail = f"{self.detail} ({why})"
+        final.retryable = False
+        final.args = (final.message,)
+        return final
+
     def to_dict(self) -> dict[str, Any]:
         """The contract's error object: ``{type, error_class, retryable, message}``."""
         return {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from tether import errors
 
@@ -69,6 +70,45 @@ class RetryBudget:
 
     def spend(self) -> None:
         self.spent += 1
+
+
+@dataclass(frozen=True, slots=True)
+class RetryAfter:
+    """Try the step again after ``delay`` seconds."""
+
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    """Do not try the step again: its error is ``permanent``, or it used the ``attempts``
+    its policy allows, or the task's retry ``budget`` is spent."""
+
+    reason: Literal["permanent", "attempts", "budget"]
+
+
+def decide(
+    error: errors.TetherError,
+    attempt: int,
+    policy: RetryPolicy,
+    budget: RetryBudget,
+    *,
+    rand: Callable[[], float] = random.random,
+) -> RetryAfter | GiveUp:
+    """Whether a step that failed with ``error`` on try number ``attempt`` (1-based) is
+    tried again, and after how long. Pure: it spends nothing and changes nothing.
+
+    A truncated answer is asked again at once (with more room): the server is fine, so
+    backing off would only waste time."""
+    if not error.retryable:
+        return GiveUp("permanent")
+    if attempt >= policy.max_attempts:
+        return GiveUp("attempts")
+    if not budget.allows():
+        return GiveUp("budget")
+    if isinstance(error, errors.OutputTruncated):
+        return RetryAfter(0.0)
+    return RetryAfter(policy.delay(attempt, retry_after=error.retry_after, rand=rand))
 
 
 def classify(exc: BaseException, *, where: str = "tool") -> errors.TetherError:

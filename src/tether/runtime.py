@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import os
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from tether import errors, integrations, redact, retry, types
 from tether.agent import Agent
-from tether.execution import signals
+from tether.execution import signals, waiting_gauge
 from tether.execution.committer import Committer
 from tether.execution.context import TaskContext
+from tether.execution.guard import Guard
+from tether.execution.identity import worker_identity
 from tether.execution.runner import FunctionWorkflow, Workflow
 from tether.execution.settings import ExecutionSettings
 from tether.execution.worker import Worker
@@ -224,13 +227,128 @@ class Runtime:
             portal.stop()
 
     async def _aclose_resources(self) -> None:
+        await self._close_models()
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+
+    async def _close_models(self) -> None:
+        """The one place the registered agents' models are closed."""
         for wf in self.workflows.values():
             model = getattr(wf, "model", None)
             if model is not None:
                 await model.aclose()
-        if self._store is not None:
-            await self._store.close()
-            self._store = None
+
+    # ---- running workers -------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def workers(
+        self,
+        *,
+        count: int = 1,
+        worker_id: str | None = None,
+        concurrency: int = 8,
+        settings: ExecutionSettings | None = None,
+        observers: events.Observer | None = None,
+        metrics: obsmetrics.Metrics | None = None,
+    ) -> AsyncIterator[Workers]:
+        """The one way store, committer and workers are put together (``tether worker``
+        and ``tether serve``'s embedded workers both come here).
+
+        Opens the store, takes ``count`` worker ids (``worker_id``, ``worker_id-2``, ...;
+        by default the host's first free slots for this store) and yields the workers,
+        not yet serving. On exit every worker drains and releases what it still holds,
+        then the agents' models and the store are closed. ``observers``/``metrics``
+        default to this runtime's."""
+        settings = settings or self.settings
+        metrics = metrics if metrics is not None else self.metrics
+        observers = observers if observers is not None else self.observers
+        store = open_store(self.store_url, migrate=self._migrate)
+        await store.open()
+        try:
+            key = await store.identity()
+            with contextlib.ExitStack() as slots:
+                ids = [
+                    slots.enter_context(worker_identity(_nth_worker_id(worker_id, i), key))
+                    for i in range(count)
+                ]
+                on_commit = metrics.observe_commit if metrics is not None else None
+                committer = Committer(store, on_commit_seconds=on_commit)
+                group = Workers(
+                    store,
+                    [
+                        Worker(
+                            store,
+                            self.workflows,
+                            worker_id=wid,
+                            concurrency=concurrency,
+                            settings=settings,
+                            observers=observers,
+                            committer=committer,
+                        )
+                        for wid in ids
+                    ],
+                )
+                if metrics is not None:
+                    for w in group.workers:
+                        metrics.track_worker(w, max_memory=settings.max_memory)
+                    metrics.know_task_types(self.workflows)
+                try:
+                    yield group
+                finally:
+                    await group.shutdown()
+                    await self._close_models()
+        finally:
+            await store.close()
+
+    async def run_worker(
+        self,
+        *,
+        worker_id: str | None = None,
+        concurrency: int = 8,
+        settings: ExecutionSettings | None = None,
+        observers: events.Observer | None = None,
+        metrics: obsmetrics.Metrics | None = None,
+        keep_waiting_gauge: bool = False,
+        on_ready: Callable[[Worker], None] | None = None,
+        on_guard: Callable[[Worker, str], None] | None = None,
+    ) -> Worker:
+        """Run one worker until it has drained, released what it held and closed; return it.
+
+        Something outside (a signal handler: ``worker.drain()``) or the worker's guard
+        (memory past ``settings.max_memory``, every sync tool thread abandoned) drains it.
+        ``on_ready(worker)`` runs once it is assembled, before it claims; ``on_guard(worker,
+        reason)`` when the guard drained it, before the drain's grace starts.
+        ``keep_waiting_gauge``: keep ``tasks_waiting`` fresh from the store (the process
+        that serves the metrics does)."""
+        settings = settings or self.settings
+        metrics = metrics if metrics is not None else self.metrics
+        async with self.workers(
+            worker_id=worker_id,
+            concurrency=concurrency,
+            settings=settings,
+            observers=observers,
+            metrics=metrics,
+        ) as group:
+            (worker,) = group.workers
+            guard = Guard(worker, max_memory=settings.max_memory)
+            watching = asyncio.create_task(guard.watch())
+            gauge = (
+                asyncio.create_task(waiting_gauge.keep(group.store, metrics))
+                if keep_waiting_gauge and metrics is not None
+                else None
+            )
+            if on_ready is not None:
+                on_ready(worker)
+            try:
+                await worker.serve()
+            finally:
+                if guard.reason is not None and on_guard is not None:
+                    on_guard(worker, guard.reason)
+                watching.cancel()
+                if gauge is not None:
+                    gauge.cancel()
+        return worker
 
     def __enter__(self) -> Runtime:
         return self
@@ -353,6 +471,41 @@ class Runtime:
     def store_call(self, fn: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
         """Run ``fn(store)`` on the runtime's loop: the operator's door to every read."""
         return self._call(fn)
+
+
+@dataclass(frozen=True, slots=True)
+class Workers:
+    """Workers running side by side in one process over one store (``Runtime.workers``)."""
+
+    store: Store
+    workers: list[Worker]
+
+    def drain(self, reason: str = "signal") -> None:
+        for w in self.workers:
+            w.drain(reason)
+
+    async def shutdown(self) -> None:
+        """Drain every worker; return once each has released what it still held."""
+        await asyncio.gather(*(w.shutdown() for w in self.workers))
+
+    def wake(self) -> None:
+        for w in self.workers:
+            w.wake()
+
+    @property
+    def saturated(self) -> bool:
+        return any(w.saturated for w in self.workers)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(w.in_flight) for w in self.workers)
+
+
+def _nth_worker_id(base: str | None, i: int) -> str | None:
+    """The i-th of several workers in one process: ``base``, ``base-2``, ``base-3``..."""
+    if base is None:
+        return None
+    return base if i == 0 else f"{base}-{i + 1}"
 
 
 def as_workflow(obj: object) -> Workflow:

@@ -232,17 +232,16 @@ def test_a_worker_past_max_memory_finishes_its_step_hands_over_and_exits_0(
 def test_a_lease_lost_at_commit_emits_lease_lost(setup: Setup) -> None:
     """Issue 21: the commit, not the renewal, finds the lease taken over."""
     task = setup.runtime.submit("gated", "go")
-    # a lease not renewed for the test's length: the first renewal is 29 s away
-    slow = setup.start("slow", "--lease-ttl", "60", "--heartbeat", "29", "--metrics-port", "0")
+    # a long lease, renewed every 290 s: no renewal comes while the test runs, so the
+    # commit is what finds the lease gone
+    slow = setup.start("slow", "--lease-ttl", "600", "--heartbeat", "290", "--metrics-port", "0")
     setup.entered("linger", slow)
 
     async def take_over(s: Store) -> Claim | None:
-        await s.expire_lease(task.id)  # as an operator's resume does
+        await s.expire_lease(task.id)  # as if the worker had stalled past its lease
         return await s.claim_task("thief/1.1", lease_ttl=600, agents=["gated"], task_id=task.id)
 
-    claim = wait_until(
-        lambda: setup.runtime.store_call(take_over), what="the lease to expire and be taken"
-    )
+    claim = wait_until(lambda: setup.runtime.store_call(take_over), what="the lease to be taken")
     assert claim.reason == "recovery"
     (setup.marks / "linger.open").touch()  # the step ends; its commit is fenced off
     lost = wait_until(

@@ -132,11 +132,11 @@ def test_a_worker_drained_inside_a_node_hands_the_graph_over(
 def test_a_worker_stopped_past_its_lease_has_its_checkpoint_write_refused(
     tmp_path: Path, url: str, workers: Workers
 ) -> None:
-    # The stale worker renews rarely (every 29 s), so after SIGCONT its graph's own write
-    # reaches the store before its lease keeper could notice the loss: the write is fenced.
-    # Its lease is expired by hand while it is stopped, as an operator's resume does.
+    # The stale worker renews rarely, so after SIGCONT its graph's own write reaches
+    # the store before its lease keeper could notice the loss: the write is fenced.
     (tmp_path / "hang-stale").touch()
-    stale = workers.start("stale", lease_ttl=60.0, heartbeat=29.0)
+    # (a 600 s lease renewed every 290 s: no renewal while the test runs)
+    stale = workers.start("stale", lease_ttl=600.0, heartbeat=290.0)
     task = submit(url, "fanout", "go")
     wait_until(lambda: (tmp_path / "entered-stale").exists(), "node slow to start")
     # stop it between transactions (one in flight would hold its locks while stopped):
@@ -150,7 +150,7 @@ def test_a_worker_stopped_past_its_lease_has_its_checkpoint_write_refused(
     )
     stale.signal(signal.SIGSTOP)
     first_epoch = call(url, lambda s: s.get_task(task.id)).lease_epoch
-    call(url, lambda s: s.expire_lease(task.id))
+    call(url, lambda s: s.expire_lease(task.id))  # as if it had stayed stopped past its lease
 
     workers.start("fresh", lease_ttl=2.0)
     done = wait_until(

@@ -16,7 +16,7 @@ from tether.cli.spec import build_runtime
 from tether.execution.settings import ExecutionSettings
 from tether.observe.logging import configure_logging
 from tether.observe.setup import setup_observability
-from tether.runtime import Runtime, default_store_url
+from tether.runtime import default_store_url
 from tether.server import keys as api_keys
 from tether.server.config import ServerConfig
 from tether.server.service import Service
@@ -96,9 +96,10 @@ def serve(
         metrics=obs.metrics,
         observers=obs.observers,
         announce=announce,
+        runtime=runtime,
     )
     try:
-        asyncio.run(_serve(service, runtime, sock))
+        asyncio.run(service.run(sock))
     except errors.TetherError as exc:
         raise _fail(exc) from exc
     finally:
@@ -117,16 +118,6 @@ def listen(host: str, port: int) -> socket.socket:
             f"cannot listen on {host}:{port} ({exc.strerror}): is another server using it? "
             "choose another --port (or --host)"
         ) from exc
-
-
-async def _serve(service: Service, runtime: Runtime, sock: socket.socket) -> None:
-    try:
-        await service.run(sock)
-    finally:
-        for workflow in runtime.workflows.values():
-            model = getattr(workflow, "model", None)
-            if model is not None:
-                await model.aclose()
 
 
 @keys_app.command("create")

@@ -29,17 +29,13 @@ from tether import errors, redact
 from tether.cli import StoreOpt, _fail, app, err
 from tether.cli.options import check_options
 from tether.cli.spec import build_runtime
-from tether.execution import waiting_gauge
-from tether.execution.committer import Committer
-from tether.execution.guard import Guard, parse_size
-from tether.execution.identity import store_key, worker_identity
+from tether.execution.guard import parse_size
 from tether.execution.settings import ExecutionSettings
 from tether.execution.worker import Worker
 from tether.observe.logging import configure_logging
 from tether.observe.metrics import serve_metrics
 from tether.observe.setup import Observability, setup_observability
 from tether.runtime import Runtime
-from tether.store import open_store
 
 T = TypeVar("T")
 
@@ -123,20 +119,14 @@ def worker(
     except errors.TetherError as exc:
         raise _fail(exc) from exc
     try:
-        key = asyncio.run(store_key(runtime.store_url))
+        code, busy = _run_until_drained(
+            _serve(runtime, worker_id, concurrency, settings, metrics_port, obs, metrics_host)
+        )
     except errors.TetherError as exc:
-        obs.close()
         raise _fail(exc) from exc
-    with worker_identity(worker_id, key) as wid:
-        try:
-            code, busy = _run_until_drained(
-                _serve(runtime, wid, concurrency, settings, metrics_port, obs, metrics_host)
-            )
-        except errors.TetherError as exc:
-            raise _fail(exc) from exc
-        finally:
-            obs.close()
-    held = busy + _threads_holding_the_exit(within=0.5)
+    finally:
+        obs.close()
+    held = busy + len(_threads_still_running())
     if held:
         # Python would wait for those threads at exit (a sync tool in tether's pool, or in
         # asyncio's default executor where a framework put it): their tasks are released
@@ -145,16 +135,22 @@ def worker(
     raise typer.Exit(code)
 
 
-def _threads_holding_the_exit(*, within: float) -> int:
-    """Threads Python would wait for at exit (not daemons: asyncio's default executor's,
-    a framework's), given ``within`` seconds to end by themselves (an idle one does)."""
-    deadline = time.monotonic() + within
-    holding = [
-        t for t in threading.enumerate() if not t.daemon and t is not threading.current_thread()
+IDLE_THREADS_END_WITHIN = 1.0
+"""Seconds an idle thread of the closed loop's default executor gets to end: closing
+the loop tells it to, but it may not have woken yet when the process counts."""
+
+
+def _threads_still_running() -> list[threading.Thread]:
+    """Threads other than this one that Python would wait for at exit."""
+    deadline = time.monotonic() + IDLE_THREADS_END_WITHIN
+    others = [
+        t
+        for t in threading.enumerate()
+        if t is not threading.current_thread() and t.is_alive() and not t.daemon
     ]
-    for thread in holding:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    return sum(t.is_alive() for t in holding)
+    for t in others:
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
+    return [t for t in others if t.is_alive()]
 
 
 def _run_until_drained(main: Coroutine[Any, Any, T]) -> T:
@@ -209,15 +205,18 @@ def _watchdog(seconds: float, code: int, line: str) -> None:
 
 async def _serve(
     runtime: Runtime,
-    worker_id: str,
+    worker_id: str | None,
     concurrency: int,
     settings: ExecutionSettings,
     metrics_port: int | None,
     obs: Observability,
     metrics_host: str = "127.0.0.1",
 ) -> tuple[int, int]:
-    """Serve until drained; the exit code and how many tool threads still run."""
-    metrics, observers = obs.metrics, obs.observers
+    """Serve until drained; the exit code and how many tool threads still run.
+
+    ``Runtime.run_worker`` runs the worker; this process adds what belongs to a process:
+    ``/metrics``, signals, the exit watchdog and the lines on stderr."""
+    metrics = obs.metrics
     if metrics_port is not None:
         try:
             server, _ = serve_metrics(metrics, metrics_port, host=metrics_host)
@@ -227,24 +226,11 @@ async def _serve(
                 "is another process using it? choose another --metrics-port"
             ) from exc
         err.print(f"metrics on http://{metrics_host}:{server.server_port}/metrics", highlight=False)
-    store = open_store(runtime.store_url)
-    await store.open()
-    w = Worker(
-        store,
-        runtime.workflows,
-        worker_id=worker_id,
-        concurrency=concurrency,
-        settings=settings,
-        observers=observers,
-        committer=Committer(store, on_commit_seconds=metrics.observe_commit),
-    )
-    metrics.track_worker(w, max_memory=settings.max_memory)
-    metrics.know_task_types(runtime.workflows)
     loop = asyncio.get_running_loop()
     signals = {"count": 0}
     deadline = settings.drain_grace + EXIT_MARGIN
 
-    def begin_drain(reason: str) -> None:
+    def begin_drain(w: Worker, reason: str) -> None:
         w.drain(reason)
         _watchdog(
             deadline,
@@ -253,59 +239,54 @@ async def _serve(
             f"{EXIT_MARGIN}s; exiting without waiting further (unreleased leases expire)",
         )
 
-    def announce(signum: int) -> None:
-        err.print(
-            f"worker {w.owner}: {signal.Signals(signum).name}, draining "
-            f"({len(w.in_flight)} in flight, grace {settings.drain_grace}s)",
-            highlight=False,
-        )
-        if not w.draining:
-            begin_drain("signal")
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        # A plain handler, not the loop's: it runs even while the loop cannot.
-        signals["count"] += 1
-        if signals["count"] > 1:
-            # Only a raw write here: a lock the interrupted code holds would hang us.
-            os.write(2, f"worker {w.owner}: second signal, exiting now\n".encode())
-            os._exit(130)
-        with contextlib.suppress(RuntimeError):  # the loop has closed: leaving already
-            loop.call_soon_threadsafe(announce, signum)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
-    err.print(
-        f"worker {w.owner} ready: agents {sorted(runtime.workflows)}, concurrency {concurrency}, "
-        f"lease ttl {settings.lease_ttl}s, store {redact.url(runtime.store_url)}",
-        highlight=False,
-    )
-    guard = Guard(w, max_memory=settings.max_memory)
-    watching = asyncio.create_task(guard.watch())
-    gauge = asyncio.create_task(waiting_gauge.keep(store, metrics)) if metrics_port else None
-    try:
-        await w.serve()
-    finally:
-        if guard.reason is not None:
+    def on_ready(w: Worker) -> None:
+        def announce(signum: int) -> None:
             err.print(
-                f"worker {w.owner}: {guard.reason.replace('_', ' ')}, draining "
+                f"worker {w.owner}: {signal.Signals(signum).name}, draining "
                 f"({len(w.in_flight)} in flight, grace {settings.drain_grace}s)",
                 highlight=False,
             )
-            begin_drain(guard.reason)
-        watching.cancel()
-        if gauge is not None:
-            gauge.cancel()
-        await w.shutdown()
-        await _close_models(runtime)
-        await store.close()
+            if not w.draining:
+                begin_drain(w, "signal")
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            # A plain handler, not the loop's: it runs even while the loop cannot.
+            signals["count"] += 1
+            if signals["count"] > 1:
+                # Only a raw write here: a lock the interrupted code holds would hang us.
+                os.write(2, f"worker {w.owner}: second signal, exiting now\n".encode())
+                os._exit(130)
+            with contextlib.suppress(RuntimeError):  # the loop has closed: leaving already
+                loop.call_soon_threadsafe(announce, signum)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, on_signal)
+        err.print(
+            f"worker {w.owner} ready: agents {sorted(runtime.workflows)}, concurrency "
+            f"{concurrency}, lease ttl {settings.lease_ttl}s, "
+            f"store {redact.url(runtime.store_url)}",
+            highlight=False,
+        )
+
+    def on_guard(w: Worker, reason: str) -> None:
+        err.print(
+            f"worker {w.owner}: {reason.replace('_', ' ')}, draining "
+            f"({len(w.in_flight)} in flight, grace {settings.drain_grace}s)",
+            highlight=False,
+        )
+        begin_drain(w, reason)
+
+    w = await runtime.run_worker(
+        worker_id=worker_id,
+        concurrency=concurrency,
+        settings=settings,
+        observers=obs.observers,
+        metrics=metrics,
+        keep_waiting_gauge=metrics_port is not None,
+        on_ready=on_ready,
+        on_guard=on_guard,
+    )
     err.print(f"worker {w.owner}: drained, leases released, exiting", highlight=False)
     # Nothing should hold the exit up now; if anything does, leave anyway.
     _watchdog(EXIT_MARGIN, 0, f"worker {w.owner}: exit held up by a thread; exiting now")
     return 0, w.threads.busy
-
-
-async def _close_models(runtime: Runtime) -> None:
-    for workflow in runtime.workflows.values():
-        model = getattr(workflow, "model", None)
-        if model is not None:
-            await model.aclose()

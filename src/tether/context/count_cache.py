@@ -14,7 +14,7 @@ can be kept incrementally:
 
 The result is exactly the wrapped counter's ``count``. Any other counter (a user's
 own ``TokenCounter``) is asked every time, as before. A ``CachedCounter`` belongs to
-one task run (its ``ContextManager``) and dies with it.
+one task run (its ``ContextPlanner``) and dies with it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``ContextManager``: one task's view of its session's context, kept within budget.
+"""``ContextPlanner``: one task's view of its session's context, kept within budget.
 
 Before each model call the agent asks ``prepare(live)`` for the request's messages.
 It counts the request (calibrated by what the model reported before), fires
@@ -38,7 +38,7 @@ Complete = Callable[[types.ModelRequest], Awaitable[types.ModelResponse]]
 
 
 class Journal(Protocol):
-    """The journaled-step service the agent lends the context manager."""
+    """The journaled-step service the agent lends the context planner."""
 
     @property
     def task_id(self) -> str: ...
@@ -76,7 +76,7 @@ class Prepared:
     """The session state to commit with the model step that sends this request."""
 
 
-class ContextManager:
+class ContextPlanner:
     def __init__(
         self,
         *,

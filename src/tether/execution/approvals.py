@@ -21,7 +21,7 @@ from typing import Any
 
 from tether import retry, tools, types
 from tether.execution import signals, waits
-from tether.execution.context import Heartbeat, StepOutcome, TaskContext
+from tether.execution.context import Heartbeat, StepCodec, TaskContext
 from tether.observe import events
 
 
@@ -116,7 +116,7 @@ async def answer(
         execute,
         policy=retry.NO_RETRY,
         where="tool",
-        outcome=StepOutcome(
+        outcome=StepCodec(
             encode=lambda m: m.to_dict(), decode=types.Message.from_dict, messages=lambda m: (m,)
         ),
         started_data={"tool_call_id": call.id, "denied": True},

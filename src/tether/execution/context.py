@@ -14,7 +14,7 @@ import datetime
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from tether import errors, retry, tools, types
 from tether.context import truncation
@@ -27,7 +27,7 @@ from tether.models import streaming
 from tether.models.base import Model
 from tether.observe import events
 from tether.observe import logging as obslog
-from tether.store.base import Store
+from tether.store.base import MemoryHit, MemoryItem, Store
 
 T = TypeVar("T")
 
@@ -58,7 +58,7 @@ class LeaseView:
 
 
 @dataclasses.dataclass(slots=True)
-class StepOutcome:
+class StepCodec:
     """How a step's value maps to what is stored: its JSON, messages and session state."""
 
     encode: Callable[[Any], Any] = lambda v: v
@@ -67,6 +67,15 @@ class StepOutcome:
     session_state: Callable[[Any], dict[str, Any] | None] = lambda v: None
     consumes: Callable[[Any], int | None] = lambda v: None
     """The signal (its ``seq``) the step consumes, committed with it (``execution.waits``)."""
+
+
+
+Phase = Literal["between", "step", "backoff"]
+"""Where a task stands: between two steps, in a step, or waiting out a retry's backoff."""
+
+OnPhase = Callable[[str, Phase], None]
+"""Told ``(task_id, phase)`` as a task moves: how a draining worker releases a task at its
+next step boundary (a direct call, not an event observer: observers may be anything)."""
 
 
 class TaskContext:
@@ -88,8 +97,10 @@ class TaskContext:
         retries: retry.Retries,
         worker: str,
         in_thread: tools.InThread | None = None,
+        on_phase: OnPhase | None = None,
     ) -> None:
         self.task = task
+        self._on_phase = on_phase
         self._in_thread = in_thread
         self.history = history
         self.session_state: dict[str, Any] = dict(session.state)
@@ -112,7 +123,7 @@ class TaskContext:
         self.replayed = 0
         self.steps_done = 0
         """Steps of this task in the journal so far (replayed or committed by this run)."""
-        self.last_message_seqs: tuple[int, ...] = ()
+        self._appended: dict[int, tuple[int, ...]] = {}
         self._requests = RequestFingerprints()
 
     # ---- identity ----------------------------------------------------------
@@ -142,6 +153,17 @@ class TaskContext:
         """Whether step ``index`` is in the journal (it will replay, not run)."""
         return index in self._journal
 
+    def appended_by(self, index: int) -> tuple[int, ...]:
+        """The session seqs of the messages step ``index`` appended, once this run has
+        committed or replayed it (read ``step_index`` before starting the step)."""
+        try:
+            return self._appended[index]
+        except KeyError:
+            raise errors.InvalidInput(
+                f"step {index} of task {self.task.id} has not run in this run yet",
+                **self._ids(index),
+            ) from None
+
     def reserve_steps(self, n: int) -> int:
         """Take the next ``n`` step indices for steps that will run concurrently (the
         tool calls of one turn), so each gets the same index on every run whatever
@@ -159,6 +181,21 @@ class TaskContext:
     def lease(self) -> types.Lease:
         """The lease that fences this task's writes."""
         return self._lease.lease
+
+    async def add_memory(self, items: Sequence[MemoryItem]) -> None:
+        """Store items in this session's vector memory, fenced by this task's lease."""
+        await self._store.add_memory(self._lease.lease, self.task.session_id, items)
+
+    async def search_memory(self, vector: Sequence[float], k: int) -> list[MemoryHit]:
+        """The ``k`` items of this session's memory most similar to ``vector``."""
+        return await self._store.search_memory(self.task.session_id, vector, k)
+
+    def at_phase(self, phase: Phase) -> None:
+        """Say where this task stands (``run_step`` does; an integration that runs its
+        own steps, such as LangGraph's nodes, calls it too): a draining worker releases
+        a task that is about to start a step or waits out a backoff."""
+        if self._on_phase is not None:
+            self._on_phase(self.task.id, phase)
 
     def _ids(self, step: int | None = None) -> dict[str, Any]:
         return {
@@ -272,7 +309,7 @@ class TaskContext:
             input_fingerprint=self._requests.fingerprint("model", step_name, model.name, request),
             policy=self.retries.model,
             where="model",
-            outcome=StepOutcome(
+            outcome=StepCodec(
                 encode=lambda r: r.to_dict(),
                 decode=types.ModelResponse.from_dict,
                 messages=lambda r: (r.message,),
@@ -337,7 +374,7 @@ class TaskContext:
             where="tool",
             timeout=(tool.timeout if tool is not None else None) or self.settings.tool_timeout,
             heartbeat_timeout=tool.heartbeat_timeout if tool is not None else None,
-            outcome=StepOutcome(
+            outcome=StepCodec(
                 encode=lambda m: m.to_dict(),
                 decode=types.Message.from_dict,
                 messages=appends or (lambda m: (m,)),
@@ -391,7 +428,7 @@ class TaskContext:
         *,
         policy: retry.RetryPolicy,
         where: str = "agent",
-        outcome: StepOutcome | None = None,
+        outcome: StepCodec | None = None,
         on_failure: Callable[[errors.TetherError], T] | None = None,
         timeout: float | None = None,
         heartbeat_timeout: float | None = None,
@@ -409,7 +446,7 @@ class TaskContext:
         ``failed``) and returned, instead of raising. ``started_data`` goes with each
         ``step.started`` event (a model step's ``model``, a tool step's ``tool_call_id``);
         records logged while an attempt runs carry its ``step`` and ``attempt`` ids."""
-        outcome = outcome or StepOutcome()
+        outcome = outcome or StepCodec()
         if session_state is not None:
             outcome = dataclasses.replace(outcome, session_state=session_state)
         if index is None:
@@ -434,6 +471,7 @@ class TaskContext:
                 attempt=attempt,
                 **(started_data or {}),
             )
+            self.at_phase("step")
             beat = Heartbeat()
             try:
                 running = tools.ToolContext(
@@ -459,18 +497,10 @@ class TaskContext:
                     and self.budget.allows()
                 ):
                     await self._hand_over(err, index, kind, name, attempt)
-                if err.retryable and attempt < policy.max_attempts and self.budget.allows():
-                    # A truncated answer is asked again at once with more room: the
-                    # server is fine, so backing off would only waste time.
-                    delay = (
-                        0.0
-                        if isinstance(err, errors.OutputTruncated)
-                        else policy.delay(
-                            attempt, retry_after=err.retry_after, rand=self.settings.rand
-                        )
-                    )
+                decision = retry.decide(err, attempt, policy, self.budget, rand=self.settings.rand)
+                if isinstance(decision, retry.RetryAfter):
                     self.budget.spend()
-                    await self._journal_attempt(err, index, attempt, delay)
+                    await self._journal_attempt(err, index, attempt, decision.delay)
                     self.emitter.emit(
                         events.STEP_RETRYING,
                         step=index,
@@ -478,13 +508,14 @@ class TaskContext:
                         step_name=name,
                         attempt=attempt,
                         error=err.to_dict(),
-                        delay=delay,
+                        delay=decision.delay,
                     )
-                    await self.settings.sleep(delay)
+                    self.at_phase("backoff")
+                    await self.settings.sleep(decision.delay)
                     self._boundary()
                     attempt += 1
                     continue
-                final = self._final_error(err, attempt, policy, index, kind, name)
+                final = self._final_error(err, decision, attempt, policy, index, kind, name)
                 self.emitter.emit(
                     events.STEP_FAILED,
                     step=index,
@@ -493,6 +524,7 @@ class TaskContext:
                     attempt=attempt,
                     error=final.to_dict(),
                 )
+                self.at_phase("between")
                 # A spent budget ends the task: it is never handed back as a value
                 # (a tool message the model would read and carry on after).
                 if on_failure is not None and not isinstance(final, errors.BudgetExhausted):
@@ -518,6 +550,7 @@ class TaskContext:
             duration=types.now() - started,
             **extra,
         )
+        self.at_phase("between")
         return value
 
     def _replay(
@@ -528,7 +561,7 @@ class TaskContext:
         name: str,
         fp: str,
         inputs: Any,
-        outcome: StepOutcome,
+        outcome: StepCodec,
         on_failure: Callable[[errors.TetherError], T] | None,
     ) -> T:
         if record.kind != kind or record.name != name or record.fingerprint != fp:
@@ -546,8 +579,9 @@ class TaskContext:
             )
         self.replayed += 1
         self.steps_done = max(self.steps_done, index + 1)
-        self.last_message_seqs = record.message_seqs
+        self._appended[index] = record.message_seqs
         self.emitter.emit(events.STEP_REPLAYED, step=index, kind=kind, step_name=name)
+        self.at_phase("between")
         state = record.output
         if record.status == "failed" and (on_failure is None or state is None):
             raise errors.error_from_dict(record.error or {}).with_ids(**self._ids(index))
@@ -590,15 +624,18 @@ class TaskContext:
     def _final_error(
         self,
         err: errors.TetherError,
+        decision: retry.GiveUp,
         attempt: int,
         policy: retry.RetryPolicy,
         index: int,
         kind: str,
         name: str,
     ) -> errors.TetherError:
-        if not err.retryable:
+        """The error a step ends with when ``decide`` gives up on ``err`` (a new error:
+        ``err`` keeps its own classification)."""
+        if decision.reason == "permanent":
             return err
-        if attempt < policy.max_attempts and not self.budget.allows():
+        if decision.reason == "budget":
             return errors.BudgetExhausted(
                 f"the task's retry budget of {self.budget.total} retries is spent; {kind} step "
                 f"{name!r} last failed with {err.error_class}: {err.detail}. Raise the "
@@ -606,13 +643,10 @@ class TaskContext:
                 **self._ids(index),
             )
         tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
-        err.detail = (
-            f"{err.detail} (gave up after {tries}, the most its retry policy allows: "
-            f"max_attempts={policy.max_attempts})"
+        return err.given_up(
+            f"gave up after {tries}, the most its retry policy allows: "
+            f"max_attempts={policy.max_attempts}"
         )
-        err.retryable = False
-        err.args = (err.message,)
-        return err
 
     async def _guard(
         self,
@@ -710,7 +744,7 @@ class TaskContext:
         error: errors.TetherError | None,
         attempt: int,
         started: float,
-        outcome: StepOutcome,
+        outcome: StepCodec,
     ) -> None:
         output = outcome.encode(value) if value is not None else None
         usage = value.usage if isinstance(value, types.ModelResponse) else None
@@ -749,7 +783,7 @@ class TaskContext:
         except BaseException:
             self.emitter.give_back(taken)
             raise
-        self.last_message_seqs = result.message_seqs
+        self._appended[index] = result.message_seqs
         self.steps_done = max(self.steps_done, index + 1)
         if state is not None:
             self.session_state = state

@@ -89,12 +89,18 @@ class LeaseKeeper(LeaseView):
                 # The next tick tries again; fencing keeps the store safe meanwhile. Once
                 # the lease has run out without a renewal, another worker may be running
                 # the task: stop here rather than keep causing side effects.
-                _log.warning("lease renewal failed for task %s: %s", self.lease.task_id, exc)
+                _log.warning(
+                    "lease.renewal_failed",
+                    extra={"task": self.lease.task_id, "error": exc.message},
+                )
                 if types.now() > self.lease.expires_at:
                     _log.warning(
-                        "task %s: lease expired at %.3f without a renewal; abandoning this run",
-                        self.lease.task_id,
-                        self.lease.expires_at,
+                        "lease.expired_unrenewed",
+                        extra={
+                            "task": self.lease.task_id,
+                            "expired_at": self.lease.expires_at,
+                            "detail": "abandoning this run",
+                        },
                     )
                     self._lose()
                     return

@@ -10,11 +10,11 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, assert_never
 
 from tether import errors, retry, types
 from tether.execution.committer import Committer
-from tether.execution.context import TaskContext
+from tether.execution.context import OnPhase, TaskContext
 from tether.execution.emitter import Emitter
 from tether.execution.lease import LeaseKeeper
 from tether.execution.settings import ExecutionSettings
@@ -24,6 +24,29 @@ from tether.observe import logging as obslog
 from tether.store.base import Claim, Store
 
 _log = logging.getLogger("tether.execution.runner")
+
+Outcome = Literal[
+    "abandoned", "parked", "handed_over", "released", "cancelled", "failed", "crashed"
+]
+
+OUTCOMES: tuple[tuple[type[BaseException], Outcome], ...] = (
+    (errors.LeaseLost, "abandoned"),  # another worker holds the task now: leave it
+    (errors.TaskWaiting, "parked"),  # waits for a signal or a time, holding no lease
+    (errors.StepHandedOver, "handed_over"),  # a stuck step: released for a fresh run
+    (asyncio.CancelledError, "released"),  # drain or shutdown: given back at once
+    (errors.TaskCancelled, "cancelled"),  # someone asked: the task ends cancelled
+    (errors.TetherError, "failed"),  # a classified failure: the task ends failed
+    (Exception, "crashed"),  # anything else the workflow raised: WorkflowFailed
+)
+"""How a run of a task ends when its workflow raises, first match wins; ``_end`` does
+what each outcome means. Anything not listed (KeyboardInterrupt) propagates."""
+
+
+def outcome_of(exc: BaseException) -> Outcome | None:
+    for kind, outcome in OUTCOMES:
+        if isinstance(exc, kind):
+            return outcome
+    return None
 
 
 class Workflow(Protocol):
@@ -64,8 +87,10 @@ class TaskRunner:
         observers: events.Observer,
         committer: Committer,
         threads: SyncThreads | None = None,
+        on_phase: OnPhase | None = None,
     ) -> None:
         self.store = store
+        self._on_phase = on_phase
         self.threads = threads
         self.release_reason = "drain"
         """Why a task released at a step boundary leaves (``drain``, ``memory_limit``,
@@ -136,6 +161,7 @@ class TaskRunner:
             retries=workflow.retries,
             worker=self.worker,
             in_thread=self.threads.run if self.threads is not None else None,
+            on_phase=self._on_phase,
         )
         me = asyncio.current_task()
         keeper.start(me)
@@ -145,39 +171,70 @@ class TaskRunner:
                 _check_output(output, task)
             finally:
                 await keeper.stop()
-        except errors.LeaseLost:
-            keeper.mark_lost()
-            _log.warning("task %s: lease lost, abandoning this run", task.id)
-            return None
-        except errors.TaskWaiting as waiting:
-            await self._wait(keeper, emitter, waiting)
-            return None
-        except errors.StepHandedOver as exc:
-            _log.warning("task %s: %s", task.id, exc)
-            await self._release(keeper, emitter, ctx, reason="stuck")
-            return None
-        except asyncio.CancelledError:
-            if keeper.lost:
-                _log.warning("task %s: lease lost mid-step, abandoning this run", task.id)
-                return None
-            await self._release(keeper, emitter, ctx, reason=self.release_reason)
-            raise
-        except errors.TaskCancelled:
-            return await self._finish(keeper, emitter, "cancelled", None, None, started, session)
-        except errors.TetherError as exc:
-            exc.with_ids(tenant=task.tenant, session=task.session_id, task=task.id)
-            return await self._finish(keeper, emitter, "failed", None, exc, started, session)
-        except Exception as exc:
-            err = errors.WorkflowFailed(
-                f"workflow {task.agent!r} raised {type(exc).__name__}: {exc}",
-                tenant=task.tenant,
-                session=task.session_id,
-                task=task.id,
-                step=ctx.step_index,
-            )
-            _log.exception("task %s: workflow raised", task.id)
-            return await self._finish(keeper, emitter, "failed", None, err, started, session)
+        except BaseException as exc:
+            outcome = outcome_of(exc)
+            if outcome is None:
+                raise
+            return await self._end(outcome, exc, keeper, emitter, ctx, started, session)
         return await self._finish(keeper, emitter, "completed", output, None, started, session)
+
+    async def _end(
+        self,
+        outcome: Outcome,
+        exc: BaseException,
+        keeper: LeaseKeeper,
+        emitter: Emitter,
+        ctx: TaskContext,
+        started: float,
+        session: types.SessionRecord,
+    ) -> types.TaskRecord | None:
+        """What a run that raised does, by its ``outcome`` (``OUTCOMES``): None when the
+        task left this worker unfinished; its final record when it ended here."""
+        task = emitter.task
+        match outcome:
+            case "abandoned":
+                keeper.mark_lost()
+                _log.warning("task.abandoned", extra={"reason": "lease_lost"})
+                return None
+            case "parked":
+                assert isinstance(exc, errors.TaskWaiting)
+                await self._wait(keeper, emitter, exc)
+                return None
+            case "handed_over":
+                assert isinstance(exc, errors.StepHandedOver)
+                _log.warning("task.handed_over", extra={"detail": exc.message})
+                await self._release(keeper, emitter, ctx, reason="stuck")
+                return None
+            case "released":
+                if keeper.lost:
+                    _log.warning("task.abandoned", extra={"reason": "lease_lost_mid_step"})
+                    return None
+                await self._release(keeper, emitter, ctx, reason=self.release_reason)
+                raise exc
+            case "cancelled":
+                return await self._finish(
+                    keeper, emitter, "cancelled", None, None, started, session
+                )
+            case "failed":
+                assert isinstance(exc, errors.TetherError)
+                exc.with_ids(tenant=task.tenant, session=task.session_id, task=task.id)
+                return await self._finish(keeper, emitter, "failed", None, exc, started, session)
+            case "crashed":
+                err = errors.WorkflowFailed(
+                    f"workflow {task.agent!r} raised {type(exc).__name__}: {exc}",
+                    tenant=task.tenant,
+                    session=task.session_id,
+                    task=task.id,
+                    step=ctx.step_index,
+                )
+                _log.error(
+                    "task.workflow_raised",
+                    exc_info=exc,
+                    extra={"error_type": type(exc).__name__},
+                )
+                return await self._finish(keeper, emitter, "failed", None, err, started, session)
+            case _:
+                assert_never(outcome)
 
     async def _finish(
         self,
@@ -248,10 +305,13 @@ class TaskRunner:
             keeper.mark_lost()
         except errors.TetherError as exc:
             _log.warning(
-                "task %s: parking it failed (%s); its lease will expire and a worker will "
-                "take it back to the same wait",
-                emitter.task.id,
-                exc,
+                "task.park_failed",
+                extra={
+                    "task": emitter.task.id,
+                    "error": exc.message,
+                    "detail": "its lease will expire and a worker will take it back to the "
+                    "same wait",
+                },
             )
 
     async def _release(
@@ -266,7 +326,12 @@ class TaskRunner:
             keeper.mark_lost()
         except errors.TetherError as exc:
             _log.warning(
-                "task %s: release failed (%s); its lease will expire", emitter.task.id, exc
+                "task.release_failed",
+                extra={
+                    "task": emitter.task.id,
+                    "error": exc.message,
+                    "detail": "its lease will expire",
+                },
             )
 
     async def _release_now(self, keeper: LeaseKeeper, taken: tuple[types.NewEvent, ...]) -> None:

@@ -22,7 +22,7 @@ import pydantic
 
 from tether import errors, types
 from tether.context.window import Entry
-from tether.execution.context import Heartbeat, StepOutcome, TaskContext
+from tether.execution.context import Heartbeat, StepCodec, TaskContext
 from tether.retry import NO_RETRY
 from tether.tools import InThread, Tool, ToolContext
 
@@ -146,8 +146,9 @@ class Judge:
         if self.invalid > self.spec.retries:
             raise self.spec.give_up(self.invalid, verdict.error, self.agent)
         if not message.tool_calls:  # a tool answer's error went back as its result
+            index = ctx.step_index
             told = await tell(ctx, self.spec, verdict.error)
-            history.append(Entry(ctx.last_message_seqs[-1], told))
+            history.append(Entry(ctx.appended_by(index)[-1], told))
         return None
 
 
@@ -169,7 +170,7 @@ async def tell(ctx: TaskContext, spec: OutputSpec, error: str) -> types.Message:
         execute,
         policy=NO_RETRY,
         where="agent",
-        outcome=StepOutcome(
+        outcome=StepCodec(
             encode=lambda m: m.to_dict(),
             decode=types.Message.from_dict,
             messages=lambda m: (m,),

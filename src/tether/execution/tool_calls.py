@@ -59,8 +59,9 @@ async def run_tool_calls(
     if not concurrent or len(calls) < 2:
         out: list[tuple[int, types.Message]] = []
         for call in calls:
+            index = ctx.step_index
             message = await ctx.run_tool_call(tools.get(call.name), call)
-            out.append((ctx.last_message_seqs[-1], message))
+            out.append((ctx.appended_by(index)[-1], message))
         return out
 
     first = ctx.reserve_steps(len(calls))
@@ -76,8 +77,7 @@ async def run_tool_calls(
             index=first + position,
             appends=order.appends(position),
         )
-        # Read before anything else runs: the commit that set it returned just now.
-        seqs.extend(ctx.last_message_seqs)
+        seqs.extend(ctx.appended_by(first + position))
         messages[position] = message
 
     # Recorded calls replay first, in order: they tell how many results are appended.
@@ -86,7 +86,7 @@ async def run_tool_calls(
         if ctx.recorded(first + position):
             await one(position)
             order.results[position] = messages[position]
-            order.appended += len(ctx.last_message_seqs)
+            order.appended += len(ctx.appended_by(first + position))
         else:
             pending.append(position)
     await _all_or_none([one(p) for p in pending])

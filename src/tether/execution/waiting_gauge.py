@@ -26,5 +26,5 @@ async def keep(store: Store, metrics: Metrics, every: float = REFRESH_EVERY) -> 
         try:
             await refresh(store, metrics)
         except errors.TetherError as exc:
-            _log.warning("tasks_waiting not refreshed: %s", exc)
+            _log.warning("metrics.waiting_not_refreshed", extra={"error": exc.message})
         await asyncio.sleep(every)

@@ -135,9 +135,9 @@ async def wait_for_signal(
 
 def _signal_outcome() -> Any:
     # ``context`` imports this module (its methods delegate here), so not at the top.
-    from tether.execution.context import StepOutcome
+    from tether.execution.context import StepCodec
 
-    return StepOutcome(encode=_encode, consumes=_consumes)
+    return StepCodec(encode=_encode, consumes=_consumes)
 
 
 async def sleep(ctx: TaskContext, seconds: float) -> None:

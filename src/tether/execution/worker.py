@@ -33,11 +33,11 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Collection, Mapping
-from typing import Literal
 
 from tether import errors, types
 from tether.execution import holder
 from tether.execution.committer import Committer
+from tether.execution.context import Phase
 from tether.execution.runner import TaskRunner, Workflow
 from tether.execution.settings import ExecutionSettings
 from tether.execution.threads import SyncThreads
@@ -51,8 +51,6 @@ MAX_CLAIMS_AT_ONCE = 8
 
 INCARNATION_SEPARATOR = "/"
 
-Phase = Literal["between", "step", "backoff"]
-
 
 def stable_id(owner: str) -> str:
     """The worker id part of a lease owner (the owner itself when it has no incarnation)."""
@@ -60,26 +58,19 @@ def stable_id(owner: str) -> str:
 
 
 class _Boundaries:
-    """Observes each running task's step boundaries, so a draining worker can release a
-    task between two steps instead of in the middle of one."""
+    """Each running task's step boundaries, told directly by its context (``on_phase``),
+    so a draining worker can release a task between two steps instead of in one."""
 
     def __init__(self, worker: Worker) -> None:
         self._worker = worker
         self.phase: dict[str, Phase] = {}
 
-    def on_event(self, event: events.TaskEvent) -> None:
-        task_id = event.task_id
-        if event.name == events.STEP_STARTED:
-            self.phase[task_id] = "step"
-            if self._worker.draining:
-                # The step has not run yet: stop here, before its first side effect.
-                self._worker.release_now(task_id)
-        elif event.name == events.STEP_RETRYING:
-            self.phase[task_id] = "backoff"
-            if self._worker.draining:
-                self._worker.release_now(task_id)
-        elif event.name in (events.STEP_COMPLETED, events.STEP_FAILED, events.STEP_REPLAYED):
-            self.phase[task_id] = "between"
+    def at(self, task_id: str, phase: Phase) -> None:
+        self.phase[task_id] = phase
+        if phase != "between" and self._worker.draining:
+            # A step that has not run yet (stop before its first side effect), or a
+            # backoff: nothing is lost by releasing the task here.
+            self._worker.release_now(task_id)
 
     def forget(self, task_id: str) -> None:
         self.phase.pop(task_id, None)
@@ -123,9 +114,10 @@ class Worker:
             workflows,
             worker=self.owner,
             settings=self.settings,
-            observers=events.Observers([self._boundaries, observers or events.Observers()]),
+            observers=observers or events.Observers(),
             committer=committer or Committer(store),
             threads=self.threads,
+            on_phase=self._boundaries.at,
         )
         self._running: dict[str, asyncio.Task[types.TaskRecord | None]] = {}
         self._releasing: set[str] = set()
@@ -224,7 +216,7 @@ class Worker:
         try:
             running = await self.store.list_tasks(status="running", limit=1_000_000)
         except errors.StoreUnavailable as exc:
-            _log.warning("worker %s: could not look for its own leases: %s", self.owner, exc)
+            _log.warning("worker.take_back_failed", extra={"worker": self.owner, "error": str(exc)})
             return []
         mine = [
             t
@@ -289,7 +281,7 @@ class Worker:
             return None
 
     async def _claim_failed(self, exc: errors.StoreUnavailable) -> None:
-        _log.warning("worker %s: claim failed, store unavailable: %s", self.owner, exc)
+        _log.warning("worker.claim_failed", extra={"worker": self.owner, "error": str(exc)})
         await asyncio.sleep(self.settings.poll_interval)
         return None
 
@@ -321,7 +313,9 @@ class Worker:
                 del holder.running_here[task_id]
             self._wake.set()
             if not t.cancelled() and t.exception() is not None:
-                _log.error("task %s: runner crashed: %r", task_id, t.exception())
+                _log.error(
+                    "task.runner_crashed", extra={"task": task_id, "error": repr(t.exception())}
+                )
 
         job.add_done_callback(done)
         return job
@@ -367,11 +361,14 @@ class Worker:
         for task_id, job in list(self._running.items()):
             if job in pending:
                 _log.warning(
-                    "worker %s: task %s did not reach a step boundary within the %ss grace; "
-                    "releasing it mid-step (the step runs again elsewhere)",
-                    self.owner,
-                    task_id,
-                    grace,
+                    "task.released_mid_step",
+                    extra={
+                        "worker": self.owner,
+                        "task": task_id,
+                        "grace": grace,
+                        "detail": "no step boundary within the grace; the step runs again "
+                        "elsewhere",
+                    },
                 )
                 self.release_now(task_id)
         if pending:

@@ -103,7 +103,10 @@ async def _tether_error(request: Request, exc: Exception) -> JSONResponse:
         return _respond(code, {"error": exc.to_dict()})
     # A server-side failure's message names the store (URL, host, user, database): it
     # goes to the log; the client learns only what happened and whether to retry.
-    _log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+    _log.warning(
+        "http.server_error",
+        extra={"method": request.method, "path": request.url.path, "error": exc.message},
+    )
     public = {**exc.to_dict(), "message": _public_message(request, exc, code)}
     headers = {"Retry-After": "1"} if code == 503 else None
     return _respond(code, {"error": public}, headers)
@@ -154,7 +157,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    _log.exception("%s %s failed", request.method, request.url.path)
+    _log.exception("http.unhandled", extra={"method": request.method, "path": request.url.path})
     return _respond(
         500,
         body(

@@ -8,7 +8,7 @@ service drains, in this order, while the API keeps answering:
    balancer); new streams end the same way once they have sent what is stored.
 2. The embedded workers stop claiming; in-flight steps finish within the grace,
    commit, and the tasks still unfinished are released so other workers continue
-   them at once (``Worker.drain``/``shutdown``, as ``tether worker`` does).
+   them at once (``Runtime.workers``, the same assembly ``tether worker`` runs).
 3. After ``drain_delay`` at least, uvicorn stops listening, waits for open requests,
    and the process exits 0. A second signal exits at once.
 """
@@ -29,20 +29,17 @@ from types import FrameType
 import uvicorn
 
 from tether import redact
-from tether.execution.committer import Committer
-from tether.execution.identity import worker_identity
 from tether.execution.runner import Workflow
 from tether.execution.worker import Worker
 from tether.observe import events
 from tether.observe.logging import LogObserver
 from tether.observe.metrics import Metrics, MetricsObserver
+from tether.runtime import Runtime, Workers
 from tether.server import timeouts
 from tether.server.app import create_app
 from tether.server.config import ServerConfig
 from tether.server.state import ServerState
 from tether.server.stream_slots import StreamSlots
-from tether.store import open_store
-from tether.store.base import Store
 
 _log = logging.getLogger("tether.server")
 
@@ -68,12 +65,20 @@ class Service:
         metrics: Metrics | None = None,
         observers: events.Observer | None = None,
         announce: Callable[[str], None] | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         """``metrics`` feed ``/metrics``; ``observers`` hear the embedded workers' task
-        events (default: metrics and JSON logs; pass ``setup_observability()``'s)."""
+        events (default: metrics and JSON logs; pass ``setup_observability()``'s).
+        ``runtime``: the one whose ``workers`` run here (default: one over
+        ``config.store_url`` holding ``workflows``)."""
         self.config = config
         self.workflows = dict(workflows)
         self.specs = dict(specs or {})
+        if runtime is None:
+            runtime = Runtime(config.store_url, settings=config.execution)
+            runtime.workflows.update(self.workflows)
+            runtime.specs.update(self.specs)
+        self.runtime = runtime
         self.metrics = metrics if metrics is not None else Metrics()
         self.observers: events.Observer = (
             observers
@@ -84,7 +89,9 @@ class Service:
         self.started = threading.Event()
         """Set once the API listens (``url`` is known) and the workers run."""
         self.workers: list[Worker] = []
-        self._announce = announce or (lambda line: _log.info("%s", line))
+        self._announce = announce or (
+            lambda line: _log.info("server.status", extra={"detail": line})
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_started: asyncio.Event | None = None
         self._signals = 0
@@ -112,50 +119,27 @@ class Service:
         ``config.host:config.port``)."""
         self._loop = asyncio.get_running_loop()
         self._drain_started = asyncio.Event()
-        store = open_store(self.config.store_url)
-        await store.open()
-        try:
-            key = await store.identity()
-            with contextlib.ExitStack() as slots:
-                ids = [
-                    slots.enter_context(worker_identity(self._worker_id(i), key))
-                    for i in range(self.config.workers)
-                ]
-                await self._run(store, ids, sock)
-        finally:
-            await store.close()
+        async with self.runtime.workers(
+            count=self.config.workers,
+            worker_id=self.config.worker_id,
+            concurrency=self.config.concurrency,
+            settings=self.config.execution,
+            observers=self.observers,
+            metrics=self.metrics,
+        ) as group:
+            self.workers = group.workers
+            await self._run(group, sock)
 
-    def _worker_id(self, i: int) -> str | None:
-        base = self.config.worker_id
-        if base is None:
-            return None
-        return base if i == 0 else f"{base}-{i + 1}"
-
-    async def _run(self, store: Store, worker_ids: list[str], sock: socket.socket | None) -> None:
-        committer = Committer(store, on_commit_seconds=self.metrics.observe_commit)
-        self.workers = [
-            Worker(
-                store,
-                self.workflows,
-                worker_id=wid,
-                concurrency=self.config.concurrency,
-                settings=self.config.execution,
-                observers=self.observers,
-                committer=committer,
-            )
-            for wid in worker_ids
-        ]
-        for w in self.workers:
-            self.metrics.track_worker(w)
-        self.metrics.know_task_types(self.workflows)
+    async def _run(self, group: Workers, sock: socket.socket | None) -> None:
+        store = group.store
         state = ServerState(
             store=store,
             agents=frozenset(self.workflows),
             config=self.config,
             specs=self.specs,
             metrics=self.metrics,
-            on_submit=self._wake_workers,
-            saturated=lambda: any(w.saturated for w in self.workers),
+            on_submit=group.wake,
+            saturated=lambda: group.saturated,
             local_workers=lambda: [w.worker_id for w in self.workers],
             streams=StreamSlots(self.config.sse_max_streams_per_key),
             workflows=self.workflows,
@@ -186,11 +170,11 @@ class Service:
             await drain_started.wait()
             began = time.monotonic()
             self._announce(
-                f"draining: readyz 503, {sum(len(w.in_flight) for w in self.workers)} task(s) "
+                f"draining: readyz 503, {group.in_flight} task(s) "
                 f"in flight, grace {self.config.execution.drain_grace}s"
             )
             state.lifecycle.begin_drain()
-            await self._drain_workers(jobs)
+            await _drain(group, jobs)
             rest = self.config.drain_delay - (time.monotonic() - began)
             if rest > 0:
                 await asyncio.sleep(rest)
@@ -207,7 +191,7 @@ class Service:
                 # uvicorn stopped on its own (startup failed): still drain the workers
                 drain_started.set()
                 state.lifecycle.begin_drain()
-                await self._drain_workers(jobs)
+                await _drain(group, jobs)
                 stopper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await stopper
@@ -223,17 +207,13 @@ class Service:
         )
         self.started.set()
 
-    async def _drain_workers(self, jobs: list[asyncio.Task[None]]) -> None:
-        for w in self.workers:
-            w.drain()
-        await asyncio.gather(*(w.shutdown() for w in self.workers))
-        await asyncio.gather(*jobs, return_exceptions=True)
 
-    def _wake_workers(self) -> None:
-        for w in self.workers:
-            w.wake()
+async def _drain(group: Workers, jobs: list[asyncio.Task[None]]) -> None:
+    group.drain()
+    await group.shutdown()
+    await asyncio.gather(*jobs, return_exceptions=True)
 
 
 def _report_crash(job: asyncio.Task[None]) -> None:
     if not job.cancelled() and job.exception() is not None:
-        _log.error("an embedded worker stopped: %r", job.exception())
+        _log.error("server.worker_crashed", extra={"error": repr(job.exception())})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tether import errors
@@ -74,3 +76,27 @@ def test_well_formed_names(name: str) -> None:
 )
 def test_malformed_names(name: str) -> None:
     assert migrations.NAME_PATTERN.match(name) is None
+
+
+ENGINES = ["sqlite", "postgres"]
+
+
+def _shipped_files(engine: str) -> list[str]:
+    folder = Path(migrations.__file__).parent / engine
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != "__init__.py")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_shipped_files_are_well_named_and_numbered_one_by_one(engine: str) -> None:
+    """On the files in the wheel, not on made-up names: a skipped or doubled number (two
+    branches that took the same one) or a misnamed file that ``load`` would ignore."""
+    names = _shipped_files(engine)
+    assert names, f"no migrations shipped for {engine}"
+    assert [n for n in names if not migrations.NAME_PATTERN.match(n)] == []
+    numbers = [int(n.split("_", 1)[0]) for n in names]
+    assert numbers == list(range(1, len(names) + 1)), names
+    assert [m.version for m in migrations.load(engine)] == numbers
+
+
+def test_both_engines_ship_the_same_migrations() -> None:
+    assert _shipped_files("sqlite") == _shipped_files("postgres")

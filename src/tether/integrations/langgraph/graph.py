@@ -125,6 +125,7 @@ class _Steps:
                 attempt=1,
                 langgraph_task=task_id,
             )
+            self.ctx.at_phase("step")
             return
         started = self.running.pop(task_id, None)
         if started is None:
@@ -158,6 +159,7 @@ class _Steps:
                 attempt=1,
                 duration=types.now() - started.started,
             )
+        self.ctx.at_phase("between")
         record = types.StepRecord(
             task_id=self.ctx.task_id,
             index=started.index,

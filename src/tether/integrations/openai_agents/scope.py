@@ -30,7 +30,7 @@ from agents.tool_context import ToolContext as SdkToolContext
 
 from tether import errors, retry, tools, types
 from tether.context.ledger import Ledger
-from tether.execution.context import Heartbeat, StepOutcome, TaskContext
+from tether.execution.context import Heartbeat, StepCodec, TaskContext
 from tether.execution.fingerprint import fingerprint
 from tether.integrations.openai_agents import codec, failures
 from tether.observe import events
@@ -138,7 +138,7 @@ class Scope:
             policy=ctx.retries.model,
             where="model",
             timeout=self.model_timeout or timeout,
-            outcome=StepOutcome(encode=lambda r: r.to_dict(), decode=types.ModelResponse.from_dict),
+            outcome=StepCodec(encode=lambda r: r.to_dict(), decode=types.ModelResponse.from_dict),
             completed_data=lambda r: self._completed_data(r, name),
             session_state=self._ledger,
             started_data={"model": name},

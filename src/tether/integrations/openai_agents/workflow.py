@@ -19,7 +19,7 @@ from agents.items import ToolApprovalItem
 from agents.run_config import DEFAULT_MAX_TURNS
 
 from tether import errors, retry
-from tether.execution.context import Heartbeat, StepOutcome, TaskContext
+from tether.execution.context import Heartbeat, StepCodec, TaskContext
 from tether.integrations.openai_agents import (
     approvals,
     codec,
@@ -122,7 +122,7 @@ class OpenAIAgentsWorkflow:
             {"agent": result.last_agent.name, "items": codec.to_json(new_items)},
             finish,
             policy=retry.NO_RETRY,
-            outcome=StepOutcome(messages=lambda value: messages),
+            outcome=StepCodec(messages=lambda value: messages),
         )
         return recorded["output"]
 

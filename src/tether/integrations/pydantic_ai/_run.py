@@ -17,7 +17,7 @@ from pydantic_ai import messages as pai
 
 from tether import errors, retry, types
 from tether.context.ledger import Ledger
-from tether.execution.context import Heartbeat, StepOutcome, TaskContext
+from tether.execution.context import Heartbeat, StepCodec, TaskContext
 from tether.integrations.pydantic_ai import _backend, _messages
 from tether.observe import events
 
@@ -104,7 +104,7 @@ class TaskRun:
             execute,
             policy=self.retries.model,
             where="model",
-            outcome=StepOutcome(
+            outcome=StepCodec(
                 encode=lambda r: r.to_dict(),
                 decode=types.ModelResponse.from_dict,
                 messages=lambda r: groups.pop(id(r), [r.message]),
@@ -172,7 +172,7 @@ class TaskRun:
             execute,
             policy=retry.NO_RETRY,
             where="agent",
-            outcome=StepOutcome(messages=lambda v: group),
+            outcome=StepCodec(messages=lambda v: group),
         )
 
     # ---- context -----------------------------------------------------------------
