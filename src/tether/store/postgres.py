@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from tether import errors, types
+from tether.store import api_keys, ids, json_check, leases, migrations, rows, vectors, views, waits
 from tether.store import doctor as checks
-from tether.store import ids, json_check, migrations, rows, vectors, views, waits
 from tether.store import postgres_connection as connection
 from tether.store import postgres_memory as memory
 from tether.store import postgres_queries as queries
@@ -266,7 +266,7 @@ class PostgresStore:
         agents: Collection[str] | None = None,
         task_id: str | None = None,
     ) -> Claim | None:
-        _check_ttl(lease_ttl)
+        leases.check_ttl(lease_ttl)
         names = None if agents is None else sorted(set(agents))
         for _ in range(_CLAIM_TRIES):
             try:
@@ -278,7 +278,7 @@ class PostgresStore:
         return None
 
     async def renew_lease(self, lease: types.Lease, *, lease_ttl: float) -> types.Lease:
-        _check_ttl(lease_ttl)
+        leases.check_ttl(lease_ttl)
 
         async def write(conn: Conn) -> types.Lease:
             await queries.fence(conn, lease, lease.task_id)
@@ -527,54 +527,18 @@ class PostgresStore:
         name: str | None = None,
         operator: bool = False,
     ) -> ApiKey:
-        key_id = ids.new_id()
-
-        async def write(conn: Conn) -> ApiKey:
-            row = await queries.fetch_one(
-                conn,
-                "INSERT INTO api_keys (id, tenant, key_hash, prefix, name, created_at, operator)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (key_hash) DO NOTHING RETURNING *",
-                (key_id, tenant, key_hash, prefix, name, types.now(), operator),
-            )
-            if row is None:
-                raise errors.Conflict(
-                    "an API key with this hash exists already; generate a new key", tenant=tenant
-                )
-            return _api_key(row)
-
-        return await self._tx(write)
+        program = api_keys.create(tenant, key_hash, prefix=prefix, name=name, operator=operator)
+        return await self._tx(lambda conn: queries.run(conn, program))
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
-        async def read(conn: Conn) -> ApiKey | None:
-            row = await queries.fetch_one(
-                conn,
-                "SELECT * FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
-                (key_hash,),
-            )
-            return None if row is None else _api_key(row)
-
-        return await self._run(read)
+        return await self._run(lambda conn: queries.run(conn, api_keys.find(key_hash)))
 
     async def revoke_api_key(self, key_id: str, *, tenant: str | None = None) -> ApiKey:
-        async def write(conn: Conn) -> ApiKey:
-            await _api_key_row(conn, key_id, tenant)
-            await conn.execute(
-                "UPDATE api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL",
-                (types.now(), key_id),
-            )
-            return _api_key(await _api_key_row(conn, key_id, tenant))
-
-        return await self._tx(write)
+        return await self._tx(lambda conn: queries.run(conn, api_keys.revoke(key_id, tenant)))
 
     async def list_api_keys(self, *, tenant: str | None = None) -> list[ApiKey]:
-        where = "WHERE tenant = %(tenant)s" if tenant is not None else ""
-        query = f"SELECT * FROM api_keys {where} ORDER BY created_at DESC, position DESC"
-
-        async def read(conn: Conn) -> list[ApiKey]:
-            return [_api_key(r) for r in await queries.fetch_all(conn, query, {"tenant": tenant})]
-
-        return await self._run(read)
+        program = api_keys.listing(tenant, "created_at DESC, position DESC")
+        return await self._run(lambda conn: queries.run(conn, program))
 
     # ---- vector memory -------------------------------------------------------------
 
@@ -615,32 +579,3 @@ class PostgresStore:
 
     async def overview(self, *, tenant: str | None = None, since: float) -> views.Overview:
         return await self._run(lambda conn: queries.overview(conn, tenant, since))
-
-
-def _check_ttl(lease_ttl: float) -> None:
-    if lease_ttl <= 0:
-        raise errors.InvalidInput(
-            f"lease_ttl must be a positive number of seconds, got {lease_ttl}"
-        )
-
-
-async def _api_key_row(conn: Conn, key_id: str, tenant: str | None) -> dict[str, Any]:
-    row = await queries.fetch_one(conn, "SELECT * FROM api_keys WHERE id = %s", (key_id,))
-    if row is None or (tenant is not None and row["tenant"] != tenant):
-        raise errors.NotFound(
-            f"no API key {key_id}; `tether keys list` shows the keys", tenant=tenant
-        )
-    return row
-
-
-def _api_key(row: dict[str, Any]) -> ApiKey:
-    return ApiKey(
-        id=row["id"],
-        tenant=row["tenant"],
-        key_hash=row["key_hash"],
-        prefix=row["prefix"],
-        name=row["name"],
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-        operator=bool(row["operator"]),
-    )

@@ -28,9 +28,10 @@ import psycopg.errors
 from psycopg import sql
 
 from tether import errors, types
-from tether.store import console_sql, ids, rows, views, waits
+from tether.store import console_sql, ids, leases, rows, views, waits
 from tether.store import postgres_connection as connection
 from tether.store.base import Claim, Signal
+from tether.store.program import Notify, Program, T, postgres_style
 
 Connection = connection.Connection
 
@@ -94,6 +95,26 @@ async def notify_work(conn: Connection, agent: str) -> None:
     await conn.execute("SELECT pg_notify(%s, %s)", (connection.WORK_CHANNEL, agent))
 
 
+async def run(conn: Connection, program: Program[T]) -> T:
+    """Run a store program (``program``) on this connection, inside its caller's
+    transaction; a ``lock`` query locks its rows (``FOR NO KEY UPDATE``), ``Notify``
+    becomes ``pg_notify`` (delivered at commit)."""
+    try:
+        step = next(program)
+        while True:
+            found: list[Any] = []
+            if isinstance(step, Notify):
+                await notify_work(conn, step.agent)
+            else:
+                text = postgres_style(step.sql) + (_LOCK if step.lock else "")
+                cur = await conn.execute(text, step.params)
+                if cur.description is not None:
+                    found = await cur.fetchall()
+            step = program.send(found)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
 async def session_row(
     conn: Connection, session_id: str, tenant: str | None, *, lock: bool = False
 ) -> dict[str, Any]:
@@ -118,13 +139,9 @@ async def task_row(
 
 async def fence(conn: Connection, lease: types.Lease, task_id: str) -> dict[str, Any]:
     """Lock the task row; return it if ``lease`` still holds the task, else ``LeaseLost``."""
-    if task_id != lease.task_id:
-        raise errors.InvalidInput(
-            f"a write for task {task_id} carried the lease of task {lease.task_id}", task=task_id
-        )
+    leases.same_task(lease, task_id)
     row = await task_row(conn, task_id, lock=True)
-    if row["status"] != "running" or row["lease_epoch"] != lease.epoch:
-        raise rows.lease_lost(lease, row["status"], row["lease_epoch"])
+    leases.check(lease, row)
     return row
 
 
@@ -283,12 +300,7 @@ async def claim(
             break
     if row is None:
         return None
-    if row["status"] == "running":
-        reason = "resume" if row["lease_owner"] == worker else "recovery"
-    elif row["status"] == "waiting":
-        reason = "wake"
-    else:
-        reason = "handover" if row["runs"] > 0 else "start"
+    reason = leases.claim_reason(row, worker)
     now = float(row["db_now"])
     tid: str = row["id"]
     epoch: int = row["lease_epoch"] + 1
@@ -516,6 +528,8 @@ async def send_signal(
         await notify_work(conn, row["agent"])
     await insert_events(conn, task_id, [waits.received_event(name, signal.seq, woke)])
     return dataclasses.replace(signal, woke=woke)
+
+
 # ---- console views (read-only; SQL in ``console_sql``) -------------------------------
 
 

@@ -16,7 +16,18 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from tether import errors, types
-from tether.store import base, ids, json_check, migrations, rows, vectors, views, waits
+from tether.store import (
+    api_keys,
+    base,
+    ids,
+    json_check,
+    leases,
+    migrations,
+    rows,
+    vectors,
+    views,
+    waits,
+)
 from tether.store import doctor as checks
 from tether.store import sqlite_connection as connection
 from tether.store import sqlite_queries as queries
@@ -232,14 +243,14 @@ class SQLiteStore:
         agents: Collection[str] | None = None,
         task_id: str | None = None,
     ) -> Claim | None:
-        _check_ttl(lease_ttl)
+        leases.check_ttl(lease_ttl)
         names = None if agents is None else sorted(set(agents))
         return await self._write(
             lambda conn: queries.claim(conn, worker, lease_ttl, names, task_id)
         )
 
     async def renew_lease(self, lease: types.Lease, *, lease_ttl: float) -> types.Lease:
-        _check_ttl(lease_ttl)
+        leases.check_ttl(lease_ttl)
 
         def write(conn: sqlite3.Connection) -> types.Lease:
             queries.fence(conn, lease, lease.task_id)
@@ -460,46 +471,18 @@ class SQLiteStore:
         name: str | None = None,
         operator: bool = False,
     ) -> ApiKey:
-        key_id = ids.new_id()
-
-        def write(conn: sqlite3.Connection) -> ApiKey:
-            if conn.execute("SELECT 1 FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone():
-                raise errors.Conflict(
-                    "an API key with this hash exists already; generate a new key", tenant=tenant
-                )
-            conn.execute(
-                "INSERT INTO api_keys (id, tenant, key_hash, prefix, name, created_at, operator)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key_id, tenant, key_hash, prefix, name, types.now(), int(operator)),
-            )
-            return _api_key(_api_key_row(conn, key_id, None))
-
-        return await self._write(write)
+        program = api_keys.create(tenant, key_hash, prefix=prefix, name=name, operator=operator)
+        return await self._write(lambda conn: queries.run(conn, program))
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
-        def read(conn: sqlite3.Connection) -> ApiKey | None:
-            row = conn.execute(
-                "SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL", (key_hash,)
-            ).fetchone()
-            return None if row is None else _api_key(row)
-
-        return await self._run(read)
+        return await self._run(lambda conn: queries.run(conn, api_keys.find(key_hash)))
 
     async def revoke_api_key(self, key_id: str, *, tenant: str | None = None) -> ApiKey:
-        def write(conn: sqlite3.Connection) -> ApiKey:
-            _api_key_row(conn, key_id, tenant)
-            conn.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (types.now(), key_id),
-            )
-            return _api_key(_api_key_row(conn, key_id, tenant))
-
-        return await self._write(write)
+        return await self._write(lambda conn: queries.run(conn, api_keys.revoke(key_id, tenant)))
 
     async def list_api_keys(self, *, tenant: str | None = None) -> list[ApiKey]:
-        where, params = ("WHERE tenant = ?", [tenant]) if tenant is not None else ("", [])
-        sql = f"SELECT * FROM api_keys {where} ORDER BY created_at DESC, rowid DESC"
-        return await self._run(lambda conn: [_api_key(r) for r in conn.execute(sql, params)])
+        program = api_keys.listing(tenant, "created_at DESC, rowid DESC")
+        return await self._run(lambda conn: queries.run(conn, program))
 
     # ---- vector memory ---------------------------------------------------------
 
@@ -615,34 +598,3 @@ def _doctor(
     for table in json_check.JSON_COLUMNS:
         found += json_check.findings(table, conn.execute(json_check.query(table)))
     return found + checks.payload_findings(versions)
-
-
-def _check_ttl(lease_ttl: float) -> None:
-    if lease_ttl <= 0:
-        raise errors.InvalidInput(
-            f"lease_ttl must be a positive number of seconds, got {lease_ttl}"
-        )
-
-
-def _api_key_row(conn: sqlite3.Connection, key_id: str, tenant: str | None) -> sqlite3.Row:
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM api_keys WHERE id = ?", (key_id,)
-    ).fetchone()
-    if row is None or (tenant is not None and row["tenant"] != tenant):
-        raise errors.NotFound(
-            f"no API key {key_id}; `tether keys list` shows the keys", tenant=tenant
-        )
-    return row
-
-
-def _api_key(row: sqlite3.Row) -> ApiKey:
-    return ApiKey(
-        id=row["id"],
-        tenant=row["tenant"],
-        key_hash=row["key_hash"],
-        prefix=row["prefix"],
-        name=row["name"],
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-        operator=bool(row["operator"]),
-    )

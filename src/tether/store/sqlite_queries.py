@@ -13,20 +13,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from tether import errors, types
-from tether.store import console_sql, ids, rows, views, waits
+from tether.store import console_sql, ids, leases, rows, views, waits
 from tether.store.base import Claim, Signal
+from tether.store.program import Notify, Program, T
 
-_CANDIDATES = (
-    ("resume", "t.status = 'running' AND t.lease_owner = :worker"),
-    ("recovery", "t.status = 'running' AND t.lease_expires_at <= :now"),
-    ("wake", "t.status = 'waiting' AND t.wake_at <= :now"),
+_CANDIDATES: tuple[str, ...] = (
+    "t.status = 'running' AND t.lease_owner = :worker",
+    "t.status = 'running' AND t.lease_expires_at <= :now",
+    "t.status = 'waiting' AND t.wake_at <= :now",
     (
-        "start",
         "t.status = 'queued'"
         " AND NOT EXISTS (SELECT 1 FROM tasks r"
         "  WHERE r.session_id = t.session_id AND r.status IN ('running', 'waiting'))"
         " AND NOT EXISTS (SELECT 1 FROM tasks o"
-        "  WHERE o.session_id = t.session_id AND o.status = 'queued' AND o.position < t.position)",
+        "  WHERE o.session_id = t.session_id AND o.status = 'queued' AND o.position < t.position)"
     ),
 )
 
@@ -37,6 +37,20 @@ MESSAGES_BY_SEQS = (
 """A session's messages at the seqs of a JSON array. CROSS JOIN keeps ``json_each``
 outside: one primary-key seek per seq, where a plain JOIN let SQLite scan the whole
 session's messages for each seq (slow on a long session)."""
+
+
+def run(conn: sqlite3.Connection, program: Program[T]) -> T:
+    """Run a store program (``program``) on this connection, inside its caller's
+    transaction. ``Notify`` does nothing: SQLite's workers poll."""
+    try:
+        step = next(program)
+        while True:
+            found = (
+                [] if isinstance(step, Notify) else conn.execute(step.sql, step.params).fetchall()
+            )
+            step = program.send(found)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 def session_row(conn: sqlite3.Connection, session_id: str, tenant: str | None) -> sqlite3.Row:
@@ -59,13 +73,9 @@ def task_row(conn: sqlite3.Connection, task_id: str, tenant: str | None = None) 
 
 def fence(conn: sqlite3.Connection, lease: types.Lease, task_id: str) -> sqlite3.Row:
     """The task row if ``lease`` still holds the task (running, same epoch); else ``LeaseLost``."""
-    if task_id != lease.task_id:
-        raise errors.InvalidInput(
-            f"a write for task {task_id} carried the lease of task {lease.task_id}", task=task_id
-        )
+    leases.same_task(lease, task_id)
     row = task_row(conn, task_id)
-    if row["status"] != "running" or row["lease_epoch"] != lease.epoch:
-        raise rows.lease_lost(lease, row["status"], row["lease_epoch"])
+    leases.check(lease, row)
     return row
 
 
@@ -194,8 +204,7 @@ def claim(
     if task_id is not None:
         only += " AND t.id = :task_id"
     row: sqlite3.Row | None = None
-    reason = ""
-    for reason, condition in _CANDIDATES:  # noqa: B007 - reason names the candidate found
+    for condition in _CANDIDATES:
         row = conn.execute(
             f"SELECT * FROM tasks t WHERE {condition}{only} ORDER BY t.position LIMIT 1", params
         ).fetchone()
@@ -203,8 +212,7 @@ def claim(
             break
     if row is None:
         return None
-    if reason == "start" and row["runs"] > 0:
-        reason = "handover"
+    reason = leases.claim_reason(row, worker)
     tid: str = row["id"]
     epoch: int = row["lease_epoch"] + 1
     runs: int = row["runs"] + 1
@@ -267,16 +275,11 @@ def _commit_one(
     found by its primary key before anything is written); then its messages, one update
     of the session (``last_seq`` and state), its events, the task's ``updated_at``."""
     step, lease = commit.step, commit.lease
-    if step.task_id != lease.task_id:
-        raise errors.InvalidInput(
-            f"a write for task {step.task_id} carried the lease of task {lease.task_id}",
-            task=step.task_id,
-        )
+    leases.same_task(lease, step.task_id)
     task = conn.execute(_FENCE_FOR_COMMIT, (step.task_id,)).fetchone()
     if task is None:
         raise errors.NotFound("no such task", task=step.task_id)
-    if task["status"] != "running" or task["lease_epoch"] != lease.epoch:
-        raise rows.lease_lost(lease, task["status"], task["lease_epoch"])
+    leases.check(lease, task)
     session_id: str = task["session_id"]
     last: int = task["last_seq"]
     n = len(commit.messages)
@@ -450,6 +453,8 @@ def send_signal(
         "SELECT * FROM signals WHERE task_id = ? AND seq = ?", (task_id, seq)
     ).fetchone()
     return dataclasses.replace(waits.signal(stored), woke=woke)
+
+
 # ---- console views (read-only; SQL in ``console_sql``) -------------------------------
 
 
