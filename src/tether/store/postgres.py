@@ -13,7 +13,18 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from tether import errors, types
-from tether.store import api_keys, ids, json_check, leases, migrations, rows, vectors, views, waits
+from tether.store import (
+    api_keys,
+    ids,
+    json_check,
+    leases,
+    migrations,
+    rows,
+    transitions,
+    vectors,
+    views,
+    waits,
+)
 from tether.store import doctor as checks
 from tether.store import postgres_connection as connection
 from tether.store import postgres_memory as memory
@@ -22,6 +33,7 @@ from tether.store import postgres_schema as schema
 from tether.store.base import ApiKey, Claim, Finding, MemoryHit, MemoryItem, Signal
 from tether.store.checkpoints_postgres import PostgresCheckpoints
 from tether.store.postgres_listener import Listener
+from tether.store.program import Program
 
 __all__ = ["PostgresStore"]
 
@@ -96,6 +108,14 @@ class PostgresStore:
                 return await fn(conn)
 
         return await self._run(job)
+
+    async def _apply(self, program: Program[T]) -> T:
+        """Run a store program (``program``) in one write transaction."""
+        return await self._tx(lambda conn: queries.run(conn, program))
+
+    async def _query(self, program: Program[T]) -> T:
+        """Run a read-only store program."""
+        return await self._run(lambda conn: queries.run(conn, program))
 
     # ---- schema ----------------------------------------------------------------
 
@@ -236,25 +256,7 @@ class PostgresStore:
         return await self._run(read)
 
     async def request_cancel(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
-        async def write(conn: Conn) -> types.TaskRecord:
-            row = await queries.task_row(conn, task_id, tenant, lock=True)
-            if row["status"] in ("queued", "waiting"):  # nothing runs it: cancelled now
-                change = "status = 'cancelled', cancel_requested = TRUE, wake_at = NULL"
-            elif row["status"] == "running":
-                change = "cancel_requested = TRUE"
-            else:
-                return rows.task(row)
-            updated = await queries.fetch_one(
-                conn,
-                f"UPDATE tasks SET {change}, updated_at = %s WHERE id = %s RETURNING *",
-                (types.now(), task_id),
-            )
-            if row["status"] != "running":  # the session's next task may start now
-                await queries.notify_work(conn, row["agent"])
-            assert updated is not None
-            return rows.task(updated)
-
-        return await self._tx(write)
+        return await self._apply(transitions.cancel(task_id, tenant))
 
     # ---- leases ----------------------------------------------------------------
 
@@ -279,34 +281,12 @@ class PostgresStore:
 
     async def renew_lease(self, lease: types.Lease, *, lease_ttl: float) -> types.Lease:
         leases.check_ttl(lease_ttl)
-
-        async def write(conn: Conn) -> types.Lease:
-            await queries.fence(conn, lease, lease.task_id)
-            row = await queries.fetch_one(
-                conn,
-                f"UPDATE tasks SET lease_expires_at = {connection.NOW} + %s, updated_at = %s"
-                " WHERE id = %s RETURNING lease_expires_at",
-                (lease_ttl, types.now(), lease.task_id),
-            )
-            assert row is not None
-            return types.Lease(lease.task_id, lease.owner, lease.epoch, row["lease_expires_at"])
-
-        return await self._tx(write)
+        return await self._apply(transitions.renew(lease, lease_ttl))
 
     async def release_lease(
         self, lease: types.Lease, *, events: Sequence[types.NewEvent] = ()
     ) -> None:
-        async def write(conn: Conn) -> None:
-            row = await queries.fence(conn, lease, lease.task_id)
-            await queries.insert_events(conn, lease.task_id, events)
-            await conn.execute(
-                "UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,"
-                " updated_at = %s WHERE id = %s",
-                (types.now(), lease.task_id),
-            )
-            await queries.notify_work(conn, row["agent"])
-
-        await self._tx(write)
+        await self._apply(transitions.release(lease, events))
 
     async def wait_task(
         self,
@@ -319,16 +299,7 @@ class PostgresStore:
         return await self._tx(lambda conn: queries.park(conn, lease, wait, wake_at, events))
 
     async def expire_lease(self, task_id: str) -> None:
-        async def write(conn: Conn) -> None:
-            row = await queries.task_row(conn, task_id, lock=True)
-            await conn.execute(
-                f"UPDATE tasks SET lease_expires_at = {connection.NOW}"
-                " WHERE id = %s AND status = 'running'",
-                (task_id,),
-            )
-            await queries.notify_work(conn, row["agent"])
-
-        await self._tx(write)
+        await self._apply(transitions.expire(task_id))
 
     # ---- journal ---------------------------------------------------------------
 
@@ -407,41 +378,13 @@ class PostgresStore:
         error: dict[str, Any] | None = None,
         events: Sequence[types.NewEvent] = (),
     ) -> types.TaskRecord:
-        output_json, error_json = rows.final_values(lease.task_id, status, output, error)
-
-        async def write(conn: Conn) -> types.TaskRecord:
-            row = await queries.fence(conn, lease, lease.task_id)
-            updated = await queries.fetch_one(
-                conn,
-                "UPDATE tasks SET status = %s, output = %s, error = %s, lease_owner = NULL,"
-                " lease_expires_at = NULL, updated_at = %s WHERE id = %s RETURNING *",
-                (status, output_json, error_json, types.now(), lease.task_id),
-            )
-            await queries.insert_events(conn, lease.task_id, events)
-            await queries.notify_work(conn, row["agent"])  # the session's next task may start
-            assert updated is not None
-            return rows.task(updated)
-
-        return await self._tx(write)
+        rows.final_values(lease.task_id, status, output, error)  # bad input: no transaction
+        program = transitions.finish(lease, status, output, error, events)
+        return await self._apply(program)
 
     async def fail_task(self, task_id: str, *, error: dict[str, Any]) -> types.TaskRecord:
-        error_json = rows.dumps(error, f"error of task {task_id}")
-
-        async def write(conn: Conn) -> types.TaskRecord:
-            row = await queries.task_row(conn, task_id, lock=True)
-            if row["status"] in types.FINAL_STATUSES:
-                return rows.task(row)
-            updated = await queries.fetch_one(
-                conn,
-                "UPDATE tasks SET status = 'failed', error = %s, lease_owner = NULL,"
-                " lease_expires_at = NULL, updated_at = %s WHERE id = %s RETURNING *",
-                (error_json, types.now(), task_id),
-            )
-            await queries.notify_work(conn, row["agent"])
-            assert updated is not None
-            return rows.task(updated)
-
-        return await self._tx(write)
+        program = transitions.fail(task_id, error)
+        return await self._apply(program)
 
     # ---- events ----------------------------------------------------------------
 
@@ -528,17 +471,17 @@ class PostgresStore:
         operator: bool = False,
     ) -> ApiKey:
         program = api_keys.create(tenant, key_hash, prefix=prefix, name=name, operator=operator)
-        return await self._tx(lambda conn: queries.run(conn, program))
+        return await self._apply(program)
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
-        return await self._run(lambda conn: queries.run(conn, api_keys.find(key_hash)))
+        return await self._query(api_keys.find(key_hash))
 
     async def revoke_api_key(self, key_id: str, *, tenant: str | None = None) -> ApiKey:
-        return await self._tx(lambda conn: queries.run(conn, api_keys.revoke(key_id, tenant)))
+        return await self._apply(api_keys.revoke(key_id, tenant))
 
     async def list_api_keys(self, *, tenant: str | None = None) -> list[ApiKey]:
         program = api_keys.listing(tenant, "created_at DESC, position DESC")
-        return await self._run(lambda conn: queries.run(conn, program))
+        return await self._query(program)
 
     # ---- vector memory -------------------------------------------------------------
 

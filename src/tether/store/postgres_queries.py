@@ -31,7 +31,7 @@ from tether import errors, types
 from tether.store import console_sql, ids, leases, rows, views, waits
 from tether.store import postgres_connection as connection
 from tether.store.base import Claim, Signal
-from tether.store.program import Notify, Program, T, postgres_style
+from tether.store.program import DB_NOW, Notify, Program, T, postgres_style
 
 Connection = connection.Connection
 
@@ -106,10 +106,15 @@ async def run(conn: Connection, program: Program[T]) -> T:
             if isinstance(step, Notify):
                 await notify_work(conn, step.agent)
             else:
-                text = postgres_style(step.sql) + (_LOCK if step.lock else "")
-                cur = await conn.execute(text, step.params)
-                if cur.description is not None:
-                    found = await cur.fetchall()
+                text = step.sql.replace(DB_NOW, connection.NOW)
+                text = postgres_style(text) + (_LOCK if step.lock else "")
+                if step.many:
+                    async with conn.cursor() as many:
+                        await many.executemany(text, step.many)
+                else:
+                    cur = await conn.execute(text, step.params)
+                    if cur.description is not None:
+                        found = await cur.fetchall()
             step = program.send(found)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]

@@ -6,6 +6,8 @@ statement on a pooled connection. A rule written as a program does not care whic
 it sees rows (indexable by column name) and decides. Statements use ``:name``
 parameters (SQLite's own style; PostgreSQL's driver rewrites them to ``%(name)s``) and
 only SQL both engines speak; what differs per engine stays in the engine's module.
+``:db_now`` is the store's clock: PostgreSQL's (``clock_timestamp()``, so that workers
+whose clocks disagree agree on lease times), the process's on SQLite (one machine).
 ``Notify`` asks the engine to wake idle workers when the transaction commits
 (PostgreSQL's ``NOTIFY``; SQLite's workers poll, so it does nothing there).
 
@@ -16,7 +18,7 @@ engine's statements are tuned; the rules they share are functions (``leases``).
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -33,6 +35,9 @@ class Query:
     sql: str
     params: Mapping[str, Any] = field(default_factory=dict)
     lock: bool = False
+    many: Sequence[Mapping[str, Any]] = ()
+    """When given, run the statement once per parameter set (``executemany``); ``params``
+    is then unused and the program receives []."""
     """Lock the rows read until the transaction ends (PostgreSQL ``FOR NO KEY UPDATE``;
     SQLite's write transaction holds the whole database already)."""
 
@@ -50,6 +55,10 @@ Program = Generator[Query | Notify, list[rows.Row], T]
 
 def one(found: list[rows.Row]) -> rows.Row | None:
     return found[0] if found else None
+
+
+DB_NOW = ":db_now"
+"""The store's clock in a statement (see the module's docstring)."""
 
 
 def postgres_style(sql: str) -> str:

@@ -24,6 +24,7 @@ from tether.store import (
     leases,
     migrations,
     rows,
+    transitions,
     vectors,
     views,
     waits,
@@ -34,6 +35,7 @@ from tether.store import sqlite_queries as queries
 from tether.store import sqlite_schema as schema
 from tether.store.base import ApiKey, Claim, Finding
 from tether.store.checkpoints_sqlite import SQLiteCheckpoints
+from tether.store.program import Program
 
 __all__ = ["SQLiteStore"]
 
@@ -116,6 +118,14 @@ class SQLiteStore:
                 return fn(conn)
 
         return await self._run(job)
+
+    async def _apply(self, program: Program[T]) -> T:
+        """Run a store program (``program``) in one write transaction."""
+        return await self._write(lambda conn: queries.run(conn, program))
+
+    async def _query(self, program: Program[T]) -> T:
+        """Run a read-only store program."""
+        return await self._read(lambda conn: queries.run(conn, program))
 
     # ---- schema ----------------------------------------------------------------
 
@@ -218,20 +228,7 @@ class SQLiteStore:
         )
 
     async def request_cancel(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
-        def write(conn: sqlite3.Connection) -> types.TaskRecord:
-            row = queries.task_row(conn, task_id, tenant)
-            if row["status"] in ("queued", "waiting"):  # nothing runs it: cancelled now
-                change = "status = 'cancelled', cancel_requested = 1, wake_at = NULL"
-            elif row["status"] == "running":
-                change = "cancel_requested = 1"
-            else:
-                return rows.task(row)
-            conn.execute(
-                f"UPDATE tasks SET {change}, updated_at = ? WHERE id = ?", (types.now(), task_id)
-            )
-            return rows.task(queries.task_row(conn, task_id))
-
-        return await self._write(write)
+        return await self._apply(transitions.cancel(task_id, tenant))
 
     # ---- leases ----------------------------------------------------------------
 
@@ -251,31 +248,12 @@ class SQLiteStore:
 
     async def renew_lease(self, lease: types.Lease, *, lease_ttl: float) -> types.Lease:
         leases.check_ttl(lease_ttl)
-
-        def write(conn: sqlite3.Connection) -> types.Lease:
-            queries.fence(conn, lease, lease.task_id)
-            now = types.now()
-            conn.execute(
-                "UPDATE tasks SET lease_expires_at = ?, updated_at = ? WHERE id = ?",
-                (now + lease_ttl, now, lease.task_id),
-            )
-            return types.Lease(lease.task_id, lease.owner, lease.epoch, now + lease_ttl)
-
-        return await self._write(write)
+        return await self._apply(transitions.renew(lease, lease_ttl))
 
     async def release_lease(
         self, lease: types.Lease, *, events: Sequence[types.NewEvent] = ()
     ) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            queries.fence(conn, lease, lease.task_id)
-            queries.insert_events(conn, lease.task_id, events)
-            conn.execute(
-                "UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,"
-                " updated_at = ? WHERE id = ?",
-                (types.now(), lease.task_id),
-            )
-
-        await self._write(write)
+        await self._apply(transitions.release(lease, events))
 
     async def wait_task(
         self,
@@ -288,14 +266,7 @@ class SQLiteStore:
         return await self._write(lambda conn: queries.park(conn, lease, wait, wake_at, events))
 
     async def expire_lease(self, task_id: str) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            queries.task_row(conn, task_id)
-            conn.execute(
-                "UPDATE tasks SET lease_expires_at = ? WHERE id = ? AND status = 'running'",
-                (types.now(), task_id),
-            )
-
-        await self._write(write)
+        await self._apply(transitions.expire(task_id))
 
     # ---- journal ---------------------------------------------------------------
 
@@ -366,35 +337,13 @@ class SQLiteStore:
         error: dict[str, Any] | None = None,
         events: Sequence[types.NewEvent] = (),
     ) -> types.TaskRecord:
-        output_json, error_json = rows.final_values(lease.task_id, status, output, error)
-
-        def write(conn: sqlite3.Connection) -> types.TaskRecord:
-            queries.fence(conn, lease, lease.task_id)
-            conn.execute(
-                "UPDATE tasks SET status = ?, output = ?, error = ?, lease_owner = NULL,"
-                " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
-                (status, output_json, error_json, types.now(), lease.task_id),
-            )
-            queries.insert_events(conn, lease.task_id, events)
-            return rows.task(queries.task_row(conn, lease.task_id))
-
-        return await self._write(write)
+        rows.final_values(lease.task_id, status, output, error)  # bad input: no transaction
+        program = transitions.finish(lease, status, output, error, events)
+        return await self._apply(program)
 
     async def fail_task(self, task_id: str, *, error: dict[str, Any]) -> types.TaskRecord:
-        error_json = rows.dumps(error, f"error of task {task_id}")
-
-        def write(conn: sqlite3.Connection) -> types.TaskRecord:
-            row = queries.task_row(conn, task_id)
-            if row["status"] in types.FINAL_STATUSES:
-                return rows.task(row)
-            conn.execute(
-                "UPDATE tasks SET status = 'failed', error = ?, lease_owner = NULL,"
-                " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
-                (error_json, types.now(), task_id),
-            )
-            return rows.task(queries.task_row(conn, task_id))
-
-        return await self._write(write)
+        program = transitions.fail(task_id, error)
+        return await self._apply(program)
 
     # ---- events ----------------------------------------------------------------
 
@@ -472,17 +421,17 @@ class SQLiteStore:
         operator: bool = False,
     ) -> ApiKey:
         program = api_keys.create(tenant, key_hash, prefix=prefix, name=name, operator=operator)
-        return await self._write(lambda conn: queries.run(conn, program))
+        return await self._apply(program)
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
-        return await self._run(lambda conn: queries.run(conn, api_keys.find(key_hash)))
+        return await self._query(api_keys.find(key_hash))
 
     async def revoke_api_key(self, key_id: str, *, tenant: str | None = None) -> ApiKey:
-        return await self._write(lambda conn: queries.run(conn, api_keys.revoke(key_id, tenant)))
+        return await self._apply(api_keys.revoke(key_id, tenant))
 
     async def list_api_keys(self, *, tenant: str | None = None) -> list[ApiKey]:
         program = api_keys.listing(tenant, "created_at DESC, rowid DESC")
-        return await self._run(lambda conn: queries.run(conn, program))
+        return await self._query(program)
 
     # ---- vector memory ---------------------------------------------------------
 

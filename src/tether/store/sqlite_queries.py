@@ -15,7 +15,7 @@ from typing import Any
 from tether import errors, types
 from tether.store import console_sql, ids, leases, rows, views, waits
 from tether.store.base import Claim, Signal
-from tether.store.program import Notify, Program, T
+from tether.store.program import DB_NOW, Notify, Program, T
 
 _CANDIDATES: tuple[str, ...] = (
     "t.status = 'running' AND t.lease_owner = :worker",
@@ -45,10 +45,16 @@ def run(conn: sqlite3.Connection, program: Program[T]) -> T:
     try:
         step = next(program)
         while True:
-            found = (
-                [] if isinstance(step, Notify) else conn.execute(step.sql, step.params).fetchall()
-            )
-            step = program.send(found)
+            if isinstance(step, Notify):
+                step = program.send([])
+            elif step.many:
+                conn.executemany(step.sql, step.many)
+                step = program.send([])
+            else:
+                params = step.params
+                if DB_NOW in step.sql:
+                    params = {**params, DB_NOW[1:]: types.now()}
+                step = program.send(conn.execute(step.sql, params).fetchall())
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 
