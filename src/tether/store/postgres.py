@@ -15,10 +15,12 @@ from typing import Any, TypeVar
 from tether import errors, types
 from tether.store import (
     api_keys,
+    appends,
     ids,
     json_check,
     leases,
     migrations,
+    reads,
     rows,
     transitions,
     vectors,
@@ -27,7 +29,6 @@ from tether.store import (
 )
 from tether.store import doctor as checks
 from tether.store import postgres_connection as connection
-from tether.store import postgres_memory as memory
 from tether.store import postgres_queries as queries
 from tether.store import postgres_schema as schema
 from tether.store.base import ApiKey, Claim, Finding, MemoryHit, MemoryItem, Signal
@@ -36,6 +37,8 @@ from tether.store.postgres_listener import Listener
 from tether.store.program import Program
 
 __all__ = ["PostgresStore"]
+
+_NEWEST_SESSIONS = "created_at DESC, id DESC"
 
 T = TypeVar("T")
 Conn = queries.Connection
@@ -187,22 +190,12 @@ class PostgresStore:
     async def get_session(
         self, session_id: str, *, tenant: str | None = None
     ) -> types.SessionRecord:
-        async def read(conn: Conn) -> types.SessionRecord:
-            return rows.session(await queries.session_row(conn, session_id, tenant))
-
-        return await self._run(read)
+        return await self._query(reads.session(session_id, tenant))
 
     async def list_sessions(
         self, *, tenant: str | None = None, limit: int = 100
     ) -> list[types.SessionRecord]:
-        where = "WHERE tenant = %(tenant)s" if tenant is not None else ""
-        query = f"SELECT * FROM sessions {where} ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
-
-        async def read(conn: Conn) -> list[types.SessionRecord]:
-            found = await queries.fetch_all(conn, query, {"tenant": tenant, "limit": limit})
-            return [rows.session(r) for r in found]
-
-        return await self._run(read)
+        return await self._query(reads.sessions(tenant, limit, _NEWEST_SESSIONS))
 
     async def list_messages(
         self,
@@ -213,17 +206,7 @@ class PostgresStore:
         upto_seq: int | None = None,
         limit: int | None = None,
     ) -> list[types.StoredMessage]:
-        async def read(conn: Conn) -> list[types.StoredMessage]:
-            await queries.session_row(conn, session_id, tenant)
-            found = await queries.fetch_all(
-                conn,
-                "SELECT * FROM messages WHERE session_id = %s AND seq > %s AND seq <= %s"
-                " ORDER BY seq LIMIT %s",
-                (session_id, after_seq, upto_seq if upto_seq is not None else 2**62, limit),
-            )
-            return [rows.message(r) for r in found]
-
-        return await self._run(read)
+        return await self._query(reads.messages(session_id, tenant, after_seq, upto_seq, limit))
 
     # ---- tasks -----------------------------------------------------------------
 
@@ -231,10 +214,7 @@ class PostgresStore:
         return await self._tx(lambda conn: queries.submit(conn, new))
 
     async def get_task(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
-        async def read(conn: Conn) -> types.TaskRecord:
-            return rows.task(await queries.task_row(conn, task_id, tenant))
-
-        return await self._run(read)
+        return await self._query(reads.task(task_id, tenant))
 
     async def list_tasks(
         self,
@@ -244,16 +224,7 @@ class PostgresStore:
         status: str | None = None,
         limit: int = 100,
     ) -> list[types.TaskRecord]:
-        filters = {"tenant": tenant, "session_id": session_id, "status": status}
-        given = {k: v for k, v in filters.items() if v is not None}
-        where = " AND ".join(f"{k} = %({k})s" for k in given) or "TRUE"
-        query = f"SELECT * FROM tasks WHERE {where} ORDER BY position DESC LIMIT %(limit)s"
-
-        async def read(conn: Conn) -> list[types.TaskRecord]:
-            found = await queries.fetch_all(conn, query, {**given, "limit": limit})
-            return [rows.task(r) for r in found]
-
-        return await self._run(read)
+        return await self._query(reads.tasks(tenant, session_id, status, limit))
 
     async def request_cancel(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
         return await self._apply(transitions.cancel(task_id, tenant))
@@ -332,42 +303,13 @@ class PostgresStore:
         return await self._tx(lambda conn: queries.commit_batch(conn, commits))
 
     async def record_attempt(self, lease: types.Lease, attempt: types.StepAttempt) -> None:
-        error = rows.dumps(attempt.error, f"error of attempt {attempt.attempt}")
-
-        async def write(conn: Conn) -> None:
-            await queries.fence(conn, lease, attempt.task_id)
-            await conn.execute(
-                "INSERT INTO step_attempts (task_id, idx, attempt, error, delay, worker, at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (task_id, idx, attempt)"
-                " DO UPDATE SET error = excluded.error, delay = excluded.delay,"
-                " worker = excluded.worker, at = excluded.at",
-                (attempt.task_id, attempt.index, attempt.attempt, error, attempt.delay,
-                 attempt.worker, attempt.at),
-            )  # fmt: skip
-
-        await self._tx(write)
+        await self._apply(appends.attempt(lease, attempt))
 
     async def list_attempts(self, task_id: str) -> list[types.StepAttempt]:
-        async def read(conn: Conn) -> list[types.StepAttempt]:
-            await queries.task_row(conn, task_id)
-            found = await queries.fetch_all(
-                conn,
-                "SELECT * FROM step_attempts WHERE task_id = %s ORDER BY idx, attempt",
-                (task_id,),
-            )
-            return [rows.attempt(r) for r in found]
-
-        return await self._run(read)
+        return await self._query(reads.attempts(task_id))
 
     async def list_runs(self, task_id: str) -> list[types.TaskRun]:
-        async def read(conn: Conn) -> list[types.TaskRun]:
-            await queries.task_row(conn, task_id)
-            found = await queries.fetch_all(
-                conn, "SELECT * FROM task_runs WHERE task_id = %s ORDER BY run", (task_id,)
-            )
-            return [rows.run(r) for r in found]
-
-        return await self._run(read)
+        return await self._query(reads.runs(task_id))
 
     async def finish_task(
         self,
@@ -391,28 +333,12 @@ class PostgresStore:
     async def append_events(
         self, task_id: str, events: Sequence[types.NewEvent], *, lease: types.Lease | None = None
     ) -> None:
-        async def write(conn: Conn) -> None:
-            if lease is not None:
-                await queries.fence(conn, lease, task_id)
-            else:
-                await queries.task_row(conn, task_id, lock=True)
-            await queries.insert_events(conn, task_id, events)
-
-        await self._tx(write)
+        await self._apply(appends.events(task_id, events, lease))
 
     async def list_events(
         self, task_id: str, *, tenant: str | None = None, after_seq: int = 0, limit: int = 1000
     ) -> list[types.EventRecord]:
-        async def read(conn: Conn) -> list[types.EventRecord]:
-            await queries.task_row(conn, task_id, tenant)
-            found = await queries.fetch_all(
-                conn,
-                "SELECT * FROM events WHERE task_id = %s AND seq > %s ORDER BY seq LIMIT %s",
-                (task_id, after_seq, limit),
-            )
-            return [rows.event(r) for r in found]
-
-        return await self._run(read)
+        return await self._query(reads.events(task_id, tenant, after_seq, limit))
 
     # ---- signals -----------------------------------------------------------------
 
@@ -427,25 +353,10 @@ class PostgresStore:
         return await self._run(lambda conn: queries.next_signal(conn, task_id, name))
 
     async def list_signals(self, task_id: str, *, tenant: str | None = None) -> list[Signal]:
-        async def read(conn: Conn) -> list[Signal]:
-            await queries.task_row(conn, task_id, tenant)
-            found = await queries.fetch_all(
-                conn, "SELECT * FROM signals WHERE task_id = %s ORDER BY seq", (task_id,)
-            )
-            return [waits.signal(r) for r in found]
-
-        return await self._run(read)
+        return await self._query(reads.signals(task_id, tenant))
 
     async def count_tasks(self, *, status: str) -> dict[str, int]:
-        async def read(conn: Conn) -> dict[str, int]:
-            found = await queries.fetch_all(
-                conn,
-                "SELECT agent, COUNT(*) AS n FROM tasks WHERE status = %s GROUP BY agent",
-                (status,),
-            )
-            return {r["agent"]: int(r["n"]) for r in found}
-
-        return await self._run(read)
+        return await self._query(reads.task_counts(status))
 
     # ---- waiting -----------------------------------------------------------------
 
@@ -488,7 +399,7 @@ class PostgresStore:
     async def add_memory(
         self, lease: types.Lease, session_id: str, items: Sequence[MemoryItem]
     ) -> None:
-        await self._tx(lambda conn: memory.add(conn, lease, session_id, items))
+        await self._apply(appends.memory(lease, session_id, items))
 
     async def search_memory(
         self, session_id: str, vector: Sequence[float], k: int
@@ -497,7 +408,7 @@ class PostgresStore:
         return vectors.top_k(session_id, items, vector, k)
 
     async def list_memory(self, session_id: str) -> list[MemoryItem]:
-        return await self._run(lambda conn: memory.items(conn, session_id))
+        return await self._query(reads.memory(session_id))
 
     # ---- console views -------------------------------------------------------------
 

@@ -18,11 +18,13 @@ from typing import Any, TypeVar
 from tether import errors, types
 from tether.store import (
     api_keys,
+    appends,
     base,
     ids,
     json_check,
     leases,
     migrations,
+    reads,
     rows,
     transitions,
     vectors,
@@ -33,11 +35,13 @@ from tether.store import doctor as checks
 from tether.store import sqlite_connection as connection
 from tether.store import sqlite_queries as queries
 from tether.store import sqlite_schema as schema
-from tether.store.base import ApiKey, Claim, Finding
+from tether.store.base import ApiKey, Claim, Finding, MemoryItem, Signal
 from tether.store.checkpoints_sqlite import SQLiteCheckpoints
 from tether.store.program import Program
 
 __all__ = ["SQLiteStore"]
+
+_NEWEST_SESSIONS = "created_at DESC, rowid DESC"
 
 T = TypeVar("T")
 
@@ -165,18 +169,12 @@ class SQLiteStore:
     async def get_session(
         self, session_id: str, *, tenant: str | None = None
     ) -> types.SessionRecord:
-        return await self._run(
-            lambda conn: rows.session(queries.session_row(conn, session_id, tenant))
-        )
+        return await self._query(reads.session(session_id, tenant))
 
     async def list_sessions(
         self, *, tenant: str | None = None, limit: int = 100
     ) -> list[types.SessionRecord]:
-        where, params = ("WHERE tenant = ?", [tenant]) if tenant is not None else ("", [])
-        sql = f"SELECT * FROM sessions {where} ORDER BY created_at DESC, rowid DESC LIMIT ?"
-        return await self._run(
-            lambda conn: [rows.session(r) for r in conn.execute(sql, [*params, limit])]
-        )
+        return await self._query(reads.sessions(tenant, limit, _NEWEST_SESSIONS))
 
     async def list_messages(
         self,
@@ -187,21 +185,7 @@ class SQLiteStore:
         upto_seq: int | None = None,
         limit: int | None = None,
     ) -> list[types.StoredMessage]:
-        def read(conn: sqlite3.Connection) -> list[types.StoredMessage]:
-            queries.session_row(conn, session_id, tenant)
-            found = conn.execute(
-                "SELECT * FROM messages WHERE session_id = ? AND seq > ? AND seq <= ?"
-                " ORDER BY seq LIMIT ?",
-                (
-                    session_id,
-                    after_seq,
-                    upto_seq if upto_seq is not None else 2**62,
-                    limit if limit is not None else -1,
-                ),
-            ).fetchall()
-            return [rows.message(r) for r in found]
-
-        return await self._read(read)
+        return await self._query(reads.messages(session_id, tenant, after_seq, upto_seq, limit))
 
     # ---- tasks -----------------------------------------------------------------
 
@@ -209,7 +193,7 @@ class SQLiteStore:
         return await self._write(lambda conn: queries.submit(conn, new))
 
     async def get_task(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
-        return await self._run(lambda conn: rows.task(queries.task_row(conn, task_id, tenant)))
+        return await self._query(reads.task(task_id, tenant))
 
     async def list_tasks(
         self,
@@ -219,13 +203,7 @@ class SQLiteStore:
         status: str | None = None,
         limit: int = 100,
     ) -> list[types.TaskRecord]:
-        filters = {"tenant": tenant, "session_id": session_id, "status": status}
-        given = {k: v for k, v in filters.items() if v is not None}
-        where = " AND ".join(f"{k} = ?" for k in given) or "1"
-        sql = f"SELECT * FROM tasks WHERE {where} ORDER BY position DESC LIMIT ?"
-        return await self._run(
-            lambda conn: [rows.task(r) for r in conn.execute(sql, [*given.values(), limit])]
-        )
+        return await self._query(reads.tasks(tenant, session_id, status, limit))
 
     async def request_cancel(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
         return await self._apply(transitions.cancel(task_id, tenant))
@@ -297,36 +275,13 @@ class SQLiteStore:
         return await self._write(lambda conn: queries.commit_batch(conn, commits))
 
     async def record_attempt(self, lease: types.Lease, attempt: types.StepAttempt) -> None:
-        error = rows.dumps(attempt.error, f"error of attempt {attempt.attempt}")
-
-        def write(conn: sqlite3.Connection) -> None:
-            queries.fence(conn, lease, attempt.task_id)
-            conn.execute(
-                "INSERT INTO step_attempts (task_id, idx, attempt, error, delay, worker, at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task_id, idx, attempt) DO UPDATE"
-                " SET error = excluded.error, delay = excluded.delay, worker = excluded.worker,"
-                " at = excluded.at",
-                (attempt.task_id, attempt.index, attempt.attempt, error, attempt.delay,
-                 attempt.worker, attempt.at),
-            )  # fmt: skip
-
-        await self._write(write)
+        await self._apply(appends.attempt(lease, attempt))
 
     async def list_attempts(self, task_id: str) -> list[types.StepAttempt]:
-        def read(conn: sqlite3.Connection) -> list[types.StepAttempt]:
-            queries.task_row(conn, task_id)
-            sql = "SELECT * FROM step_attempts WHERE task_id = ? ORDER BY idx, attempt"
-            return [rows.attempt(r) for r in conn.execute(sql, (task_id,))]
-
-        return await self._read(read)
+        return await self._query(reads.attempts(task_id))
 
     async def list_runs(self, task_id: str) -> list[types.TaskRun]:
-        def read(conn: sqlite3.Connection) -> list[types.TaskRun]:
-            queries.task_row(conn, task_id)
-            sql = "SELECT * FROM task_runs WHERE task_id = ? ORDER BY run"
-            return [rows.run(r) for r in conn.execute(sql, (task_id,))]
-
-        return await self._read(read)
+        return await self._query(reads.runs(task_id))
 
     async def finish_task(
         self,
@@ -350,24 +305,12 @@ class SQLiteStore:
     async def append_events(
         self, task_id: str, events: Sequence[types.NewEvent], *, lease: types.Lease | None = None
     ) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            if lease is not None:
-                queries.fence(conn, lease, task_id)
-            else:
-                queries.task_row(conn, task_id)
-            queries.insert_events(conn, task_id, events)
-
-        await self._write(write)
+        await self._apply(appends.events(task_id, events, lease))
 
     async def list_events(
         self, task_id: str, *, tenant: str | None = None, after_seq: int = 0, limit: int = 1000
     ) -> list[types.EventRecord]:
-        def read(conn: sqlite3.Connection) -> list[types.EventRecord]:
-            queries.task_row(conn, task_id, tenant)
-            sql = "SELECT * FROM events WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?"
-            return [rows.event(r) for r in conn.execute(sql, (task_id, after_seq, limit))]
-
-        return await self._read(read)
+        return await self._query(reads.events(task_id, tenant, after_seq, limit))
 
     # ---- signals ---------------------------------------------------------------
 
@@ -383,19 +326,11 @@ class SQLiteStore:
     async def next_signal(self, task_id: str, name: str) -> base.Signal | None:
         return await self._run(lambda conn: queries.next_signal(conn, task_id, name))
 
-    async def list_signals(self, task_id: str, *, tenant: str | None = None) -> list[base.Signal]:
-        def read(conn: sqlite3.Connection) -> list[base.Signal]:
-            queries.task_row(conn, task_id, tenant)
-            sql = "SELECT * FROM signals WHERE task_id = ? ORDER BY seq"
-            return [waits.signal(r) for r in conn.execute(sql, (task_id,))]
-
-        return await self._read(read)
+    async def list_signals(self, task_id: str, *, tenant: str | None = None) -> list[Signal]:
+        return await self._query(reads.signals(task_id, tenant))
 
     async def count_tasks(self, *, status: str) -> dict[str, int]:
-        sql = "SELECT agent, COUNT(*) AS n FROM tasks WHERE status = ? GROUP BY agent"
-        return await self._run(
-            lambda conn: {r["agent"]: int(r["n"]) for r in conn.execute(sql, (status,))}
-        )
+        return await self._query(reads.task_counts(status))
 
     # ---- waiting ---------------------------------------------------------------
 
@@ -436,38 +371,9 @@ class SQLiteStore:
     # ---- vector memory ---------------------------------------------------------
 
     async def add_memory(
-        self, lease: types.Lease, session_id: str, items: Sequence[base.MemoryItem]
+        self, lease: types.Lease, session_id: str, items: Sequence[MemoryItem]
     ) -> None:
-        blobs = [vectors.encode(i.vector, f"memory item {i.seq}") for i in items]
-
-        def write(conn: sqlite3.Connection) -> None:
-            task = queries.fence(conn, lease, lease.task_id)
-            if task["session_id"] != session_id:
-                raise errors.InvalidInput(
-                    f"task {lease.task_id} belongs to session {task['session_id']}, "
-                    f"not {session_id}; it may only write its own session's memory",
-                    session=session_id,
-                    task=lease.task_id,
-                )
-            row = conn.execute(
-                "SELECT dimensions FROM memory WHERE session_id = ? LIMIT 1", (session_id,)
-            ).fetchone()
-            stored = row["dimensions"] if row is not None else None
-            for item in items:
-                vectors.check_dimensions(session_id, stored, len(item.vector))
-                stored = len(item.vector)
-            now = types.now()
-            conn.executemany(
-                "INSERT INTO memory (session_id, seq, task_id, role, text, dimensions, vector,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (session_id, seq)"
-                " DO UPDATE SET task_id = excluded.task_id, role = excluded.role,"
-                " text = excluded.text, dimensions = excluded.dimensions,"
-                " vector = excluded.vector, created_at = excluded.created_at",
-                [(session_id, i.seq, i.task_id or lease.task_id, i.role, i.text, len(i.vector),
-                  blob, now) for i, blob in zip(items, blobs, strict=True)],
-            )  # fmt: skip
-
-        await self._write(write)
+        await self._apply(appends.memory(lease, session_id, items))
 
     async def search_memory(
         self, session_id: str, vector: Sequence[float], k: int
@@ -475,25 +381,8 @@ class SQLiteStore:
         items = await self.list_memory(session_id)
         return vectors.top_k(session_id, items, vector, k)
 
-    async def list_memory(self, session_id: str) -> list[base.MemoryItem]:
-        def read(conn: sqlite3.Connection) -> list[base.MemoryItem]:
-            queries.session_row(conn, session_id, None)
-            found = conn.execute(
-                "SELECT * FROM memory WHERE session_id = ? ORDER BY seq", (session_id,)
-            ).fetchall()
-            return [
-                base.MemoryItem(
-                    seq=r["seq"],
-                    role=r["role"],
-                    text=r["text"],
-                    vector=vectors.decode(r["vector"]),
-                    task_id=r["task_id"],
-                    created_at=r["created_at"],
-                )
-                for r in found
-            ]
-
-        return await self._read(read)
+    async def list_memory(self, session_id: str) -> list[MemoryItem]:
+        return await self._query(reads.memory(session_id))
 
     # ---- console views ---------------------------------------------------------
 
