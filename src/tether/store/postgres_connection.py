@@ -16,6 +16,7 @@ import logging
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import psycopg.errors
@@ -29,6 +30,50 @@ _log = logging.getLogger("tether.store.postgres")
 
 Connection = psycopg.AsyncConnection[DictRow]
 Pool = AsyncConnectionPool[Connection]
+
+
+@dataclass
+class Counts:
+    """Statements and round trips this process sent to PostgreSQL (every pool), for the
+    bench's "round trips per step". A statement is one ``execute`` or each parameter
+    set of an ``executemany``; a round trip is one ``execute``, one ``executemany``
+    (pipelined by psycopg), or one ``BEGIN``/``COMMIT``/``SAVEPOINT``/``RELEASE``."""
+
+    statements: int = 0
+    round_trips: int = 0
+
+    def snapshot(self) -> Counts:
+        return Counts(self.statements, self.round_trips)
+
+
+COUNTS = Counts()
+
+
+class CountingCursor(psycopg.AsyncCursor[DictRow]):
+    """The pool's cursor: counts each statement sent (``COUNTS``)."""
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        COUNTS.statements += 1
+        COUNTS.round_trips += 1
+        return await super().execute(*args, **kwargs)
+
+    async def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
+        params = list(params_seq)
+        COUNTS.statements += len(params)
+        COUNTS.round_trips += 1
+        await super().executemany(query, params, **kwargs)
+
+
+class CountingConnection(psycopg.AsyncConnection[DictRow]):
+    """The pool's connection: counts a transaction's (or savepoint's) two commands."""
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        COUNTS.statements += 2
+        COUNTS.round_trips += 2
+        async with super().transaction(*args, **kwargs) as tx:
+            yield tx
+
 
 NOW = "extract(epoch from clock_timestamp())::double precision"
 """The database clock as Unix seconds: every lease time comes from here, so workers on
@@ -143,8 +188,8 @@ def make_pool(target: Target, url: str) -> Pool:
     """A closed pool of autocommit connections returning dict rows (``await pool.open()``)."""
     return AsyncConnectionPool(
         target.conninfo,
-        connection_class=psycopg.AsyncConnection[DictRow],
-        kwargs={"autocommit": True, "row_factory": dict_row},
+        connection_class=CountingConnection,
+        kwargs={"autocommit": True, "row_factory": dict_row, "cursor_factory": CountingCursor},
         min_size=target.pool_min,
         max_size=target.pool_max,
         timeout=target.pool_timeout,
