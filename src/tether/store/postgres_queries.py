@@ -74,7 +74,9 @@ _TAKE = (
 )
 
 
-async def fetch_one(conn: Connection, query: str, params: Any = None) -> dict[str, Any] | None:
+async def fetch_one(
+    conn: Connection, query: str | sql.Composed, params: Any = None
+) -> dict[str, Any] | None:
     cur = await conn.execute(query, params)
     return await cur.fetchone()
 
@@ -351,49 +353,140 @@ async def commit_batch(
     return results
 
 
+class Rejected(Exception):
+    """A commit's failure in ``commit_all``, raised to roll its transaction back."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def commit_all(
+    conn: Connection, commits: Sequence[types.StepCommit]
+) -> list[types.CommitResult]:
+    """Group commit without savepoints (two round trips fewer per commit): the first
+    fenced or rejected commit raises ``Rejected``, carrying the error to report, which
+    rolls the whole transaction back; the caller then runs ``commit_batch``. Losing a
+    lease is rare, so the common batch pays for no savepoints."""
+    now = types.now()
+    done: list[types.CommitResult] = []
+    for commit in commits:
+        try:
+            done.append(await _commit_one(conn, commit, now))
+        except (errors.TetherError, errors.LeaseLost) as exc:
+            raise Rejected(exc) from exc
+        except psycopg.IntegrityError as exc:
+            raise Rejected(_step_rejected(commit.step, exc)) from exc
+    return done
+
+
+_FENCE_FOR_COMMIT = (
+    "UPDATE tasks t SET updated_at = %(now)s"
+    " FROM sessions s LEFT JOIN steps d ON d.task_id = %(task)s AND d.idx = %(idx)s"
+    " WHERE t.id = %(task)s AND s.id = t.session_id"
+    " RETURNING t.status, t.lease_epoch, t.session_id, s.last_seq,"
+    " (SELECT COALESCE(MAX(e.seq), 0) FROM events e WHERE e.task_id = t.id) AS last_event,"
+    " d.fingerprint AS done_fingerprint, d.message_seqs AS done_seqs"
+)
+"""The fence of a step commit, in one round trip: lock the task row (the update's
+``FOR NO KEY UPDATE`` lock) and touch its ``updated_at``, and read what the write
+needs: status and epoch (checked before anything else is written; a stale lease's
+touch is rolled back with its savepoint), the session's ``last_seq``, the task's last
+event seq, and any step journaled at this index already."""
+
+_WRITE_STEP = sql.SQL(
+    "WITH sess AS ("
+    " UPDATE sessions SET last_seq = %(new_last)s, state = COALESCE(%(state)s, state),"
+    " updated_at = %(now)s WHERE id = %(sid)s AND last_seq = %(last)s AND %(touch)s"
+    " RETURNING id"
+    "), msgs AS ("
+    " INSERT INTO messages (session_id, seq, task_id, payload, payload_version, created_at)"
+    " SELECT %(sid)s, m.seq, %(task)s, m.payload, %(version)s, %(now)s"
+    " FROM unnest(%(mseqs)s::bigint[], %(mpayloads)s::text[]) AS m(seq, payload)"
+    "), ev AS ("
+    " INSERT INTO events (task_id, seq, name, at, step, data, payload_version)"
+    " SELECT %(task)s, %(last_event)s + e.ord, e.name, e.at, e.step, e.data, %(version)s"
+    " FROM unnest(%(enames)s::text[], %(eats)s::double precision[], %(esteps)s::integer[],"
+    " %(edatas)s::text[]) WITH ORDINALITY AS e(name, at, step, data, ord)"
+    "), step AS ("
+    " INSERT INTO steps ({columns}) VALUES ({values})"
+    ") SELECT (SELECT COUNT(*) FROM sess) AS touched"
+).format(
+    columns=sql.SQL(", ").join(sql.Identifier(c) for c in rows.STEP_COLUMNS),
+    values=sql.SQL(", ").join(sql.Placeholder(c) for c in rows.STEP_COLUMNS),
+)
+"""A step's whole write in one statement: the session's counter and state, its
+messages, its events and the step row (the primary key rejects a second step at an
+index). The session is updated only where its ``last_seq`` is still the one the fence
+read: one running task per session means nothing else appends to it meanwhile, and
+were that ever broken the commit fails instead of reusing seqs."""
+
+
 async def _commit_one(conn: Connection, commit: types.StepCommit, now: float) -> types.CommitResult:
-    step = commit.step
-    task = await fence(conn, commit.lease, step.task_id)
-    done = await _already_committed(conn, commit, task["session_id"])
-    if done is not None:
-        return done
-    seqs = step.message_seqs
-    if commit.messages:
-        seqs = await append_messages(conn, task["session_id"], step.task_id, commit.messages, now)
-    if commit.session_state is not None:
-        await conn.execute(
-            "UPDATE sessions SET state = %s, updated_at = %s WHERE id = %s",
-            (rows.dumps(commit.session_state, "session state"), now, task["session_id"]),
-        )
-    await conn.execute(
-        sql.SQL("INSERT INTO steps ({}) VALUES ({})").format(
-            sql.SQL(", ").join(sql.Identifier(c) for c in rows.STEP_COLUMNS),
-            sql.SQL(", ").join(sql.Placeholder() for _ in rows.STEP_COLUMNS),
-        ),
-        rows.step_values(step, seqs, commit.messages),
+    """One step's commit in two round trips (``_FENCE_FOR_COMMIT``, ``_WRITE_STEP``),
+    plus one to consume a signal, and one to compare a retried commit's messages."""
+    step, lease = commit.step, commit.lease
+    leases.same_task(lease, step.task_id)
+    task = await fetch_one(
+        conn,
+        _FENCE_FOR_COMMIT,
+        {"now": now, "task": step.task_id, "idx": step.index},
     )
+    if task is None:
+        raise errors.NotFound("no such task", task=step.task_id)
+    leases.check(lease, task)
+    session_id: str = task["session_id"]
+    if task["done_fingerprint"] is not None:
+        done = await _already_committed(conn, commit, session_id, task)
+        if done is not None:
+            return done
+    last = int(task["last_seq"])
+    n = len(commit.messages)
+    seqs = tuple(range(last + 1, last + 1 + n)) if n else step.message_seqs
+    values = dict(
+        zip(rows.STEP_COLUMNS, rows.step_values(step, seqs, commit.messages), strict=True)
+    )
+    state = (
+        None if commit.session_state is None else rows.dumps(commit.session_state, "session state")
+    )
+    payloads = [
+        rows.dumps(m.to_dict(), f"message {q}") for q, m in zip(seqs, commit.messages, strict=False)
+    ]
+    written = await fetch_one(
+        conn,
+        _WRITE_STEP,
+        {
+            **values, "new_last": last + n, "state": state, "now": now, "sid": session_id,
+            "last": last, "touch": bool(n) or state is not None, "task": step.task_id,
+            "version": types.PAYLOAD_VERSION, "mseqs": list(seqs) if n else [],
+            "mpayloads": payloads,
+            "last_event": int(task["last_event"]),
+            "enames": [e.name for e in commit.events], "eats": [e.at for e in commit.events],
+            "esteps": [e.step for e in commit.events],
+            "edatas": [rows.dumps(e.data, f"data of event {e.name}") for e in commit.events],
+        },
+    )  # fmt: skip
+    if (bool(n) or state is not None) and (written is None or written["touched"] != 1):
+        raise errors.StoreUnavailable(
+            f"session {session_id} gained messages while task {step.task_id} committed step "
+            f"{step.index}; the commit was rolled back, retry it",
+            task=step.task_id,
+        )
     if commit.signal_seq is not None:
         await consume_signal(conn, step.task_id, step.index, commit.signal_seq, now)
-    await insert_events(conn, step.task_id, commit.events)
-    await conn.execute("UPDATE tasks SET updated_at = %s WHERE id = %s", (now, step.task_id))
     return types.CommitResult(message_seqs=seqs)
 
 
 async def _already_committed(
-    conn: Connection, commit: types.StepCommit, session_id: str
+    conn: Connection, commit: types.StepCommit, session_id: str, found: dict[str, Any]
 ) -> types.CommitResult | None:
     """A commit retried after its connection was lost may have been applied already: if
     the journal holds this step with the same fingerprint and the same messages (the
     lease was checked by the caller), return its seqs instead of failing. A different
     step at that index is left to the primary key, which reports a ``Conflict``."""
-    row = await fetch_one(
-        conn,
-        "SELECT fingerprint, message_seqs FROM steps WHERE task_id = %s AND idx = %s",
-        (commit.step.task_id, commit.step.index),
-    )
-    if row is None or row["fingerprint"] != commit.step.fingerprint:
+    if found["done_fingerprint"] != commit.step.fingerprint:
         return None
-    seqs = tuple(int(s) for s in json.loads(row["message_seqs"]))
+    seqs = tuple(int(s) for s in json.loads(found["done_seqs"]))
     if commit.messages:
         stored = await fetch_all(
             conn,
