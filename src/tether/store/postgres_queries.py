@@ -18,7 +18,6 @@ how concurrent writers are kept apart:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -30,7 +29,7 @@ from psycopg import sql
 from tether import errors, types
 from tether.store import console_sql, ids, leases, rows, views, waits
 from tether.store import postgres_connection as connection
-from tether.store.base import Claim, Signal
+from tether.store.base import Claim
 from tether.store.program import DB_NOW, Notify, Program, T, postgres_style
 
 Connection = connection.Connection
@@ -254,26 +253,6 @@ async def append_messages(
             ],
         )  # fmt: skip
     return seqs
-
-
-async def insert_events(conn: Connection, task_id: str, events: Sequence[types.NewEvent]) -> None:
-    """Append events with the task's next event seqs (the caller holds the task row lock)."""
-    if not events:
-        return
-    row = await fetch_one(
-        conn, "SELECT COALESCE(MAX(seq), 0) AS last FROM events WHERE task_id = %s", (task_id,)
-    )
-    last = int(row["last"]) if row is not None else 0
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO events (task_id, seq, name, at, step, data, payload_version)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            [
-                (task_id, last + i, e.name, e.at, e.step,
-                 rows.dumps(e.data, f"data of event {e.name}"), types.PAYLOAD_VERSION)
-                for i, e in enumerate(events, start=1)
-            ],
-        )  # fmt: skip
 
 
 async def claim(
@@ -551,81 +530,6 @@ async def consume_signal(conn: Connection, task_id: str, step: int, seq: int, no
     )
     if cur.rowcount != 1:
         raise waits.already_consumed(task_id, step, seq)
-
-
-async def _unconsumed(
-    conn: Connection, task_id: str, wait: dict[str, Any]
-) -> dict[str, Any] | None:
-    """The oldest signal not yet consumed that ``wait`` waits for (None for a sleep)."""
-    name = wait.get("name")
-    if wait.get("kind") != "signal" or not isinstance(name, str):
-        return None
-    return await fetch_one(
-        conn,
-        "SELECT * FROM signals WHERE task_id = %s AND name = %s AND consumed_step IS NULL"
-        " ORDER BY seq LIMIT 1",
-        (task_id, name),
-    )
-
-
-async def next_signal(conn: Connection, task_id: str, name: str) -> Signal | None:
-    row = await _unconsumed(conn, task_id, {"kind": "signal", "name": name})
-    return None if row is None else waits.signal(row)
-
-
-async def park(
-    conn: Connection,
-    lease: types.Lease,
-    wait: dict[str, Any],
-    wake_at: float | None,
-    events: Sequence[types.NewEvent],
-) -> types.TaskRecord:
-    """Park the task (its row locked by the fence, so a concurrent ``send_signal``
-    either committed before, and is seen here, or waits and sees the task waiting)."""
-    row = await fence(conn, lease, lease.task_id)
-    found = await _unconsumed(conn, lease.task_id, wait)
-    due_now = waits.due_at_once(row["cancel_requested"], wait, found)
-    await insert_events(conn, lease.task_id, events)
-    updated = await fetch_one(
-        conn,
-        "UPDATE tasks SET status = 'waiting', lease_owner = NULL, lease_expires_at = NULL,"
-        f" wait = %s, wake_at = CASE WHEN %s THEN {connection.NOW} ELSE %s END,"
-        " updated_at = %s WHERE id = %s RETURNING *",
-        (
-            rows.dumps(wait, f"wait of task {lease.task_id}"), due_now, wake_at, types.now(),
-            lease.task_id,
-        ),
-    )  # fmt: skip
-    if due_now:
-        await notify_work(conn, row["agent"])
-    assert updated is not None
-    return rows.task(updated)
-
-
-async def send_signal(
-    conn: Connection, task_id: str, name: str, data: str, tenant: str | None
-) -> Signal:
-    row = await task_row(conn, task_id, tenant, lock=True)
-    waits.refuse_if_final(task_id, row["status"], name)
-    now = types.now()
-    stored = await fetch_one(
-        conn,
-        "INSERT INTO signals (task_id, seq, name, data, sent_at)"
-        " SELECT %s, COALESCE(MAX(seq), 0) + 1, %s, %s, %s FROM signals WHERE task_id = %s"
-        " RETURNING *",
-        (task_id, name, data, now, task_id),
-    )
-    assert stored is not None
-    signal = waits.signal(stored)
-    woke = waits.waits_for(row["status"], waits.load_wait(row["wait"]), name)
-    if woke:
-        await conn.execute(
-            f"UPDATE tasks SET wake_at = {connection.NOW}, updated_at = %s WHERE id = %s",
-            (now, task_id),
-        )
-        await notify_work(conn, row["agent"])
-    await insert_events(conn, task_id, [waits.received_event(name, signal.seq, woke)])
-    return dataclasses.replace(signal, woke=woke)
 
 
 # ---- console views (read-only; SQL in ``console_sql``) -------------------------------

@@ -241,7 +241,7 @@ class SQLiteStore:
         wake_at: float | None,
         events: Sequence[types.NewEvent] = (),
     ) -> types.TaskRecord:
-        return await self._write(lambda conn: queries.park(conn, lease, wait, wake_at, events))
+        return await self._apply(waits.park(lease, wait, wake_at, events))
 
     async def expire_lease(self, task_id: str) -> None:
         await self._apply(transitions.expire(task_id))
@@ -319,12 +319,10 @@ class SQLiteStore:
     ) -> base.Signal:
         waits.check_name(name, task=task_id)
         text = waits.encode_data(task_id, name, data)
-        return await self._write(
-            lambda conn: queries.send_signal(conn, task_id, name, text, tenant)
-        )
+        return await self._apply(waits.send(task_id, name, text, tenant))
 
     async def next_signal(self, task_id: str, name: str) -> base.Signal | None:
-        return await self._run(lambda conn: queries.next_signal(conn, task_id, name))
+        return await self._query(waits.next_signal(task_id, name))
 
     async def list_signals(self, task_id: str, *, tenant: str | None = None) -> list[Signal]:
         return await self._query(reads.signals(task_id, tenant))

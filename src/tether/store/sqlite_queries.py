@@ -6,7 +6,6 @@ opened (``sqlite_connection.write``); ``SQLiteStore`` is the async face over the
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -14,7 +13,7 @@ from typing import Any
 
 from tether import errors, types
 from tether.store import console_sql, ids, leases, rows, views, waits
-from tether.store.base import Claim, Signal
+from tether.store.base import Claim
 from tether.store.program import DB_NOW, Notify, Program, T
 
 _CANDIDATES: tuple[str, ...] = (
@@ -392,73 +391,6 @@ def consume_signal(conn: sqlite3.Connection, task_id: str, step: int, seq: int, 
     )
     if cur.rowcount != 1:
         raise waits.already_consumed(task_id, step, seq)
-
-
-def _unconsumed(conn: sqlite3.Connection, task_id: str, wait: dict[str, Any]) -> sqlite3.Row | None:
-    """The oldest signal not yet consumed that ``wait`` waits for (None for a sleep)."""
-    name = wait.get("name")
-    if wait.get("kind") != "signal" or not isinstance(name, str):
-        return None
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM signals WHERE task_id = ? AND name = ? AND consumed_step IS NULL"
-        " ORDER BY seq LIMIT 1",
-        (task_id, name),
-    ).fetchone()
-    return row
-
-
-def next_signal(conn: sqlite3.Connection, task_id: str, name: str) -> Signal | None:
-    row = _unconsumed(conn, task_id, {"kind": "signal", "name": name})
-    return None if row is None else waits.signal(row)
-
-
-def park(
-    conn: sqlite3.Connection,
-    lease: types.Lease,
-    wait: dict[str, Any],
-    wake_at: float | None,
-    events: Sequence[types.NewEvent],
-) -> types.TaskRecord:
-    row = fence(conn, lease, lease.task_id)
-    now = types.now()
-    if waits.due_at_once(row["cancel_requested"], wait, _unconsumed(conn, lease.task_id, wait)):
-        wake_at = now
-    insert_events(conn, lease.task_id, events)
-    conn.execute(
-        "UPDATE tasks SET status = 'waiting', lease_owner = NULL, lease_expires_at = NULL,"
-        " wait = ?, wake_at = ?, updated_at = ? WHERE id = ?",
-        (rows.dumps(wait, f"wait of task {lease.task_id}"), wake_at, now, lease.task_id),
-    )
-    return rows.task(task_row(conn, lease.task_id))
-
-
-def send_signal(
-    conn: sqlite3.Connection,
-    task_id: str,
-    name: str,
-    data: str,
-    tenant: str | None,
-) -> Signal:
-    row = task_row(conn, task_id, tenant)
-    waits.refuse_if_final(task_id, row["status"], name)
-    now = types.now()
-    seq: int = conn.execute(
-        "SELECT COALESCE(MAX(seq), 0) + 1 FROM signals WHERE task_id = ?", (task_id,)
-    ).fetchone()[0]
-    conn.execute(
-        "INSERT INTO signals (task_id, seq, name, data, sent_at) VALUES (?, ?, ?, ?, ?)",
-        (task_id, seq, name, data, now),
-    )
-    woke = waits.waits_for(row["status"], waits.load_wait(row["wait"]), name)
-    if woke:
-        conn.execute(
-            "UPDATE tasks SET wake_at = ?, updated_at = ? WHERE id = ?", (now, now, task_id)
-        )
-    insert_events(conn, task_id, [waits.received_event(name, seq, woke)])
-    stored = conn.execute(
-        "SELECT * FROM signals WHERE task_id = ? AND seq = ?", (task_id, seq)
-    ).fetchone()
-    return dataclasses.replace(waits.signal(stored), woke=woke)
 
 
 # ---- console views (read-only; SQL in ``console_sql``) -------------------------------
