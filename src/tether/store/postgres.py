@@ -22,6 +22,7 @@ from tether.store import (
     migrations,
     reads,
     rows,
+    submissions,
     transitions,
     vectors,
     views,
@@ -179,13 +180,9 @@ class PostgresStore:
     async def create_session(
         self, tenant: str, agent: str, *, session_id: str | None = None
     ) -> types.SessionRecord:
-        sid = session_id or ids.new_id()
-
-        async def write(conn: Conn) -> types.SessionRecord:
-            await queries.insert_session(conn, tenant, agent, sid)
-            return rows.session(await queries.session_row(conn, sid, tenant))
-
-        return await self._tx(write)
+        return await self._apply(
+            submissions.create_session(tenant, agent, session_id or ids.new_id())
+        )
 
     async def get_session(
         self, session_id: str, *, tenant: str | None = None
@@ -211,7 +208,7 @@ class PostgresStore:
     # ---- tasks -----------------------------------------------------------------
 
     async def submit_task(self, new: types.NewTask) -> types.TaskRecord:
-        return await self._tx(lambda conn: queries.submit(conn, new))
+        return await self._apply(submissions.submit(new))
 
     async def get_task(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
         return await self._query(reads.task(task_id, tenant))

@@ -27,7 +27,7 @@ import psycopg.errors
 from psycopg import sql
 
 from tether import errors, types
-from tether.store import console_sql, ids, leases, rows, views, waits
+from tether.store import console_sql, leases, rows, views, waits
 from tether.store import postgres_connection as connection
 from tether.store.base import Claim
 from tether.store.program import DB_NOW, Notify, Program, T, postgres_style
@@ -149,80 +149,6 @@ async def fence(conn: Connection, lease: types.Lease, task_id: str) -> dict[str,
     row = await task_row(conn, task_id, lock=True)
     leases.check(lease, row)
     return row
-
-
-async def insert_session(conn: Connection, tenant: str, agent: str, session_id: str) -> None:
-    cur = await conn.execute(
-        "INSERT INTO sessions (id, tenant, agent, created_at, updated_at)"
-        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
-        (session_id, tenant, agent, types.now(), types.now()),
-    )
-    if cur.rowcount == 0:
-        raise errors.Conflict(
-            "a session with this id already exists; pass session_id=None for a fresh id",
-            session=session_id,
-        )
-
-
-async def submit(conn: Connection, new: types.NewTask) -> types.TaskRecord:
-    if new.idempotency_key is not None:
-        row = await fetch_one(
-            conn,
-            "SELECT * FROM tasks WHERE tenant = %s AND idempotency_key = %s",
-            (new.tenant, new.idempotency_key),
-        )
-        if row is not None:
-            return rows.task(row)
-    try:
-        async with conn.transaction():  # a savepoint: a lost race leaves nothing behind
-            row = await _insert_task(conn, new)
-    except _KeyTaken as taken:  # a concurrent submit with the same key committed first
-        return rows.task(taken.row)
-    await notify_work(conn, new.agent)
-    return rows.task(row)
-
-
-class _KeyTaken(Exception):
-    def __init__(self, row: dict[str, Any]) -> None:
-        super().__init__(row["id"])
-        self.row = row
-
-
-async def _insert_task(conn: Connection, new: types.NewTask) -> dict[str, Any]:
-    session_id = new.session_id
-    if session_id is None:
-        session_id = ids.new_id()
-        await insert_session(conn, new.tenant, new.agent, session_id)
-    else:
-        await session_row(conn, session_id, new.tenant)
-    task_id = new.task_id or ids.new_id()
-    now = types.now()
-    row = await fetch_one(
-        conn,
-        "INSERT INTO tasks (id, tenant, session_id, agent, status, input, spec, idempotency_key,"
-        " trace_context, created_at, updated_at)"
-        " VALUES (%s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT DO NOTHING RETURNING *",
-        (
-            task_id, new.tenant, session_id, new.agent, new.input, new.spec, new.idempotency_key,
-            rows.dumps_opt(new.trace_context, "trace context"), now, now,
-        ),
-    )  # fmt: skip
-    if row is not None:
-        return row
-    if new.idempotency_key is not None:
-        same = await fetch_one(
-            conn,
-            "SELECT * FROM tasks WHERE tenant = %s AND idempotency_key = %s",
-            (new.tenant, new.idempotency_key),
-        )
-        if same is not None:
-            raise _KeyTaken(same)
-    raise errors.Conflict(
-        "a task with this id already exists; submit without task_id for a fresh id",
-        tenant=new.tenant,
-        task=task_id,
-    )
 
 
 async def append_messages(

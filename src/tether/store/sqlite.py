@@ -26,6 +26,7 @@ from tether.store import (
     migrations,
     reads,
     rows,
+    submissions,
     transitions,
     vectors,
     views,
@@ -127,9 +128,12 @@ class SQLiteStore:
         """Run a store program (``program``) in one write transaction."""
         return await self._write(lambda conn: queries.run(conn, program))
 
-    async def _query(self, program: Program[T]) -> T:
-        """Run a read-only store program."""
-        return await self._read(lambda conn: queries.run(conn, program))
+    async def _query(self, program: Program[T], *, snapshot: bool = True) -> T:
+        """Run a read-only store program: in one read transaction (one snapshot for its
+        statements), or with ``snapshot=False`` (one statement) without BEGIN/COMMIT."""
+        if snapshot:
+            return await self._read(lambda conn: queries.run(conn, program))
+        return await self._run(lambda conn: queries.run(conn, program))
 
     # ---- schema ----------------------------------------------------------------
 
@@ -158,23 +162,19 @@ class SQLiteStore:
     async def create_session(
         self, tenant: str, agent: str, *, session_id: str | None = None
     ) -> types.SessionRecord:
-        sid = session_id or ids.new_id()
-
-        def write(conn: sqlite3.Connection) -> types.SessionRecord:
-            queries.insert_session(conn, tenant, agent, sid)
-            return rows.session(queries.session_row(conn, sid, tenant))
-
-        return await self._write(write)
+        return await self._apply(
+            submissions.create_session(tenant, agent, session_id or ids.new_id())
+        )
 
     async def get_session(
         self, session_id: str, *, tenant: str | None = None
     ) -> types.SessionRecord:
-        return await self._query(reads.session(session_id, tenant))
+        return await self._query(reads.session(session_id, tenant), snapshot=False)
 
     async def list_sessions(
         self, *, tenant: str | None = None, limit: int = 100
     ) -> list[types.SessionRecord]:
-        return await self._query(reads.sessions(tenant, limit, _NEWEST_SESSIONS))
+        return await self._query(reads.sessions(tenant, limit, _NEWEST_SESSIONS), snapshot=False)
 
     async def list_messages(
         self,
@@ -190,10 +190,10 @@ class SQLiteStore:
     # ---- tasks -----------------------------------------------------------------
 
     async def submit_task(self, new: types.NewTask) -> types.TaskRecord:
-        return await self._write(lambda conn: queries.submit(conn, new))
+        return await self._apply(submissions.submit(new))
 
     async def get_task(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
-        return await self._query(reads.task(task_id, tenant))
+        return await self._query(reads.task(task_id, tenant), snapshot=False)
 
     async def list_tasks(
         self,
@@ -203,7 +203,7 @@ class SQLiteStore:
         status: str | None = None,
         limit: int = 100,
     ) -> list[types.TaskRecord]:
-        return await self._query(reads.tasks(tenant, session_id, status, limit))
+        return await self._query(reads.tasks(tenant, session_id, status, limit), snapshot=False)
 
     async def request_cancel(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
         return await self._apply(transitions.cancel(task_id, tenant))
@@ -322,13 +322,13 @@ class SQLiteStore:
         return await self._apply(waits.send(task_id, name, text, tenant))
 
     async def next_signal(self, task_id: str, name: str) -> base.Signal | None:
-        return await self._query(waits.next_signal(task_id, name))
+        return await self._query(waits.next_signal(task_id, name), snapshot=False)
 
     async def list_signals(self, task_id: str, *, tenant: str | None = None) -> list[Signal]:
         return await self._query(reads.signals(task_id, tenant))
 
     async def count_tasks(self, *, status: str) -> dict[str, int]:
-        return await self._query(reads.task_counts(status))
+        return await self._query(reads.task_counts(status), snapshot=False)
 
     # ---- waiting ---------------------------------------------------------------
 
@@ -357,14 +357,14 @@ class SQLiteStore:
         return await self._apply(program)
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
-        return await self._query(api_keys.find(key_hash))
+        return await self._query(api_keys.find(key_hash), snapshot=False)
 
     async def revoke_api_key(self, key_id: str, *, tenant: str | None = None) -> ApiKey:
         return await self._apply(api_keys.revoke(key_id, tenant))
 
     async def list_api_keys(self, *, tenant: str | None = None) -> list[ApiKey]:
         program = api_keys.listing(tenant, "created_at DESC, rowid DESC")
-        return await self._query(program)
+        return await self._query(program, snapshot=False)
 
     # ---- vector memory ---------------------------------------------------------
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tether import errors, types
-from tether.store import console_sql, ids, leases, rows, views, waits
+from tether.store import console_sql, leases, rows, views, waits
 from tether.store.base import Claim
 from tether.store.program import DB_NOW, Notify, Program, T
 
@@ -82,52 +82,6 @@ def fence(conn: sqlite3.Connection, lease: types.Lease, task_id: str) -> sqlite3
     row = task_row(conn, task_id)
     leases.check(lease, row)
     return row
-
-
-def insert_session(conn: sqlite3.Connection, tenant: str, agent: str, session_id: str) -> None:
-    if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone():
-        raise errors.Conflict(
-            "a session with this id already exists; pass session_id=None for a fresh id",
-            session=session_id,
-        )
-    now = types.now()
-    conn.execute(
-        "INSERT INTO sessions (id, tenant, agent, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-        (session_id, tenant, agent, now, now),
-    )
-
-
-def submit(conn: sqlite3.Connection, new: types.NewTask) -> types.TaskRecord:
-    if new.idempotency_key is not None:
-        row = conn.execute(
-            "SELECT * FROM tasks WHERE tenant = ? AND idempotency_key = ?",
-            (new.tenant, new.idempotency_key),
-        ).fetchone()
-        if row is not None:
-            return rows.task(row)
-    session_id = new.session_id
-    if session_id is None:
-        session_id = ids.new_id()
-        insert_session(conn, new.tenant, new.agent, session_id)
-    else:
-        session_row(conn, session_id, new.tenant)
-    task_id = new.task_id or ids.new_id()
-    if conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task_id,)).fetchone():
-        raise errors.Conflict(
-            "a task with this id already exists; submit without task_id for a fresh id",
-            tenant=new.tenant,
-            task=task_id,
-        )
-    now = types.now()
-    conn.execute(
-        "INSERT INTO tasks (id, tenant, session_id, agent, status, input, spec, idempotency_key,"
-        " trace_context, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
-        (
-            task_id, new.tenant, session_id, new.agent, new.input, new.spec, new.idempotency_key,
-            rows.dumps_opt(new.trace_context, "trace context"), now, now,
-        ),
-    )  # fmt: skip
-    return rows.task(task_row(conn, task_id))
 
 
 def append_messages(
