@@ -17,7 +17,6 @@ from tether.store import (
     api_keys,
     appends,
     ids,
-    json_check,
     leases,
     migrations,
     reads,
@@ -40,6 +39,7 @@ from tether.store.program import Program
 __all__ = ["PostgresStore"]
 
 _NEWEST_SESSIONS = "created_at DESC, id DESC"
+_TABLES = "SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema()"
 
 T = TypeVar("T")
 Conn = queries.Connection
@@ -139,34 +139,7 @@ class PostgresStore:
             found = checks.schema_findings(self.url, await schema.applied(conn), self._migrations)
             if found and found[0].check == "schema":
                 return found
-            existing = {
-                r["tablename"]
-                for r in await queries.fetch_all(
-                    conn, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-                )
-            }
-            now = await queries.db_now(conn)
-            for check in checks.applicable(existing):
-                params = (now,) * check.sql.count("{now}")
-                total = await queries.fetch_one(conn, check.count_query("%s"), params)
-                refs = await queries.fetch_all(conn, check.query("%s"), params)
-                finding = check.finding(
-                    [str(r["ref"]) for r in refs], int(total["n"]) if total else 0
-                )
-                if finding is not None:
-                    found.append(finding)
-            versions: dict[str, dict[int, int]] = {}
-            for table in checks.PAYLOAD_TABLES:
-                counted = await queries.fetch_all(
-                    conn,
-                    f"SELECT payload_version AS v, COUNT(*) AS n FROM {table}"
-                    " GROUP BY payload_version",
-                )
-                versions[table] = {int(r["v"]): int(r["n"]) for r in counted}
-            for table in json_check.JSON_COLUMNS:
-                rows = await queries.fetch_all(conn, json_check.query(table))
-                found += json_check.findings(table, rows)
-            return found + checks.payload_findings(versions)
+            return found + await queries.run(conn, checks.data_findings(_TABLES))
 
         return await self._run(read)
 

@@ -21,7 +21,6 @@ from tether.store import (
     appends,
     base,
     ids,
-    json_check,
     leases,
     migrations,
     reads,
@@ -413,24 +412,6 @@ def _doctor(
     found = checks.schema_findings(url, schema.applied(conn), shipped)
     if found and found[0].check == "schema":
         return found
-    existing = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    now = types.now()
-    for check in checks.applicable(existing):
-        params = (now,) * check.sql.count("{now}")
-        count: int = conn.execute(check.count_query("?"), params).fetchone()["n"]
-        refs = [str(r["ref"]) for r in conn.execute(check.query("?"), params)]
-        finding = check.finding(refs, count)
-        if finding is not None:
-            found.append(finding)
-    versions = {
-        table: {
-            int(r["v"]): int(r["n"])
-            for r in conn.execute(
-                f"SELECT payload_version AS v, COUNT(*) AS n FROM {table} GROUP BY payload_version"
-            )
-        }
-        for table in checks.PAYLOAD_TABLES
-    }
-    for table in json_check.JSON_COLUMNS:
-        found += json_check.findings(table, conn.execute(json_check.query(table)))
-    return found + checks.payload_findings(versions)
+    return found + queries.run(
+        conn, checks.data_findings("SELECT name FROM sqlite_master WHERE type = 'table'")
+    )
