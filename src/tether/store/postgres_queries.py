@@ -60,10 +60,17 @@ _PICK = (
     f"{_LOCK} OF t SKIP LOCKED"
 )
 _TAKE = (
-    "WITH claimed AS ("
+    "WITH sess AS ("
+    " UPDATE sessions SET last_seq = last_seq + 1, updated_at = %(now)s"
+    " WHERE id = %(sid)s AND %(needs_input)s RETURNING last_seq"
+    "), msg AS ("
+    " INSERT INTO messages (session_id, seq, task_id, payload, payload_version, created_at)"
+    " SELECT %(sid)s, last_seq, %(id)s, %(input)s, %(version)s, %(now)s FROM sess"
+    "), claimed AS ("
     " UPDATE tasks SET status = 'running', lease_owner = %(worker)s,"
     " lease_expires_at = %(expires)s, lease_epoch = %(epoch)s, runs = %(runs)s,"
-    " input_seq = %(input_seq)s, wake_at = NULL, updated_at = %(now)s WHERE id = %(id)s"
+    " input_seq = COALESCE((SELECT last_seq FROM sess), input_seq), wake_at = NULL,"
+    " updated_at = %(now)s WHERE id = %(id)s"
     " RETURNING *"
     "), run AS ("
     " INSERT INTO task_runs (task_id, run, worker, epoch, started_at, from_step, reason)"
@@ -71,6 +78,8 @@ _TAKE = (
     " FROM claimed"
     ") SELECT * FROM claimed"
 )
+"""Take the picked task in one statement: on its first start, append its input as the
+session's next message (``input_seq``); set the lease; record the run."""
 
 
 async def fetch_one(
@@ -151,36 +160,6 @@ async def fence(conn: Connection, lease: types.Lease, task_id: str) -> dict[str,
     return row
 
 
-async def append_messages(
-    conn: Connection,
-    session_id: str,
-    task_id: str,
-    messages: Sequence[types.Message],
-    now: float,
-) -> tuple[int, ...]:
-    """Give the messages the session's next seqs (its ``last_seq`` counter, row-locked)."""
-    row = await fetch_one(
-        conn,
-        "UPDATE sessions SET last_seq = last_seq + %s, updated_at = %s WHERE id = %s"
-        " RETURNING last_seq",
-        (len(messages), now, session_id),
-    )
-    assert row is not None, f"session {session_id} vanished under its task {task_id}"
-    last = int(row["last_seq"]) - len(messages)
-    seqs = tuple(range(last + 1, last + 1 + len(messages)))
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO messages (session_id, seq, task_id, payload, payload_version, created_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            [
-                (session_id, seq, task_id, rows.dumps(m.to_dict(), f"message {seq}"),
-                 types.PAYLOAD_VERSION, now)
-                for seq, m in zip(seqs, messages, strict=True)
-            ],
-        )  # fmt: skip
-    return seqs
-
-
 async def claim(
     conn: Connection,
     worker: str,
@@ -192,8 +171,8 @@ async def claim(
     task of a free session; oldest first within each), skipping rows other claimers
     hold, and take it.
 
-    Two or three round trips: the pick (which also reads the clock and the journal's
-    length), the input's message on a first start, and the update with its run row.
+    One round trip per kind of candidate looked at (the pick that finds one also reads
+    the clock and the journal's length), then one for ``_TAKE``.
     A claim that would give a session a second running task fails on the unique index
     and rolls the whole transaction back (``SessionBusy``)."""
     if agents is not None and not agents:
@@ -217,14 +196,14 @@ async def claim(
     tid: str = row["id"]
     epoch: int = row["lease_epoch"] + 1
     expires = now + lease_ttl
-    input_seq = row["input_seq"]
-    if input_seq is None:
-        user = types.Message(role="user", content=row["input"])
-        (input_seq,) = await append_messages(conn, row["session_id"], tid, [user], now)
+    needs_input = row["input_seq"] is None
+    user = types.Message(role="user", content=row["input"]).to_dict() if needs_input else None
     take = {
         "worker": worker, "expires": expires, "epoch": epoch, "runs": row["runs"] + 1,
-        "input_seq": input_seq, "now": now, "id": tid, "from_step": int(row["steps_done"]),
-        "reason": reason,
+        "now": now, "id": tid, "from_step": int(row["steps_done"]), "reason": reason,
+        "sid": row["session_id"], "needs_input": needs_input,
+        "input": rows.dumps(user, f"input message of task {tid}") if needs_input else None,
+        "version": types.PAYLOAD_VERSION,
     }  # fmt: skip
     try:
         updated = await fetch_one(conn, _TAKE, take)
