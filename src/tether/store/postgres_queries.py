@@ -27,6 +27,7 @@ import psycopg.errors
 from psycopg import sql
 
 from tether import errors, types
+from tether.store import commits as commit_rules
 from tether.store import console_sql, leases, rows, views, waits
 from tether.store import postgres_connection as connection
 from tether.store.base import Claim
@@ -233,7 +234,7 @@ async def commit_batch(
         except (errors.TetherError, errors.LeaseLost) as exc:
             results.append(exc)
         except psycopg.IntegrityError as exc:
-            results.append(_step_rejected(commit.step, exc))
+            results.append(_rejected(commit.step, exc))
     return results
 
 
@@ -260,7 +261,7 @@ async def commit_all(
         except (errors.TetherError, errors.LeaseLost) as exc:
             raise Rejected(exc) from exc
         except psycopg.IntegrityError as exc:
-            raise Rejected(_step_rejected(commit.step, exc)) from exc
+            raise Rejected(_rejected(commit.step, exc)) from exc
     return done
 
 
@@ -321,7 +322,12 @@ async def _commit_one(conn: Connection, commit: types.StepCommit, now: float) ->
     leases.check(lease, task)
     session_id: str = task["session_id"]
     if task["done_fingerprint"] is not None:
-        done = await _already_committed(conn, commit, session_id, task)
+        done = await run(
+            conn,
+            commit_rules.already_committed(
+                commit, session_id, task["done_fingerprint"], task["done_seqs"]
+            ),
+        )
         if done is not None:
             return done
     last = int(task["last_seq"])
@@ -361,45 +367,9 @@ async def _commit_one(conn: Connection, commit: types.StepCommit, now: float) ->
     return types.CommitResult(message_seqs=seqs)
 
 
-async def _already_committed(
-    conn: Connection, commit: types.StepCommit, session_id: str, found: dict[str, Any]
-) -> types.CommitResult | None:
-    """A commit retried after its connection was lost may have been applied already: if
-    the journal holds this step with the same fingerprint and the same messages (the
-    lease was checked by the caller), return its seqs instead of failing. A different
-    step at that index is left to the primary key, which reports a ``Conflict``."""
-    if found["done_fingerprint"] != commit.step.fingerprint:
-        return None
-    seqs = tuple(int(s) for s in json.loads(found["done_seqs"]))
-    if commit.messages:
-        stored = await fetch_all(
-            conn,
-            "SELECT payload FROM messages WHERE session_id = %s AND seq = ANY(%s) ORDER BY seq",
-            (session_id, list(seqs)),
-        )
-        if [json.loads(r["payload"]) for r in stored] != [m.to_dict() for m in commit.messages]:
-            return None
-    elif seqs != commit.step.message_seqs:
-        return None
-    return types.CommitResult(message_seqs=seqs)
-
-
-def _step_rejected(step: types.StepRecord, exc: psycopg.IntegrityError) -> errors.TetherError:
-    err: errors.TetherError
-    if isinstance(exc, psycopg.errors.UniqueViolation):
-        err = errors.Conflict(
-            "this step is already journaled; each step index is committed once",
-            task=step.task_id,
-            step=step.index,
-        )
-    else:
-        err = errors.InvalidInput(
-            f"the store rejected this step record ({exc}); check its kind and status",
-            task=step.task_id,
-            step=step.index,
-        )
-    err.__cause__ = exc
-    return err
+def _rejected(step: types.StepRecord, exc: psycopg.IntegrityError) -> errors.TetherError:
+    duplicate = isinstance(exc, psycopg.errors.UniqueViolation)
+    return commit_rules.step_rejected(step, exc, duplicate=duplicate)
 
 
 async def step_storage_bytes(conn: Connection, task_id: str, index: int) -> int:

@@ -63,4 +63,4 @@ DB_NOW = ":db_now"
 
 def postgres_style(sql: str) -> str:
     """``:name`` parameters as psycopg's ``%(name)s`` (``::`` casts are left alone)."""
-    return re.sub(r"(?<!:):([a-z_]+)", r"%(\1)s", sql)
+    return re.sub(r"(?<!:):([a-z_][a-z0-9_]*)", r"%(\1)s", sql)

@@ -6,12 +6,12 @@ opened (``sqlite_connection.write``); ``SQLiteStore`` is the async face over the
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from tether import errors, types
+from tether.store import commits as commit_rules
 from tether.store import console_sql, leases, rows, views, waits
 from tether.store.base import Claim
 from tether.store.program import DB_NOW, Notify, Program, T
@@ -211,7 +211,9 @@ def commit_batch(
             results.append(exc)
         except sqlite3.IntegrityError as exc:
             conn.execute("ROLLBACK TO step_commit")
-            results.append(_step_rejected(commit.step, exc))
+            results.append(
+                commit_rules.step_rejected(commit.step, exc, duplicate="UNIQUE" in str(exc))
+            )
         conn.execute("RELEASE step_commit")
     return results
 
@@ -247,7 +249,19 @@ def _commit_one(
         conn.execute(_INSERT_STEP, rows.step_values(step, seqs, commit.messages))
     except sqlite3.IntegrityError as exc:
         if "UNIQUE" in str(exc):
-            done = _already_committed(conn, commit, session_id)
+            done_row = conn.execute(
+                "SELECT fingerprint, message_seqs FROM steps WHERE task_id = ? AND idx = ?",
+                (step.task_id, step.index),
+            ).fetchone()
+            done = run(
+                conn,
+                commit_rules.already_committed(
+                    commit,
+                    session_id,
+                    None if done_row is None else done_row["fingerprint"],
+                    None if done_row is None else done_row["message_seqs"],
+                ),
+            )
             if done is not None:
                 return done
         raise
@@ -269,51 +283,6 @@ def _commit_one(
     insert_events(conn, step.task_id, commit.events)
     conn.execute("UPDATE tasks SET updated_at = ? WHERE id = ?", (now, step.task_id))
     return types.CommitResult(message_seqs=seqs)
-
-
-def _already_committed(
-    conn: sqlite3.Connection, commit: types.StepCommit, session_id: str
-) -> types.CommitResult | None:
-    """A commit retried after its connection was lost may have been applied already: if
-    the journal holds this step with the same fingerprint and the same messages (the
-    lease was checked by the caller), return its seqs instead of failing. A different
-    step at that index is left to the primary key, which reports a ``Conflict``."""
-    row = conn.execute(
-        "SELECT fingerprint, message_seqs FROM steps WHERE task_id = ? AND idx = ?",
-        (commit.step.task_id, commit.step.index),
-    ).fetchone()
-    if row is None or row["fingerprint"] != commit.step.fingerprint:
-        return None
-    seqs = tuple(int(s) for s in json.loads(row["message_seqs"]))
-    if commit.messages:
-        stored = conn.execute(
-            "SELECT m.payload FROM json_each(?) j"
-            " JOIN messages m ON m.session_id = ? AND m.seq = j.value ORDER BY m.seq",
-            (row["message_seqs"], session_id),
-        ).fetchall()
-        if [json.loads(r["payload"]) for r in stored] != [m.to_dict() for m in commit.messages]:
-            return None
-    elif seqs != commit.step.message_seqs:
-        return None
-    return types.CommitResult(message_seqs=seqs)
-
-
-def _step_rejected(step: types.StepRecord, exc: sqlite3.IntegrityError) -> errors.TetherError:
-    err: errors.TetherError
-    if "UNIQUE" in str(exc):
-        err = errors.Conflict(
-            "this step is already journaled; each step index is committed once",
-            task=step.task_id,
-            step=step.index,
-        )
-    else:
-        err = errors.InvalidInput(
-            f"the store rejected this step record ({exc}); check its kind and status",
-            task=step.task_id,
-            step=step.index,
-        )
-    err.__cause__ = exc
-    return err
 
 
 def step_storage_bytes(conn: sqlite3.Connection, task_id: str, index: int) -> int:
