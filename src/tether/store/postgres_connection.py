@@ -24,7 +24,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from tether import errors
-from tether.store import migrations
+from tether.store import counts, migrations
 
 _log = logging.getLogger("tether.store.postgres")
 
@@ -32,21 +32,8 @@ Connection = psycopg.AsyncConnection[DictRow]
 Pool = AsyncConnectionPool[Connection]
 
 
-@dataclass
-class Counts:
-    """Statements and round trips this process sent to PostgreSQL (every pool), for the
-    bench's "round trips per step". A statement is one ``execute`` or each parameter
-    set of an ``executemany``; a round trip is one ``execute``, one ``executemany``
-    (pipelined by psycopg), or one ``BEGIN``/``COMMIT``/``SAVEPOINT``/``RELEASE``."""
-
-    statements: int = 0
-    round_trips: int = 0
-
-    def snapshot(self) -> Counts:
-        return Counts(self.statements, self.round_trips)
-
-
-COUNTS = Counts()
+COUNTS = counts.POSTGRES
+"""What this process sent to PostgreSQL (``tether.store.counts``)."""
 
 
 class CountingCursor(psycopg.AsyncCursor[DictRow]):
@@ -71,6 +58,7 @@ class CountingConnection(psycopg.AsyncConnection[DictRow]):
     async def transaction(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         COUNTS.statements += 2
         COUNTS.round_trips += 2
+        COUNTS.transactions += 1
         async with super().transaction(*args, **kwargs) as tx:
             yield tx
 
