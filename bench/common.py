@@ -178,7 +178,10 @@ def sqlite_payload_bytes(path: str) -> int:
 
 def postgres_payload_bytes(dsn: str) -> int:
     """Bytes of the live rows of every table in the database's user schemas, as stored
-    (``pg_column_size`` of each row: after TOAST compression); indexes not counted."""
+    (``pg_column_size`` of each row: after TOAST compression), plus the payload of every
+    index entry (its key values as stored, and a 6-byte heap pointer), as SQLite's
+    ``dbstat`` counts tables and indexes alike (``sqlite_payload_bytes``). Row and
+    page headers are left out on both engines."""
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -189,6 +192,19 @@ def postgres_payload_bytes(dsn: str) -> int:
         total = 0
         for (table,) in tables:
             got = conn.execute(f"SELECT COALESCE(SUM(pg_column_size(t.*)), 0) FROM {table} t")
+            total += int(got.fetchone()[0])  # type: ignore[index]
+        indexes = conn.execute(
+            "SELECT i.indrelid::regclass::text, pg_get_expr(i.indpred, i.indrelid),"
+            " ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true)"
+            "  FROM generate_series(1, i.indnatts) AS k)"
+            " FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"
+        ).fetchall()
+        for table, predicate, keys in indexes:
+            size = " + ".join(f"COALESCE(pg_column_size({k}), 0)" for k in keys)
+            where = f" WHERE {predicate}" if predicate else ""
+            got = conn.execute(f"SELECT COALESCE(SUM({size} + 6), 0) FROM {table}{where}")
             total += int(got.fetchone()[0])  # type: ignore[index]
         return total
 

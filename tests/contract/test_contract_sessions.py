@@ -180,3 +180,16 @@ def test_a_fresh_store_is_at_the_latest_schema(store: StoreCase) -> None:
         assert await s.schema_version() == version
 
     store.run(body)
+
+
+def test_racing_submits_with_one_idempotency_key_make_one_task_and_one_session(
+    store: StoreCase,
+) -> None:
+    async def body(s: Store) -> None:
+        tasks = await asyncio.gather(*(submit(s, idempotency_key="once") for _ in range(10)))
+        assert len({t.id for t in tasks}) == 1
+        assert len(await s.list_tasks(tenant="acme")) == 1
+        # the losers' new sessions were rolled back with their inserts
+        assert [x.id for x in await s.list_sessions(tenant="acme")] == [tasks[0].session_id]
+
+    store.run(body)

@@ -343,24 +343,6 @@ def test_a_retried_commit_after_a_lost_acknowledgement_is_idempotent(pg_url: str
     run(pg_url, body)
 
 
-def test_api_keys_round_trip(pg_url: str) -> None:
-    async def body(s: PostgresStore) -> None:
-        key = await s.create_api_key("acme", "h1", prefix="tk_1", name="ci")
-        with pytest.raises(errors.Conflict):
-            await s.create_api_key("acme", "h1", prefix="tk_1")
-        other = await s.create_api_key("globex", "h2", prefix="tk_2")
-        assert await s.find_api_key("h1") == key
-        assert [k.id for k in await s.list_api_keys()] == [other.id, key.id]
-        assert [k.id for k in await s.list_api_keys(tenant="acme")] == [key.id]
-        with pytest.raises(errors.NotFound):
-            await s.revoke_api_key(key.id, tenant="globex")
-        revoked = await s.revoke_api_key(key.id)
-        assert not revoked.active and await s.find_api_key("h1") is None
-        assert (await s.revoke_api_key(key.id)).revoked_at == revoked.revoked_at
-
-    run(pg_url, body)
-
-
 def test_vector_memory_is_fenced_and_searchable(pg_url: str) -> None:
     async def body(s: PostgresStore) -> None:
         task = await s.submit_task(new_task())

@@ -8,7 +8,6 @@ position (``tasks_by_created``) and fixed caps on its lists.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 from tether import errors
 from tether.store import rows, views
+from tether.store.program import postgres_style as postgres_style
 
 LIST_CAP = 50
 """Longest list the overview returns (stuck tasks, recent runs)."""
@@ -24,11 +24,6 @@ ERROR_ROWS = 5000
 FUNNEL_CAP = 100
 """Step indexes from here on are counted together (as metrics cap ``step`` at 100+)."""
 NO_POSITION = 2**62
-
-
-def postgres_style(sql: str) -> str:
-    """``:name`` parameters as psycopg's ``%(name)s``."""
-    return re.sub(r"(?<!:):([a-z_]+)", r"%(\1)s", sql)
 
 
 # A time bound becomes a position bound by one seek in ``tasks_by_created``: the position

@@ -21,10 +21,14 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from tether import errors
-from tether.store import migrations, payloads
+from tether.store import json_check, migrations, payloads
 from tether.store.base import Finding, Severity
+from tether.store.program import DB_NOW, Program, Query
 
-__all__ = ["CHECKS", "LIMIT", "PAYLOAD_TABLES", "Check", "payload_findings", "schema_findings"]
+__all__ = [
+    "CHECKS", "LIMIT", "PAYLOAD_TABLES", "Check", "data_findings", "payload_findings",
+    "schema_findings",
+]  # fmt: skip
 
 LIMIT = 20
 """Rows fetched per check: a finding names at most this many objects."""
@@ -309,3 +313,25 @@ def payload_findings(versions: Mapping[str, Mapping[int, int]]) -> list[Finding]
             )
         )
     return out
+
+
+def data_findings(tables_sql: str) -> Program[list[Finding]]:
+    """Steps 2 and 3 above, as a program (``program``) run by either engine;
+    ``tables_sql`` lists the engine's tables (one ``name`` column)."""
+    existing = {r["name"] for r in (yield Query(tables_sql))}
+    found: list[Finding] = []
+    for check in applicable(existing):
+        total = yield Query(check.count_query(DB_NOW))
+        refs = yield Query(check.query(DB_NOW))
+        finding = check.finding([str(r["ref"]) for r in refs], int(total[0]["n"]) if total else 0)
+        if finding is not None:
+            found.append(finding)
+    versions: dict[str, dict[int, int]] = {}
+    for table in PAYLOAD_TABLES:
+        counted = yield Query(
+            f"SELECT payload_version AS v, COUNT(*) AS n FROM {table} GROUP BY payload_version"
+        )
+        versions[table] = {int(r["v"]): int(r["n"]) for r in counted}
+    for table in json_check.JSON_COLUMNS:
+        found += json_check.findings(table, (yield Query(json_check.query(table))))
+    return found + payload_findings(versions)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tether.store.base import Finding
+from tether.store.rows import Row
 
 LIMIT = 20
 
@@ -42,7 +43,7 @@ def _bad(value: Any) -> bool:
     return False
 
 
-def findings(table: str, rows: Iterable[Mapping[str, Any]]) -> list[Finding]:
+def findings(table: str, rows: Iterable[Row]) -> list[Finding]:
     """One finding for ``table`` naming (up to ``LIMIT``) rows whose JSON does not parse."""
     columns = JSON_COLUMNS[table][1]
     bad = [

@@ -13,17 +13,33 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from tether import errors, types
+from tether.store import (
+    api_keys,
+    appends,
+    ids,
+    leases,
+    migrations,
+    reads,
+    rows,
+    submissions,
+    transitions,
+    vectors,
+    views,
+    waits,
+)
 from tether.store import doctor as checks
-from tether.store import ids, json_check, migrations, rows, vectors, views, waits
 from tether.store import postgres_connection as connection
-from tether.store import postgres_memory as memory
 from tether.store import postgres_queries as queries
 from tether.store import postgres_schema as schema
 from tether.store.base import ApiKey, Claim, Finding, MemoryHit, MemoryItem, Signal
 from tether.store.checkpoints_postgres import PostgresCheckpoints
 from tether.store.postgres_listener import Listener
+from tether.store.program import Program
 
 __all__ = ["PostgresStore"]
+
+_NEWEST_SESSIONS = "created_at DESC, id DESC"
+_TABLES = "SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema()"
 
 T = TypeVar("T")
 Conn = queries.Connection
@@ -97,6 +113,14 @@ class PostgresStore:
 
         return await self._run(job)
 
+    async def _apply(self, program: Program[T]) -> T:
+        """Run a store program (``program``) in one write transaction."""
+        return await self._tx(lambda conn: queries.run(conn, program))
+
+    async def _query(self, program: Program[T]) -> T:
+        """Run a read-only store program."""
+        return await self._run(lambda conn: queries.run(conn, program))
+
     # ---- schema ----------------------------------------------------------------
 
     async def schema_version(self) -> int:
@@ -115,34 +139,7 @@ class PostgresStore:
             found = checks.schema_findings(self.url, await schema.applied(conn), self._migrations)
             if found and found[0].check == "schema":
                 return found
-            existing = {
-                r["tablename"]
-                for r in await queries.fetch_all(
-                    conn, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-                )
-            }
-            now = await queries.db_now(conn)
-            for check in checks.applicable(existing):
-                params = (now,) * check.sql.count("{now}")
-                total = await queries.fetch_one(conn, check.count_query("%s"), params)
-                refs = await queries.fetch_all(conn, check.query("%s"), params)
-                finding = check.finding(
-                    [str(r["ref"]) for r in refs], int(total["n"]) if total else 0
-                )
-                if finding is not None:
-                    found.append(finding)
-            versions: dict[str, dict[int, int]] = {}
-            for table in checks.PAYLOAD_TABLES:
-                counted = await queries.fetch_all(
-                    conn,
-                    f"SELECT payload_version AS v, COUNT(*) AS n FROM {table}"
-                    " GROUP BY payload_version",
-                )
-                versions[table] = {int(r["v"]): int(r["n"]) for r in counted}
-            for table in json_check.JSON_COLUMNS:
-                rows = await queries.fetch_all(conn, json_check.query(table))
-                found += json_check.findings(table, rows)
-            return found + checks.payload_findings(versions)
+            return found + await queries.run(conn, checks.data_findings(_TABLES))
 
         return await self._run(read)
 
@@ -156,33 +153,19 @@ class PostgresStore:
     async def create_session(
         self, tenant: str, agent: str, *, session_id: str | None = None
     ) -> types.SessionRecord:
-        sid = session_id or ids.new_id()
-
-        async def write(conn: Conn) -> types.SessionRecord:
-            await queries.insert_session(conn, tenant, agent, sid)
-            return rows.session(await queries.session_row(conn, sid, tenant))
-
-        return await self._tx(write)
+        return await self._apply(
+            submissions.create_session(tenant, agent, session_id or ids.new_id())
+        )
 
     async def get_session(
         self, session_id: str, *, tenant: str | None = None
     ) -> types.SessionRecord:
-        async def read(conn: Conn) -> types.SessionRecord:
-            return rows.session(await queries.session_row(conn, session_id, tenant))
-
-        return await self._run(read)
+        return await self._query(reads.session(session_id, tenant))
 
     async def list_sessions(
         self, *, tenant: str | None = None, limit: int = 100
     ) -> list[types.SessionRecord]:
-        where = "WHERE tenant = %(tenant)s" if tenant is not None else ""
-        query = f"SELECT * FROM sessions {where} ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
-
-        async def read(conn: Conn) -> list[types.SessionRecord]:
-            found = await queries.fetch_all(conn, query, {"tenant": tenant, "limit": limit})
-            return [rows.session(r) for r in found]
-
-        return await self._run(read)
+        return await self._query(reads.sessions(tenant, limit, _NEWEST_SESSIONS))
 
     async def list_messages(
         self,
@@ -193,28 +176,15 @@ class PostgresStore:
         upto_seq: int | None = None,
         limit: int | None = None,
     ) -> list[types.StoredMessage]:
-        async def read(conn: Conn) -> list[types.StoredMessage]:
-            await queries.session_row(conn, session_id, tenant)
-            found = await queries.fetch_all(
-                conn,
-                "SELECT * FROM messages WHERE session_id = %s AND seq > %s AND seq <= %s"
-                " ORDER BY seq LIMIT %s",
-                (session_id, after_seq, upto_seq if upto_seq is not None else 2**62, limit),
-            )
-            return [rows.message(r) for r in found]
-
-        return await self._run(read)
+        return await self._query(reads.messages(session_id, tenant, after_seq, upto_seq, limit))
 
     # ---- tasks -----------------------------------------------------------------
 
     async def submit_task(self, new: types.NewTask) -> types.TaskRecord:
-        return await self._tx(lambda conn: queries.submit(conn, new))
+        return await self._apply(submissions.submit(new))
 
     async def get_task(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
-        async def read(conn: Conn) -> types.TaskRecord:
-            return rows.task(await queries.task_row(conn, task_id, tenant))
-
-        return await self._run(read)
+        return await self._query(reads.task(task_id, tenant))
 
     async def list_tasks(
         self,
@@ -224,37 +194,10 @@ class PostgresStore:
         status: str | None = None,
         limit: int = 100,
     ) -> list[types.TaskRecord]:
-        filters = {"tenant": tenant, "session_id": session_id, "status": status}
-        given = {k: v for k, v in filters.items() if v is not None}
-        where = " AND ".join(f"{k} = %({k})s" for k in given) or "TRUE"
-        query = f"SELECT * FROM tasks WHERE {where} ORDER BY position DESC LIMIT %(limit)s"
-
-        async def read(conn: Conn) -> list[types.TaskRecord]:
-            found = await queries.fetch_all(conn, query, {**given, "limit": limit})
-            return [rows.task(r) for r in found]
-
-        return await self._run(read)
+        return await self._query(reads.tasks(tenant, session_id, status, limit))
 
     async def request_cancel(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
-        async def write(conn: Conn) -> types.TaskRecord:
-            row = await queries.task_row(conn, task_id, tenant, lock=True)
-            if row["status"] in ("queued", "waiting"):  # nothing runs it: cancelled now
-                change = "status = 'cancelled', cancel_requested = TRUE, wake_at = NULL"
-            elif row["status"] == "running":
-                change = "cancel_requested = TRUE"
-            else:
-                return rows.task(row)
-            updated = await queries.fetch_one(
-                conn,
-                f"UPDATE tasks SET {change}, updated_at = %s WHERE id = %s RETURNING *",
-                (types.now(), task_id),
-            )
-            if row["status"] != "running":  # the session's next task may start now
-                await queries.notify_work(conn, row["agent"])
-            assert updated is not None
-            return rows.task(updated)
-
-        return await self._tx(write)
+        return await self._apply(transitions.cancel(task_id, tenant))
 
     # ---- leases ----------------------------------------------------------------
 
@@ -266,7 +209,7 @@ class PostgresStore:
         agents: Collection[str] | None = None,
         task_id: str | None = None,
     ) -> Claim | None:
-        _check_ttl(lease_ttl)
+        leases.check_ttl(lease_ttl)
         names = None if agents is None else sorted(set(agents))
         for _ in range(_CLAIM_TRIES):
             try:
@@ -278,35 +221,13 @@ class PostgresStore:
         return None
 
     async def renew_lease(self, lease: types.Lease, *, lease_ttl: float) -> types.Lease:
-        _check_ttl(lease_ttl)
-
-        async def write(conn: Conn) -> types.Lease:
-            await queries.fence(conn, lease, lease.task_id)
-            row = await queries.fetch_one(
-                conn,
-                f"UPDATE tasks SET lease_expires_at = {connection.NOW} + %s, updated_at = %s"
-                " WHERE id = %s RETURNING lease_expires_at",
-                (lease_ttl, types.now(), lease.task_id),
-            )
-            assert row is not None
-            return types.Lease(lease.task_id, lease.owner, lease.epoch, row["lease_expires_at"])
-
-        return await self._tx(write)
+        leases.check_ttl(lease_ttl)
+        return await self._apply(transitions.renew(lease, lease_ttl))
 
     async def release_lease(
         self, lease: types.Lease, *, events: Sequence[types.NewEvent] = ()
     ) -> None:
-        async def write(conn: Conn) -> None:
-            row = await queries.fence(conn, lease, lease.task_id)
-            await queries.insert_events(conn, lease.task_id, events)
-            await conn.execute(
-                "UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,"
-                " updated_at = %s WHERE id = %s",
-                (types.now(), lease.task_id),
-            )
-            await queries.notify_work(conn, row["agent"])
-
-        await self._tx(write)
+        await self._apply(transitions.release(lease, events))
 
     async def wait_task(
         self,
@@ -316,19 +237,10 @@ class PostgresStore:
         wake_at: float | None,
         events: Sequence[types.NewEvent] = (),
     ) -> types.TaskRecord:
-        return await self._tx(lambda conn: queries.park(conn, lease, wait, wake_at, events))
+        return await self._apply(waits.park(lease, wait, wake_at, events))
 
     async def expire_lease(self, task_id: str) -> None:
-        async def write(conn: Conn) -> None:
-            row = await queries.task_row(conn, task_id, lock=True)
-            await conn.execute(
-                f"UPDATE tasks SET lease_expires_at = {connection.NOW}"
-                " WHERE id = %s AND status = 'running'",
-                (task_id,),
-            )
-            await queries.notify_work(conn, row["agent"])
-
-        await self._tx(write)
+        await self._apply(transitions.expire(task_id))
 
     # ---- journal ---------------------------------------------------------------
 
@@ -358,45 +270,22 @@ class PostgresStore:
     ) -> list[types.CommitResult | BaseException]:
         if not commits:
             return []
+        try:  # optimistically: no savepoints, all or nothing (two round trips per commit)
+            return list(await self._tx(lambda conn: queries.commit_all(conn, commits)))
+        except queries.Rejected as rejected:
+            if len(commits) == 1:
+                return [rejected.error]
+        # one was fenced or rejected, and nothing was written: again, each commit alone
         return await self._tx(lambda conn: queries.commit_batch(conn, commits))
 
     async def record_attempt(self, lease: types.Lease, attempt: types.StepAttempt) -> None:
-        error = rows.dumps(attempt.error, f"error of attempt {attempt.attempt}")
-
-        async def write(conn: Conn) -> None:
-            await queries.fence(conn, lease, attempt.task_id)
-            await conn.execute(
-                "INSERT INTO step_attempts (task_id, idx, attempt, error, delay, worker, at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (task_id, idx, attempt)"
-                " DO UPDATE SET error = excluded.error, delay = excluded.delay,"
-                " worker = excluded.worker, at = excluded.at",
-                (attempt.task_id, attempt.index, attempt.attempt, error, attempt.delay,
-                 attempt.worker, attempt.at),
-            )  # fmt: skip
-
-        await self._tx(write)
+        await self._apply(appends.attempt(lease, attempt))
 
     async def list_attempts(self, task_id: str) -> list[types.StepAttempt]:
-        async def read(conn: Conn) -> list[types.StepAttempt]:
-            await queries.task_row(conn, task_id)
-            found = await queries.fetch_all(
-                conn,
-                "SELECT * FROM step_attempts WHERE task_id = %s ORDER BY idx, attempt",
-                (task_id,),
-            )
-            return [rows.attempt(r) for r in found]
-
-        return await self._run(read)
+        return await self._query(reads.attempts(task_id))
 
     async def list_runs(self, task_id: str) -> list[types.TaskRun]:
-        async def read(conn: Conn) -> list[types.TaskRun]:
-            await queries.task_row(conn, task_id)
-            found = await queries.fetch_all(
-                conn, "SELECT * FROM task_runs WHERE task_id = %s ORDER BY run", (task_id,)
-            )
-            return [rows.run(r) for r in found]
-
-        return await self._run(read)
+        return await self._query(reads.runs(task_id))
 
     async def finish_task(
         self,
@@ -407,69 +296,25 @@ class PostgresStore:
         error: dict[str, Any] | None = None,
         events: Sequence[types.NewEvent] = (),
     ) -> types.TaskRecord:
-        output_json, error_json = rows.final_values(lease.task_id, status, output, error)
-
-        async def write(conn: Conn) -> types.TaskRecord:
-            row = await queries.fence(conn, lease, lease.task_id)
-            updated = await queries.fetch_one(
-                conn,
-                "UPDATE tasks SET status = %s, output = %s, error = %s, lease_owner = NULL,"
-                " lease_expires_at = NULL, updated_at = %s WHERE id = %s RETURNING *",
-                (status, output_json, error_json, types.now(), lease.task_id),
-            )
-            await queries.insert_events(conn, lease.task_id, events)
-            await queries.notify_work(conn, row["agent"])  # the session's next task may start
-            assert updated is not None
-            return rows.task(updated)
-
-        return await self._tx(write)
+        rows.final_values(lease.task_id, status, output, error)  # bad input: no transaction
+        program = transitions.finish(lease, status, output, error, events)
+        return await self._apply(program)
 
     async def fail_task(self, task_id: str, *, error: dict[str, Any]) -> types.TaskRecord:
-        error_json = rows.dumps(error, f"error of task {task_id}")
-
-        async def write(conn: Conn) -> types.TaskRecord:
-            row = await queries.task_row(conn, task_id, lock=True)
-            if row["status"] in types.FINAL_STATUSES:
-                return rows.task(row)
-            updated = await queries.fetch_one(
-                conn,
-                "UPDATE tasks SET status = 'failed', error = %s, lease_owner = NULL,"
-                " lease_expires_at = NULL, updated_at = %s WHERE id = %s RETURNING *",
-                (error_json, types.now(), task_id),
-            )
-            await queries.notify_work(conn, row["agent"])
-            assert updated is not None
-            return rows.task(updated)
-
-        return await self._tx(write)
+        program = transitions.fail(task_id, error)
+        return await self._apply(program)
 
     # ---- events ----------------------------------------------------------------
 
     async def append_events(
         self, task_id: str, events: Sequence[types.NewEvent], *, lease: types.Lease | None = None
     ) -> None:
-        async def write(conn: Conn) -> None:
-            if lease is not None:
-                await queries.fence(conn, lease, task_id)
-            else:
-                await queries.task_row(conn, task_id, lock=True)
-            await queries.insert_events(conn, task_id, events)
-
-        await self._tx(write)
+        await self._apply(appends.events(task_id, events, lease))
 
     async def list_events(
         self, task_id: str, *, tenant: str | None = None, after_seq: int = 0, limit: int = 1000
     ) -> list[types.EventRecord]:
-        async def read(conn: Conn) -> list[types.EventRecord]:
-            await queries.task_row(conn, task_id, tenant)
-            found = await queries.fetch_all(
-                conn,
-                "SELECT * FROM events WHERE task_id = %s AND seq > %s ORDER BY seq LIMIT %s",
-                (task_id, after_seq, limit),
-            )
-            return [rows.event(r) for r in found]
-
-        return await self._run(read)
+        return await self._query(reads.events(task_id, tenant, after_seq, limit))
 
     # ---- signals -----------------------------------------------------------------
 
@@ -478,31 +323,16 @@ class PostgresStore:
     ) -> Signal:
         waits.check_name(name, task=task_id)
         text = waits.encode_data(task_id, name, data)
-        return await self._tx(lambda conn: queries.send_signal(conn, task_id, name, text, tenant))
+        return await self._apply(waits.send(task_id, name, text, tenant))
 
     async def next_signal(self, task_id: str, name: str) -> Signal | None:
-        return await self._run(lambda conn: queries.next_signal(conn, task_id, name))
+        return await self._query(waits.next_signal(task_id, name))
 
     async def list_signals(self, task_id: str, *, tenant: str | None = None) -> list[Signal]:
-        async def read(conn: Conn) -> list[Signal]:
-            await queries.task_row(conn, task_id, tenant)
-            found = await queries.fetch_all(
-                conn, "SELECT * FROM signals WHERE task_id = %s ORDER BY seq", (task_id,)
-            )
-            return [waits.signal(r) for r in found]
-
-        return await self._run(read)
+        return await self._query(reads.signals(task_id, tenant))
 
     async def count_tasks(self, *, status: str) -> dict[str, int]:
-        async def read(conn: Conn) -> dict[str, int]:
-            found = await queries.fetch_all(
-                conn,
-                "SELECT agent, COUNT(*) AS n FROM tasks WHERE status = %s GROUP BY agent",
-                (status,),
-            )
-            return {r["agent"]: int(r["n"]) for r in found}
-
-        return await self._run(read)
+        return await self._query(reads.task_counts(status))
 
     # ---- waiting -----------------------------------------------------------------
 
@@ -527,61 +357,25 @@ class PostgresStore:
         name: str | None = None,
         operator: bool = False,
     ) -> ApiKey:
-        key_id = ids.new_id()
-
-        async def write(conn: Conn) -> ApiKey:
-            row = await queries.fetch_one(
-                conn,
-                "INSERT INTO api_keys (id, tenant, key_hash, prefix, name, created_at, operator)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (key_hash) DO NOTHING RETURNING *",
-                (key_id, tenant, key_hash, prefix, name, types.now(), operator),
-            )
-            if row is None:
-                raise errors.Conflict(
-                    "an API key with this hash exists already; generate a new key", tenant=tenant
-                )
-            return _api_key(row)
-
-        return await self._tx(write)
+        program = api_keys.create(tenant, key_hash, prefix=prefix, name=name, operator=operator)
+        return await self._apply(program)
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
-        async def read(conn: Conn) -> ApiKey | None:
-            row = await queries.fetch_one(
-                conn,
-                "SELECT * FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
-                (key_hash,),
-            )
-            return None if row is None else _api_key(row)
-
-        return await self._run(read)
+        return await self._query(api_keys.find(key_hash))
 
     async def revoke_api_key(self, key_id: str, *, tenant: str | None = None) -> ApiKey:
-        async def write(conn: Conn) -> ApiKey:
-            await _api_key_row(conn, key_id, tenant)
-            await conn.execute(
-                "UPDATE api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL",
-                (types.now(), key_id),
-            )
-            return _api_key(await _api_key_row(conn, key_id, tenant))
-
-        return await self._tx(write)
+        return await self._apply(api_keys.revoke(key_id, tenant))
 
     async def list_api_keys(self, *, tenant: str | None = None) -> list[ApiKey]:
-        where = "WHERE tenant = %(tenant)s" if tenant is not None else ""
-        query = f"SELECT * FROM api_keys {where} ORDER BY created_at DESC, position DESC"
-
-        async def read(conn: Conn) -> list[ApiKey]:
-            return [_api_key(r) for r in await queries.fetch_all(conn, query, {"tenant": tenant})]
-
-        return await self._run(read)
+        program = api_keys.listing(tenant, "created_at DESC, position DESC")
+        return await self._query(program)
 
     # ---- vector memory -------------------------------------------------------------
 
     async def add_memory(
         self, lease: types.Lease, session_id: str, items: Sequence[MemoryItem]
     ) -> None:
-        await self._tx(lambda conn: memory.add(conn, lease, session_id, items))
+        await self._apply(appends.memory(lease, session_id, items))
 
     async def search_memory(
         self, session_id: str, vector: Sequence[float], k: int
@@ -590,7 +384,7 @@ class PostgresStore:
         return vectors.top_k(session_id, items, vector, k)
 
     async def list_memory(self, session_id: str) -> list[MemoryItem]:
-        return await self._run(lambda conn: memory.items(conn, session_id))
+        return await self._query(reads.memory(session_id))
 
     # ---- console views -------------------------------------------------------------
 
@@ -615,32 +409,3 @@ class PostgresStore:
 
     async def overview(self, *, tenant: str | None = None, since: float) -> views.Overview:
         return await self._run(lambda conn: queries.overview(conn, tenant, since))
-
-
-def _check_ttl(lease_ttl: float) -> None:
-    if lease_ttl <= 0:
-        raise errors.InvalidInput(
-            f"lease_ttl must be a positive number of seconds, got {lease_ttl}"
-        )
-
-
-async def _api_key_row(conn: Conn, key_id: str, tenant: str | None) -> dict[str, Any]:
-    row = await queries.fetch_one(conn, "SELECT * FROM api_keys WHERE id = %s", (key_id,))
-    if row is None or (tenant is not None and row["tenant"] != tenant):
-        raise errors.NotFound(
-            f"no API key {key_id}; `tether keys list` shows the keys", tenant=tenant
-        )
-    return row
-
-
-def _api_key(row: dict[str, Any]) -> ApiKey:
-    return ApiKey(
-        id=row["id"],
-        tenant=row["tenant"],
-        key_hash=row["key_hash"],
-        prefix=row["prefix"],
-        name=row["name"],
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-        operator=bool(row["operator"]),
-    )

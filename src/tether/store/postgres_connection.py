@@ -16,6 +16,7 @@ import logging
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import psycopg.errors
@@ -23,12 +24,44 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from tether import errors
-from tether.store import migrations
+from tether.store import counts, migrations
 
 _log = logging.getLogger("tether.store.postgres")
 
 Connection = psycopg.AsyncConnection[DictRow]
 Pool = AsyncConnectionPool[Connection]
+
+
+COUNTS = counts.POSTGRES
+"""What this process sent to PostgreSQL (``tether.store.counts``)."""
+
+
+class CountingCursor(psycopg.AsyncCursor[DictRow]):
+    """The pool's cursor: counts each statement sent (``COUNTS``)."""
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        COUNTS.statements += 1
+        COUNTS.round_trips += 1
+        return await super().execute(*args, **kwargs)
+
+    async def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
+        params = list(params_seq)
+        COUNTS.statements += len(params)
+        COUNTS.round_trips += 1
+        await super().executemany(query, params, **kwargs)
+
+
+class CountingConnection(psycopg.AsyncConnection[DictRow]):
+    """The pool's connection: counts a transaction's (or savepoint's) two commands."""
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        COUNTS.statements += 2
+        COUNTS.round_trips += 2
+        COUNTS.transactions += 1
+        async with super().transaction(*args, **kwargs) as tx:
+            yield tx
+
 
 NOW = "extract(epoch from clock_timestamp())::double precision"
 """The database clock as Unix seconds: every lease time comes from here, so workers on
@@ -143,8 +176,8 @@ def make_pool(target: Target, url: str) -> Pool:
     """A closed pool of autocommit connections returning dict rows (``await pool.open()``)."""
     return AsyncConnectionPool(
         target.conninfo,
-        connection_class=psycopg.AsyncConnection[DictRow],
-        kwargs={"autocommit": True, "row_factory": dict_row},
+        connection_class=CountingConnection,
+        kwargs={"autocommit": True, "row_factory": dict_row, "cursor_factory": CountingCursor},
         min_size=target.pool_min,
         max_size=target.pool_max,
         timeout=target.pool_timeout,

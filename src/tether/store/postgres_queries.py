@@ -18,7 +18,6 @@ how concurrent writers are kept apart:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -28,9 +27,11 @@ import psycopg.errors
 from psycopg import sql
 
 from tether import errors, types
-from tether.store import console_sql, ids, rows, views, waits
+from tether.store import commits as commit_rules
+from tether.store import console_sql, leases, rows, views, waits
 from tether.store import postgres_connection as connection
-from tether.store.base import Claim, Signal
+from tether.store.base import Claim
+from tether.store.program import DB_NOW, Notify, Program, T, postgres_style
 
 Connection = connection.Connection
 
@@ -60,10 +61,17 @@ _PICK = (
     f"{_LOCK} OF t SKIP LOCKED"
 )
 _TAKE = (
-    "WITH claimed AS ("
+    "WITH sess AS ("
+    " UPDATE sessions SET last_seq = last_seq + 1, updated_at = %(now)s"
+    " WHERE id = %(sid)s AND %(needs_input)s RETURNING last_seq"
+    "), msg AS ("
+    " INSERT INTO messages (session_id, seq, task_id, payload, payload_version, created_at)"
+    " SELECT %(sid)s, last_seq, %(id)s, %(input)s, %(version)s, %(now)s FROM sess"
+    "), claimed AS ("
     " UPDATE tasks SET status = 'running', lease_owner = %(worker)s,"
     " lease_expires_at = %(expires)s, lease_epoch = %(epoch)s, runs = %(runs)s,"
-    " input_seq = %(input_seq)s, wake_at = NULL, updated_at = %(now)s WHERE id = %(id)s"
+    " input_seq = COALESCE((SELECT last_seq FROM sess), input_seq), wake_at = NULL,"
+    " updated_at = %(now)s WHERE id = %(id)s"
     " RETURNING *"
     "), run AS ("
     " INSERT INTO task_runs (task_id, run, worker, epoch, started_at, from_step, reason)"
@@ -71,9 +79,13 @@ _TAKE = (
     " FROM claimed"
     ") SELECT * FROM claimed"
 )
+"""Take the picked task in one statement: on its first start, append its input as the
+session's next message (``input_seq``); set the lease; record the run."""
 
 
-async def fetch_one(conn: Connection, query: str, params: Any = None) -> dict[str, Any] | None:
+async def fetch_one(
+    conn: Connection, query: str | sql.Composed, params: Any = None
+) -> dict[str, Any] | None:
     cur = await conn.execute(query, params)
     return await cur.fetchone()
 
@@ -92,6 +104,31 @@ async def db_now(conn: Connection) -> float:
 async def notify_work(conn: Connection, agent: str) -> None:
     """Tell idle workers a task may be claimable (delivered when the transaction commits)."""
     await conn.execute("SELECT pg_notify(%s, %s)", (connection.WORK_CHANNEL, agent))
+
+
+async def run(conn: Connection, program: Program[T]) -> T:
+    """Run a store program (``program``) on this connection, inside its caller's
+    transaction; a ``lock`` query locks its rows (``FOR NO KEY UPDATE``), ``Notify``
+    becomes ``pg_notify`` (delivered at commit)."""
+    try:
+        step = next(program)
+        while True:
+            found: list[Any] = []
+            if isinstance(step, Notify):
+                await notify_work(conn, step.agent)
+            else:
+                text = step.sql.replace(DB_NOW, connection.NOW)
+                text = postgres_style(text) + (_LOCK if step.lock else "")
+                if step.many:
+                    async with conn.cursor() as many:
+                        await many.executemany(text, step.many)
+                else:
+                    cur = await conn.execute(text, step.params)
+                    if cur.description is not None:
+                        found = await cur.fetchall()
+            step = program.send(found)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 async def session_row(
@@ -118,138 +155,10 @@ async def task_row(
 
 async def fence(conn: Connection, lease: types.Lease, task_id: str) -> dict[str, Any]:
     """Lock the task row; return it if ``lease`` still holds the task, else ``LeaseLost``."""
-    if task_id != lease.task_id:
-        raise errors.InvalidInput(
-            f"a write for task {task_id} carried the lease of task {lease.task_id}", task=task_id
-        )
+    leases.same_task(lease, task_id)
     row = await task_row(conn, task_id, lock=True)
-    if row["status"] != "running" or row["lease_epoch"] != lease.epoch:
-        raise rows.lease_lost(lease, row["status"], row["lease_epoch"])
+    leases.check(lease, row)
     return row
-
-
-async def insert_session(conn: Connection, tenant: str, agent: str, session_id: str) -> None:
-    cur = await conn.execute(
-        "INSERT INTO sessions (id, tenant, agent, created_at, updated_at)"
-        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
-        (session_id, tenant, agent, types.now(), types.now()),
-    )
-    if cur.rowcount == 0:
-        raise errors.Conflict(
-            "a session with this id already exists; pass session_id=None for a fresh id",
-            session=session_id,
-        )
-
-
-async def submit(conn: Connection, new: types.NewTask) -> types.TaskRecord:
-    if new.idempotency_key is not None:
-        row = await fetch_one(
-            conn,
-            "SELECT * FROM tasks WHERE tenant = %s AND idempotency_key = %s",
-            (new.tenant, new.idempotency_key),
-        )
-        if row is not None:
-            return rows.task(row)
-    try:
-        async with conn.transaction():  # a savepoint: a lost race leaves nothing behind
-            row = await _insert_task(conn, new)
-    except _KeyTaken as taken:  # a concurrent submit with the same key committed first
-        return rows.task(taken.row)
-    await notify_work(conn, new.agent)
-    return rows.task(row)
-
-
-class _KeyTaken(Exception):
-    def __init__(self, row: dict[str, Any]) -> None:
-        super().__init__(row["id"])
-        self.row = row
-
-
-async def _insert_task(conn: Connection, new: types.NewTask) -> dict[str, Any]:
-    session_id = new.session_id
-    if session_id is None:
-        session_id = ids.new_id()
-        await insert_session(conn, new.tenant, new.agent, session_id)
-    else:
-        await session_row(conn, session_id, new.tenant)
-    task_id = new.task_id or ids.new_id()
-    now = types.now()
-    row = await fetch_one(
-        conn,
-        "INSERT INTO tasks (id, tenant, session_id, agent, status, input, spec, idempotency_key,"
-        " trace_context, created_at, updated_at)"
-        " VALUES (%s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT DO NOTHING RETURNING *",
-        (
-            task_id, new.tenant, session_id, new.agent, new.input, new.spec, new.idempotency_key,
-            rows.dumps_opt(new.trace_context, "trace context"), now, now,
-        ),
-    )  # fmt: skip
-    if row is not None:
-        return row
-    if new.idempotency_key is not None:
-        same = await fetch_one(
-            conn,
-            "SELECT * FROM tasks WHERE tenant = %s AND idempotency_key = %s",
-            (new.tenant, new.idempotency_key),
-        )
-        if same is not None:
-            raise _KeyTaken(same)
-    raise errors.Conflict(
-        "a task with this id already exists; submit without task_id for a fresh id",
-        tenant=new.tenant,
-        task=task_id,
-    )
-
-
-async def append_messages(
-    conn: Connection,
-    session_id: str,
-    task_id: str,
-    messages: Sequence[types.Message],
-    now: float,
-) -> tuple[int, ...]:
-    """Give the messages the session's next seqs (its ``last_seq`` counter, row-locked)."""
-    row = await fetch_one(
-        conn,
-        "UPDATE sessions SET last_seq = last_seq + %s, updated_at = %s WHERE id = %s"
-        " RETURNING last_seq",
-        (len(messages), now, session_id),
-    )
-    assert row is not None, f"session {session_id} vanished under its task {task_id}"
-    last = int(row["last_seq"]) - len(messages)
-    seqs = tuple(range(last + 1, last + 1 + len(messages)))
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO messages (session_id, seq, task_id, payload, payload_version, created_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            [
-                (session_id, seq, task_id, rows.dumps(m.to_dict(), f"message {seq}"),
-                 types.PAYLOAD_VERSION, now)
-                for seq, m in zip(seqs, messages, strict=True)
-            ],
-        )  # fmt: skip
-    return seqs
-
-
-async def insert_events(conn: Connection, task_id: str, events: Sequence[types.NewEvent]) -> None:
-    """Append events with the task's next event seqs (the caller holds the task row lock)."""
-    if not events:
-        return
-    row = await fetch_one(
-        conn, "SELECT COALESCE(MAX(seq), 0) AS last FROM events WHERE task_id = %s", (task_id,)
-    )
-    last = int(row["last"]) if row is not None else 0
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            "INSERT INTO events (task_id, seq, name, at, step, data, payload_version)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            [
-                (task_id, last + i, e.name, e.at, e.step,
-                 rows.dumps(e.data, f"data of event {e.name}"), types.PAYLOAD_VERSION)
-                for i, e in enumerate(events, start=1)
-            ],
-        )  # fmt: skip
 
 
 async def claim(
@@ -263,8 +172,8 @@ async def claim(
     task of a free session; oldest first within each), skipping rows other claimers
     hold, and take it.
 
-    Two or three round trips: the pick (which also reads the clock and the journal's
-    length), the input's message on a first start, and the update with its run row.
+    One round trip per kind of candidate looked at (the pick that finds one also reads
+    the clock and the journal's length), then one for ``_TAKE``.
     A claim that would give a session a second running task fails on the unique index
     and rolls the whole transaction back (``SessionBusy``)."""
     if agents is not None and not agents:
@@ -283,24 +192,19 @@ async def claim(
             break
     if row is None:
         return None
-    if row["status"] == "running":
-        reason = "resume" if row["lease_owner"] == worker else "recovery"
-    elif row["status"] == "waiting":
-        reason = "wake"
-    else:
-        reason = "handover" if row["runs"] > 0 else "start"
+    reason = leases.claim_reason(row, worker)
     now = float(row["db_now"])
     tid: str = row["id"]
     epoch: int = row["lease_epoch"] + 1
     expires = now + lease_ttl
-    input_seq = row["input_seq"]
-    if input_seq is None:
-        user = types.Message(role="user", content=row["input"])
-        (input_seq,) = await append_messages(conn, row["session_id"], tid, [user], now)
+    needs_input = row["input_seq"] is None
+    user = types.Message(role="user", content=row["input"]).to_dict() if needs_input else None
     take = {
         "worker": worker, "expires": expires, "epoch": epoch, "runs": row["runs"] + 1,
-        "input_seq": input_seq, "now": now, "id": tid, "from_step": int(row["steps_done"]),
-        "reason": reason,
+        "now": now, "id": tid, "from_step": int(row["steps_done"]), "reason": reason,
+        "sid": row["session_id"], "needs_input": needs_input,
+        "input": rows.dumps(user, f"input message of task {tid}") if needs_input else None,
+        "version": types.PAYLOAD_VERSION,
     }  # fmt: skip
     try:
         updated = await fetch_one(conn, _TAKE, take)
@@ -330,82 +234,142 @@ async def commit_batch(
         except (errors.TetherError, errors.LeaseLost) as exc:
             results.append(exc)
         except psycopg.IntegrityError as exc:
-            results.append(_step_rejected(commit.step, exc))
+            results.append(_rejected(commit.step, exc))
     return results
 
 
+class Rejected(Exception):
+    """A commit's failure in ``commit_all``, raised to roll its transaction back."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def commit_all(
+    conn: Connection, commits: Sequence[types.StepCommit]
+) -> list[types.CommitResult]:
+    """Group commit without savepoints (two round trips fewer per commit): the first
+    fenced or rejected commit raises ``Rejected``, carrying the error to report, which
+    rolls the whole transaction back; the caller then runs ``commit_batch``. Losing a
+    lease is rare, so the common batch pays for no savepoints."""
+    now = types.now()
+    done: list[types.CommitResult] = []
+    for commit in commits:
+        try:
+            done.append(await _commit_one(conn, commit, now))
+        except (errors.TetherError, errors.LeaseLost) as exc:
+            raise Rejected(exc) from exc
+        except psycopg.IntegrityError as exc:
+            raise Rejected(_rejected(commit.step, exc)) from exc
+    return done
+
+
+_FENCE_FOR_COMMIT = (
+    "UPDATE tasks t SET updated_at = %(now)s"
+    " FROM sessions s LEFT JOIN steps d ON d.task_id = %(task)s AND d.idx = %(idx)s"
+    " WHERE t.id = %(task)s AND s.id = t.session_id"
+    " RETURNING t.status, t.lease_epoch, t.session_id, s.last_seq,"
+    " (SELECT COALESCE(MAX(e.seq), 0) FROM events e WHERE e.task_id = t.id) AS last_event,"
+    " d.fingerprint AS done_fingerprint, d.message_seqs AS done_seqs"
+)
+"""The fence of a step commit, in one round trip: lock the task row (the update's
+``FOR NO KEY UPDATE`` lock) and touch its ``updated_at``, and read what the write
+needs: status and epoch (checked before anything else is written; a stale lease's
+touch is rolled back with its savepoint), the session's ``last_seq``, the task's last
+event seq, and any step journaled at this index already."""
+
+_WRITE_STEP = sql.SQL(
+    "WITH sess AS ("
+    " UPDATE sessions SET last_seq = %(new_last)s, state = COALESCE(%(state)s, state),"
+    " updated_at = %(now)s WHERE id = %(sid)s AND last_seq = %(last)s AND %(touch)s"
+    " RETURNING id"
+    "), msgs AS ("
+    " INSERT INTO messages (session_id, seq, task_id, payload, payload_version, created_at)"
+    " SELECT %(sid)s, m.seq, %(task)s, m.payload, %(version)s, %(now)s"
+    " FROM unnest(%(mseqs)s::bigint[], %(mpayloads)s::text[]) AS m(seq, payload)"
+    "), ev AS ("
+    " INSERT INTO events (task_id, seq, name, at, step, data, payload_version)"
+    " SELECT %(task)s, %(last_event)s + e.ord, e.name, e.at, e.step, e.data, %(version)s"
+    " FROM unnest(%(enames)s::text[], %(eats)s::double precision[], %(esteps)s::integer[],"
+    " %(edatas)s::text[]) WITH ORDINALITY AS e(name, at, step, data, ord)"
+    "), step AS ("
+    " INSERT INTO steps ({columns}) VALUES ({values})"
+    ") SELECT (SELECT COUNT(*) FROM sess) AS touched"
+).format(
+    columns=sql.SQL(", ").join(sql.Identifier(c) for c in rows.STEP_COLUMNS),
+    values=sql.SQL(", ").join(sql.Placeholder(c) for c in rows.STEP_COLUMNS),
+)
+"""A step's whole write in one statement: the session's counter and state, its
+messages, its events and the step row (the primary key rejects a second step at an
+index). The session is updated only where its ``last_seq`` is still the one the fence
+read: one running task per session means nothing else appends to it meanwhile, and
+were that ever broken the commit fails instead of reusing seqs."""
+
+
 async def _commit_one(conn: Connection, commit: types.StepCommit, now: float) -> types.CommitResult:
-    step = commit.step
-    task = await fence(conn, commit.lease, step.task_id)
-    done = await _already_committed(conn, commit, task["session_id"])
-    if done is not None:
-        return done
-    seqs = step.message_seqs
-    if commit.messages:
-        seqs = await append_messages(conn, task["session_id"], step.task_id, commit.messages, now)
-    if commit.session_state is not None:
-        await conn.execute(
-            "UPDATE sessions SET state = %s, updated_at = %s WHERE id = %s",
-            (rows.dumps(commit.session_state, "session state"), now, task["session_id"]),
-        )
-    await conn.execute(
-        sql.SQL("INSERT INTO steps ({}) VALUES ({})").format(
-            sql.SQL(", ").join(sql.Identifier(c) for c in rows.STEP_COLUMNS),
-            sql.SQL(", ").join(sql.Placeholder() for _ in rows.STEP_COLUMNS),
-        ),
-        rows.step_values(step, seqs, commit.messages),
+    """One step's commit in two round trips (``_FENCE_FOR_COMMIT``, ``_WRITE_STEP``),
+    plus one to consume a signal, and one to compare a retried commit's messages."""
+    step, lease = commit.step, commit.lease
+    leases.same_task(lease, step.task_id)
+    task = await fetch_one(
+        conn,
+        _FENCE_FOR_COMMIT,
+        {"now": now, "task": step.task_id, "idx": step.index},
     )
+    if task is None:
+        raise errors.NotFound("no such task", task=step.task_id)
+    leases.check(lease, task)
+    session_id: str = task["session_id"]
+    if task["done_fingerprint"] is not None:
+        done = await run(
+            conn,
+            commit_rules.already_committed(
+                commit, session_id, task["done_fingerprint"], task["done_seqs"]
+            ),
+        )
+        if done is not None:
+            return done
+    last = int(task["last_seq"])
+    n = len(commit.messages)
+    seqs = tuple(range(last + 1, last + 1 + n)) if n else step.message_seqs
+    values = dict(
+        zip(rows.STEP_COLUMNS, rows.step_values(step, seqs, commit.messages), strict=True)
+    )
+    state = (
+        None if commit.session_state is None else rows.dumps(commit.session_state, "session state")
+    )
+    payloads = [
+        rows.dumps(m.to_dict(), f"message {q}") for q, m in zip(seqs, commit.messages, strict=False)
+    ]
+    written = await fetch_one(
+        conn,
+        _WRITE_STEP,
+        {
+            **values, "new_last": last + n, "state": state, "now": now, "sid": session_id,
+            "last": last, "touch": bool(n) or state is not None, "task": step.task_id,
+            "version": types.PAYLOAD_VERSION, "mseqs": list(seqs) if n else [],
+            "mpayloads": payloads,
+            "last_event": int(task["last_event"]),
+            "enames": [e.name for e in commit.events], "eats": [e.at for e in commit.events],
+            "esteps": [e.step for e in commit.events],
+            "edatas": [rows.dumps(e.data, f"data of event {e.name}") for e in commit.events],
+        },
+    )  # fmt: skip
+    if (bool(n) or state is not None) and (written is None or written["touched"] != 1):
+        raise errors.StoreUnavailable(
+            f"session {session_id} gained messages while task {step.task_id} committed step "
+            f"{step.index}; the commit was rolled back, retry it",
+            task=step.task_id,
+        )
     if commit.signal_seq is not None:
         await consume_signal(conn, step.task_id, step.index, commit.signal_seq, now)
-    await insert_events(conn, step.task_id, commit.events)
-    await conn.execute("UPDATE tasks SET updated_at = %s WHERE id = %s", (now, step.task_id))
     return types.CommitResult(message_seqs=seqs)
 
 
-async def _already_committed(
-    conn: Connection, commit: types.StepCommit, session_id: str
-) -> types.CommitResult | None:
-    """A commit retried after its connection was lost may have been applied already: if
-    the journal holds this step with the same fingerprint and the same messages (the
-    lease was checked by the caller), return its seqs instead of failing. A different
-    step at that index is left to the primary key, which reports a ``Conflict``."""
-    row = await fetch_one(
-        conn,
-        "SELECT fingerprint, message_seqs FROM steps WHERE task_id = %s AND idx = %s",
-        (commit.step.task_id, commit.step.index),
-    )
-    if row is None or row["fingerprint"] != commit.step.fingerprint:
-        return None
-    seqs = tuple(int(s) for s in json.loads(row["message_seqs"]))
-    if commit.messages:
-        stored = await fetch_all(
-            conn,
-            "SELECT payload FROM messages WHERE session_id = %s AND seq = ANY(%s) ORDER BY seq",
-            (session_id, list(seqs)),
-        )
-        if [json.loads(r["payload"]) for r in stored] != [m.to_dict() for m in commit.messages]:
-            return None
-    elif seqs != commit.step.message_seqs:
-        return None
-    return types.CommitResult(message_seqs=seqs)
-
-
-def _step_rejected(step: types.StepRecord, exc: psycopg.IntegrityError) -> errors.TetherError:
-    err: errors.TetherError
-    if isinstance(exc, psycopg.errors.UniqueViolation):
-        err = errors.Conflict(
-            "this step is already journaled; each step index is committed once",
-            task=step.task_id,
-            step=step.index,
-        )
-    else:
-        err = errors.InvalidInput(
-            f"the store rejected this step record ({exc}); check its kind and status",
-            task=step.task_id,
-            step=step.index,
-        )
-    err.__cause__ = exc
-    return err
+def _rejected(step: types.StepRecord, exc: psycopg.IntegrityError) -> errors.TetherError:
+    duplicate = isinstance(exc, psycopg.errors.UniqueViolation)
+    return commit_rules.step_rejected(step, exc, duplicate=duplicate)
 
 
 async def step_storage_bytes(conn: Connection, task_id: str, index: int) -> int:
@@ -443,79 +407,6 @@ async def consume_signal(conn: Connection, task_id: str, step: int, seq: int, no
         raise waits.already_consumed(task_id, step, seq)
 
 
-async def _unconsumed(
-    conn: Connection, task_id: str, wait: dict[str, Any]
-) -> dict[str, Any] | None:
-    """The oldest signal not yet consumed that ``wait`` waits for (None for a sleep)."""
-    name = wait.get("name")
-    if wait.get("kind") != "signal" or not isinstance(name, str):
-        return None
-    return await fetch_one(
-        conn,
-        "SELECT * FROM signals WHERE task_id = %s AND name = %s AND consumed_step IS NULL"
-        " ORDER BY seq LIMIT 1",
-        (task_id, name),
-    )
-
-
-async def next_signal(conn: Connection, task_id: str, name: str) -> Signal | None:
-    row = await _unconsumed(conn, task_id, {"kind": "signal", "name": name})
-    return None if row is None else waits.signal(row)
-
-
-async def park(
-    conn: Connection,
-    lease: types.Lease,
-    wait: dict[str, Any],
-    wake_at: float | None,
-    events: Sequence[types.NewEvent],
-) -> types.TaskRecord:
-    """Park the task (its row locked by the fence, so a concurrent ``send_signal``
-    either committed before, and is seen here, or waits and sees the task waiting)."""
-    row = await fence(conn, lease, lease.task_id)
-    found = await _unconsumed(conn, lease.task_id, wait)
-    due_now = waits.due_at_once(row["cancel_requested"], wait, found)
-    await insert_events(conn, lease.task_id, events)
-    updated = await fetch_one(
-        conn,
-        "UPDATE tasks SET status = 'waiting', lease_owner = NULL, lease_expires_at = NULL,"
-        f" wait = %s, wake_at = CASE WHEN %s THEN {connection.NOW} ELSE %s END,"
-        " updated_at = %s WHERE id = %s RETURNING *",
-        (
-            rows.dumps(wait, f"wait of task {lease.task_id}"), due_now, wake_at, types.now(),
-            lease.task_id,
-        ),
-    )  # fmt: skip
-    if due_now:
-        await notify_work(conn, row["agent"])
-    assert updated is not None
-    return rows.task(updated)
-
-
-async def send_signal(
-    conn: Connection, task_id: str, name: str, data: str, tenant: str | None
-) -> Signal:
-    row = await task_row(conn, task_id, tenant, lock=True)
-    waits.refuse_if_final(task_id, row["status"], name)
-    now = types.now()
-    stored = await fetch_one(
-        conn,
-        "INSERT INTO signals (task_id, seq, name, data, sent_at)"
-        " SELECT %s, COALESCE(MAX(seq), 0) + 1, %s, %s, %s FROM signals WHERE task_id = %s"
-        " RETURNING *",
-        (task_id, name, data, now, task_id),
-    )
-    assert stored is not None
-    signal = waits.signal(stored)
-    woke = waits.waits_for(row["status"], waits.load_wait(row["wait"]), name)
-    if woke:
-        await conn.execute(
-            f"UPDATE tasks SET wake_at = {connection.NOW}, updated_at = %s WHERE id = %s",
-            (now, task_id),
-        )
-        await notify_work(conn, row["agent"])
-    await insert_events(conn, task_id, [waits.received_event(name, signal.seq, woke)])
-    return dataclasses.replace(signal, woke=woke)
 # ---- console views (read-only; SQL in ``console_sql``) -------------------------------
 
 

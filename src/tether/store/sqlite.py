@@ -16,15 +16,32 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from tether import errors, types
-from tether.store import base, ids, json_check, migrations, rows, vectors, views, waits
+from tether.store import (
+    api_keys,
+    appends,
+    base,
+    ids,
+    leases,
+    migrations,
+    reads,
+    rows,
+    submissions,
+    transitions,
+    vectors,
+    views,
+    waits,
+)
 from tether.store import doctor as checks
 from tether.store import sqlite_connection as connection
 from tether.store import sqlite_queries as queries
 from tether.store import sqlite_schema as schema
-from tether.store.base import ApiKey, Claim, Finding
+from tether.store.base import ApiKey, Claim, Finding, MemoryItem, Signal
 from tether.store.checkpoints_sqlite import SQLiteCheckpoints
+from tether.store.program import Program
 
 __all__ = ["SQLiteStore"]
+
+_NEWEST_SESSIONS = "created_at DESC, rowid DESC"
 
 T = TypeVar("T")
 
@@ -106,6 +123,17 @@ class SQLiteStore:
 
         return await self._run(job)
 
+    async def _apply(self, program: Program[T]) -> T:
+        """Run a store program (``program``) in one write transaction."""
+        return await self._write(lambda conn: queries.run(conn, program))
+
+    async def _query(self, program: Program[T], *, snapshot: bool = True) -> T:
+        """Run a read-only store program: in one read transaction (one snapshot for its
+        statements), or with ``snapshot=False`` (one statement) without BEGIN/COMMIT."""
+        if snapshot:
+            return await self._read(lambda conn: queries.run(conn, program))
+        return await self._run(lambda conn: queries.run(conn, program))
+
     # ---- schema ----------------------------------------------------------------
 
     async def schema_version(self) -> int:
@@ -133,29 +161,19 @@ class SQLiteStore:
     async def create_session(
         self, tenant: str, agent: str, *, session_id: str | None = None
     ) -> types.SessionRecord:
-        sid = session_id or ids.new_id()
-
-        def write(conn: sqlite3.Connection) -> types.SessionRecord:
-            queries.insert_session(conn, tenant, agent, sid)
-            return rows.session(queries.session_row(conn, sid, tenant))
-
-        return await self._write(write)
+        return await self._apply(
+            submissions.create_session(tenant, agent, session_id or ids.new_id())
+        )
 
     async def get_session(
         self, session_id: str, *, tenant: str | None = None
     ) -> types.SessionRecord:
-        return await self._run(
-            lambda conn: rows.session(queries.session_row(conn, session_id, tenant))
-        )
+        return await self._query(reads.session(session_id, tenant), snapshot=False)
 
     async def list_sessions(
         self, *, tenant: str | None = None, limit: int = 100
     ) -> list[types.SessionRecord]:
-        where, params = ("WHERE tenant = ?", [tenant]) if tenant is not None else ("", [])
-        sql = f"SELECT * FROM sessions {where} ORDER BY created_at DESC, rowid DESC LIMIT ?"
-        return await self._run(
-            lambda conn: [rows.session(r) for r in conn.execute(sql, [*params, limit])]
-        )
+        return await self._query(reads.sessions(tenant, limit, _NEWEST_SESSIONS), snapshot=False)
 
     async def list_messages(
         self,
@@ -166,29 +184,15 @@ class SQLiteStore:
         upto_seq: int | None = None,
         limit: int | None = None,
     ) -> list[types.StoredMessage]:
-        def read(conn: sqlite3.Connection) -> list[types.StoredMessage]:
-            queries.session_row(conn, session_id, tenant)
-            found = conn.execute(
-                "SELECT * FROM messages WHERE session_id = ? AND seq > ? AND seq <= ?"
-                " ORDER BY seq LIMIT ?",
-                (
-                    session_id,
-                    after_seq,
-                    upto_seq if upto_seq is not None else 2**62,
-                    limit if limit is not None else -1,
-                ),
-            ).fetchall()
-            return [rows.message(r) for r in found]
-
-        return await self._read(read)
+        return await self._query(reads.messages(session_id, tenant, after_seq, upto_seq, limit))
 
     # ---- tasks -----------------------------------------------------------------
 
     async def submit_task(self, new: types.NewTask) -> types.TaskRecord:
-        return await self._write(lambda conn: queries.submit(conn, new))
+        return await self._apply(submissions.submit(new))
 
     async def get_task(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
-        return await self._run(lambda conn: rows.task(queries.task_row(conn, task_id, tenant)))
+        return await self._query(reads.task(task_id, tenant), snapshot=False)
 
     async def list_tasks(
         self,
@@ -198,29 +202,10 @@ class SQLiteStore:
         status: str | None = None,
         limit: int = 100,
     ) -> list[types.TaskRecord]:
-        filters = {"tenant": tenant, "session_id": session_id, "status": status}
-        given = {k: v for k, v in filters.items() if v is not None}
-        where = " AND ".join(f"{k} = ?" for k in given) or "1"
-        sql = f"SELECT * FROM tasks WHERE {where} ORDER BY position DESC LIMIT ?"
-        return await self._run(
-            lambda conn: [rows.task(r) for r in conn.execute(sql, [*given.values(), limit])]
-        )
+        return await self._query(reads.tasks(tenant, session_id, status, limit), snapshot=False)
 
     async def request_cancel(self, task_id: str, *, tenant: str | None = None) -> types.TaskRecord:
-        def write(conn: sqlite3.Connection) -> types.TaskRecord:
-            row = queries.task_row(conn, task_id, tenant)
-            if row["status"] in ("queued", "waiting"):  # nothing runs it: cancelled now
-                change = "status = 'cancelled', cancel_requested = 1, wake_at = NULL"
-            elif row["status"] == "running":
-                change = "cancel_requested = 1"
-            else:
-                return rows.task(row)
-            conn.execute(
-                f"UPDATE tasks SET {change}, updated_at = ? WHERE id = ?", (types.now(), task_id)
-            )
-            return rows.task(queries.task_row(conn, task_id))
-
-        return await self._write(write)
+        return await self._apply(transitions.cancel(task_id, tenant))
 
     # ---- leases ----------------------------------------------------------------
 
@@ -232,39 +217,20 @@ class SQLiteStore:
         agents: Collection[str] | None = None,
         task_id: str | None = None,
     ) -> Claim | None:
-        _check_ttl(lease_ttl)
+        leases.check_ttl(lease_ttl)
         names = None if agents is None else sorted(set(agents))
         return await self._write(
             lambda conn: queries.claim(conn, worker, lease_ttl, names, task_id)
         )
 
     async def renew_lease(self, lease: types.Lease, *, lease_ttl: float) -> types.Lease:
-        _check_ttl(lease_ttl)
-
-        def write(conn: sqlite3.Connection) -> types.Lease:
-            queries.fence(conn, lease, lease.task_id)
-            now = types.now()
-            conn.execute(
-                "UPDATE tasks SET lease_expires_at = ?, updated_at = ? WHERE id = ?",
-                (now + lease_ttl, now, lease.task_id),
-            )
-            return types.Lease(lease.task_id, lease.owner, lease.epoch, now + lease_ttl)
-
-        return await self._write(write)
+        leases.check_ttl(lease_ttl)
+        return await self._apply(transitions.renew(lease, lease_ttl))
 
     async def release_lease(
         self, lease: types.Lease, *, events: Sequence[types.NewEvent] = ()
     ) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            queries.fence(conn, lease, lease.task_id)
-            queries.insert_events(conn, lease.task_id, events)
-            conn.execute(
-                "UPDATE tasks SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,"
-                " updated_at = ? WHERE id = ?",
-                (types.now(), lease.task_id),
-            )
-
-        await self._write(write)
+        await self._apply(transitions.release(lease, events))
 
     async def wait_task(
         self,
@@ -274,17 +240,10 @@ class SQLiteStore:
         wake_at: float | None,
         events: Sequence[types.NewEvent] = (),
     ) -> types.TaskRecord:
-        return await self._write(lambda conn: queries.park(conn, lease, wait, wake_at, events))
+        return await self._apply(waits.park(lease, wait, wake_at, events))
 
     async def expire_lease(self, task_id: str) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            queries.task_row(conn, task_id)
-            conn.execute(
-                "UPDATE tasks SET lease_expires_at = ? WHERE id = ? AND status = 'running'",
-                (types.now(), task_id),
-            )
-
-        await self._write(write)
+        await self._apply(transitions.expire(task_id))
 
     # ---- journal ---------------------------------------------------------------
 
@@ -315,36 +274,13 @@ class SQLiteStore:
         return await self._write(lambda conn: queries.commit_batch(conn, commits))
 
     async def record_attempt(self, lease: types.Lease, attempt: types.StepAttempt) -> None:
-        error = rows.dumps(attempt.error, f"error of attempt {attempt.attempt}")
-
-        def write(conn: sqlite3.Connection) -> None:
-            queries.fence(conn, lease, attempt.task_id)
-            conn.execute(
-                "INSERT INTO step_attempts (task_id, idx, attempt, error, delay, worker, at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task_id, idx, attempt) DO UPDATE"
-                " SET error = excluded.error, delay = excluded.delay, worker = excluded.worker,"
-                " at = excluded.at",
-                (attempt.task_id, attempt.index, attempt.attempt, error, attempt.delay,
-                 attempt.worker, attempt.at),
-            )  # fmt: skip
-
-        await self._write(write)
+        await self._apply(appends.attempt(lease, attempt))
 
     async def list_attempts(self, task_id: str) -> list[types.StepAttempt]:
-        def read(conn: sqlite3.Connection) -> list[types.StepAttempt]:
-            queries.task_row(conn, task_id)
-            sql = "SELECT * FROM step_attempts WHERE task_id = ? ORDER BY idx, attempt"
-            return [rows.attempt(r) for r in conn.execute(sql, (task_id,))]
-
-        return await self._read(read)
+        return await self._query(reads.attempts(task_id))
 
     async def list_runs(self, task_id: str) -> list[types.TaskRun]:
-        def read(conn: sqlite3.Connection) -> list[types.TaskRun]:
-            queries.task_row(conn, task_id)
-            sql = "SELECT * FROM task_runs WHERE task_id = ? ORDER BY run"
-            return [rows.run(r) for r in conn.execute(sql, (task_id,))]
-
-        return await self._read(read)
+        return await self._query(reads.runs(task_id))
 
     async def finish_task(
         self,
@@ -355,59 +291,25 @@ class SQLiteStore:
         error: dict[str, Any] | None = None,
         events: Sequence[types.NewEvent] = (),
     ) -> types.TaskRecord:
-        output_json, error_json = rows.final_values(lease.task_id, status, output, error)
-
-        def write(conn: sqlite3.Connection) -> types.TaskRecord:
-            queries.fence(conn, lease, lease.task_id)
-            conn.execute(
-                "UPDATE tasks SET status = ?, output = ?, error = ?, lease_owner = NULL,"
-                " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
-                (status, output_json, error_json, types.now(), lease.task_id),
-            )
-            queries.insert_events(conn, lease.task_id, events)
-            return rows.task(queries.task_row(conn, lease.task_id))
-
-        return await self._write(write)
+        rows.final_values(lease.task_id, status, output, error)  # bad input: no transaction
+        program = transitions.finish(lease, status, output, error, events)
+        return await self._apply(program)
 
     async def fail_task(self, task_id: str, *, error: dict[str, Any]) -> types.TaskRecord:
-        error_json = rows.dumps(error, f"error of task {task_id}")
-
-        def write(conn: sqlite3.Connection) -> types.TaskRecord:
-            row = queries.task_row(conn, task_id)
-            if row["status"] in types.FINAL_STATUSES:
-                return rows.task(row)
-            conn.execute(
-                "UPDATE tasks SET status = 'failed', error = ?, lease_owner = NULL,"
-                " lease_expires_at = NULL, updated_at = ? WHERE id = ?",
-                (error_json, types.now(), task_id),
-            )
-            return rows.task(queries.task_row(conn, task_id))
-
-        return await self._write(write)
+        program = transitions.fail(task_id, error)
+        return await self._apply(program)
 
     # ---- events ----------------------------------------------------------------
 
     async def append_events(
         self, task_id: str, events: Sequence[types.NewEvent], *, lease: types.Lease | None = None
     ) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            if lease is not None:
-                queries.fence(conn, lease, task_id)
-            else:
-                queries.task_row(conn, task_id)
-            queries.insert_events(conn, task_id, events)
-
-        await self._write(write)
+        await self._apply(appends.events(task_id, events, lease))
 
     async def list_events(
         self, task_id: str, *, tenant: str | None = None, after_seq: int = 0, limit: int = 1000
     ) -> list[types.EventRecord]:
-        def read(conn: sqlite3.Connection) -> list[types.EventRecord]:
-            queries.task_row(conn, task_id, tenant)
-            sql = "SELECT * FROM events WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?"
-            return [rows.event(r) for r in conn.execute(sql, (task_id, after_seq, limit))]
-
-        return await self._read(read)
+        return await self._query(reads.events(task_id, tenant, after_seq, limit))
 
     # ---- signals ---------------------------------------------------------------
 
@@ -416,26 +318,16 @@ class SQLiteStore:
     ) -> base.Signal:
         waits.check_name(name, task=task_id)
         text = waits.encode_data(task_id, name, data)
-        return await self._write(
-            lambda conn: queries.send_signal(conn, task_id, name, text, tenant)
-        )
+        return await self._apply(waits.send(task_id, name, text, tenant))
 
     async def next_signal(self, task_id: str, name: str) -> base.Signal | None:
-        return await self._run(lambda conn: queries.next_signal(conn, task_id, name))
+        return await self._query(waits.next_signal(task_id, name), snapshot=False)
 
-    async def list_signals(self, task_id: str, *, tenant: str | None = None) -> list[base.Signal]:
-        def read(conn: sqlite3.Connection) -> list[base.Signal]:
-            queries.task_row(conn, task_id, tenant)
-            sql = "SELECT * FROM signals WHERE task_id = ? ORDER BY seq"
-            return [waits.signal(r) for r in conn.execute(sql, (task_id,))]
-
-        return await self._read(read)
+    async def list_signals(self, task_id: str, *, tenant: str | None = None) -> list[Signal]:
+        return await self._query(reads.signals(task_id, tenant))
 
     async def count_tasks(self, *, status: str) -> dict[str, int]:
-        sql = "SELECT agent, COUNT(*) AS n FROM tasks WHERE status = ? GROUP BY agent"
-        return await self._run(
-            lambda conn: {r["agent"]: int(r["n"]) for r in conn.execute(sql, (status,))}
-        )
+        return await self._query(reads.task_counts(status), snapshot=False)
 
     # ---- waiting ---------------------------------------------------------------
 
@@ -460,82 +352,25 @@ class SQLiteStore:
         name: str | None = None,
         operator: bool = False,
     ) -> ApiKey:
-        key_id = ids.new_id()
-
-        def write(conn: sqlite3.Connection) -> ApiKey:
-            if conn.execute("SELECT 1 FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone():
-                raise errors.Conflict(
-                    "an API key with this hash exists already; generate a new key", tenant=tenant
-                )
-            conn.execute(
-                "INSERT INTO api_keys (id, tenant, key_hash, prefix, name, created_at, operator)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key_id, tenant, key_hash, prefix, name, types.now(), int(operator)),
-            )
-            return _api_key(_api_key_row(conn, key_id, None))
-
-        return await self._write(write)
+        program = api_keys.create(tenant, key_hash, prefix=prefix, name=name, operator=operator)
+        return await self._apply(program)
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
-        def read(conn: sqlite3.Connection) -> ApiKey | None:
-            row = conn.execute(
-                "SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL", (key_hash,)
-            ).fetchone()
-            return None if row is None else _api_key(row)
-
-        return await self._run(read)
+        return await self._query(api_keys.find(key_hash), snapshot=False)
 
     async def revoke_api_key(self, key_id: str, *, tenant: str | None = None) -> ApiKey:
-        def write(conn: sqlite3.Connection) -> ApiKey:
-            _api_key_row(conn, key_id, tenant)
-            conn.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                (types.now(), key_id),
-            )
-            return _api_key(_api_key_row(conn, key_id, tenant))
-
-        return await self._write(write)
+        return await self._apply(api_keys.revoke(key_id, tenant))
 
     async def list_api_keys(self, *, tenant: str | None = None) -> list[ApiKey]:
-        where, params = ("WHERE tenant = ?", [tenant]) if tenant is not None else ("", [])
-        sql = f"SELECT * FROM api_keys {where} ORDER BY created_at DESC, rowid DESC"
-        return await self._run(lambda conn: [_api_key(r) for r in conn.execute(sql, params)])
+        program = api_keys.listing(tenant, "created_at DESC, rowid DESC")
+        return await self._query(program, snapshot=False)
 
     # ---- vector memory ---------------------------------------------------------
 
     async def add_memory(
-        self, lease: types.Lease, session_id: str, items: Sequence[base.MemoryItem]
+        self, lease: types.Lease, session_id: str, items: Sequence[MemoryItem]
     ) -> None:
-        blobs = [vectors.encode(i.vector, f"memory item {i.seq}") for i in items]
-
-        def write(conn: sqlite3.Connection) -> None:
-            task = queries.fence(conn, lease, lease.task_id)
-            if task["session_id"] != session_id:
-                raise errors.InvalidInput(
-                    f"task {lease.task_id} belongs to session {task['session_id']}, "
-                    f"not {session_id}; it may only write its own session's memory",
-                    session=session_id,
-                    task=lease.task_id,
-                )
-            row = conn.execute(
-                "SELECT dimensions FROM memory WHERE session_id = ? LIMIT 1", (session_id,)
-            ).fetchone()
-            stored = row["dimensions"] if row is not None else None
-            for item in items:
-                vectors.check_dimensions(session_id, stored, len(item.vector))
-                stored = len(item.vector)
-            now = types.now()
-            conn.executemany(
-                "INSERT INTO memory (session_id, seq, task_id, role, text, dimensions, vector,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (session_id, seq)"
-                " DO UPDATE SET task_id = excluded.task_id, role = excluded.role,"
-                " text = excluded.text, dimensions = excluded.dimensions,"
-                " vector = excluded.vector, created_at = excluded.created_at",
-                [(session_id, i.seq, i.task_id or lease.task_id, i.role, i.text, len(i.vector),
-                  blob, now) for i, blob in zip(items, blobs, strict=True)],
-            )  # fmt: skip
-
-        await self._write(write)
+        await self._apply(appends.memory(lease, session_id, items))
 
     async def search_memory(
         self, session_id: str, vector: Sequence[float], k: int
@@ -543,25 +378,8 @@ class SQLiteStore:
         items = await self.list_memory(session_id)
         return vectors.top_k(session_id, items, vector, k)
 
-    async def list_memory(self, session_id: str) -> list[base.MemoryItem]:
-        def read(conn: sqlite3.Connection) -> list[base.MemoryItem]:
-            queries.session_row(conn, session_id, None)
-            found = conn.execute(
-                "SELECT * FROM memory WHERE session_id = ? ORDER BY seq", (session_id,)
-            ).fetchall()
-            return [
-                base.MemoryItem(
-                    seq=r["seq"],
-                    role=r["role"],
-                    text=r["text"],
-                    vector=vectors.decode(r["vector"]),
-                    task_id=r["task_id"],
-                    created_at=r["created_at"],
-                )
-                for r in found
-            ]
-
-        return await self._read(read)
+    async def list_memory(self, session_id: str) -> list[MemoryItem]:
+        return await self._query(reads.memory(session_id))
 
     # ---- console views ---------------------------------------------------------
 
@@ -594,55 +412,6 @@ def _doctor(
     found = checks.schema_findings(url, schema.applied(conn), shipped)
     if found and found[0].check == "schema":
         return found
-    existing = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    now = types.now()
-    for check in checks.applicable(existing):
-        params = (now,) * check.sql.count("{now}")
-        count: int = conn.execute(check.count_query("?"), params).fetchone()["n"]
-        refs = [str(r["ref"]) for r in conn.execute(check.query("?"), params)]
-        finding = check.finding(refs, count)
-        if finding is not None:
-            found.append(finding)
-    versions = {
-        table: {
-            int(r["v"]): int(r["n"])
-            for r in conn.execute(
-                f"SELECT payload_version AS v, COUNT(*) AS n FROM {table} GROUP BY payload_version"
-            )
-        }
-        for table in checks.PAYLOAD_TABLES
-    }
-    for table in json_check.JSON_COLUMNS:
-        found += json_check.findings(table, conn.execute(json_check.query(table)))
-    return found + checks.payload_findings(versions)
-
-
-def _check_ttl(lease_ttl: float) -> None:
-    if lease_ttl <= 0:
-        raise errors.InvalidInput(
-            f"lease_ttl must be a positive number of seconds, got {lease_ttl}"
-        )
-
-
-def _api_key_row(conn: sqlite3.Connection, key_id: str, tenant: str | None) -> sqlite3.Row:
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM api_keys WHERE id = ?", (key_id,)
-    ).fetchone()
-    if row is None or (tenant is not None and row["tenant"] != tenant):
-        raise errors.NotFound(
-            f"no API key {key_id}; `tether keys list` shows the keys", tenant=tenant
-        )
-    return row
-
-
-def _api_key(row: sqlite3.Row) -> ApiKey:
-    return ApiKey(
-        id=row["id"],
-        tenant=row["tenant"],
-        key_hash=row["key_hash"],
-        prefix=row["prefix"],
-        name=row["name"],
-        created_at=row["created_at"],
-        revoked_at=row["revoked_at"],
-        operator=bool(row["operator"]),
+    return found + queries.run(
+        conn, checks.data_findings("SELECT name FROM sqlite_master WHERE type = 'table'")
     )

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tether import errors
+from tether.store import counts
 
 T = TypeVar("T")
 
@@ -65,6 +66,8 @@ def connect(path: str, synchronous: str, url: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     try:
         conn.row_factory = sqlite3.Row
+        if counts.SQLITE.trace:
+            conn.set_trace_callback(_count_statement)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         _refuse_foreign(conn, path)
         mode = _enter_wal(conn)
@@ -79,6 +82,10 @@ def connect(path: str, synchronous: str, url: str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _count_statement(_sql: str) -> None:
+    counts.SQLITE.statements += 1
 
 
 def _refuse_foreign(conn: sqlite3.Connection, path: str) -> None:
@@ -151,6 +158,7 @@ def write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One write transaction: ``BEGIN IMMEDIATE`` takes the write lock up front, and
     anything raised inside (``LeaseLost`` included) rolls the whole of it back."""
     conn.execute("BEGIN IMMEDIATE")
+    counts.SQLITE.transactions += 1
     try:
         yield conn
         conn.execute("COMMIT")
@@ -164,6 +172,7 @@ def write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 def read(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One consistent snapshot for reads made of several statements."""
     conn.execute("BEGIN")
+    counts.SQLITE.transactions += 1
     try:
         yield conn
     finally:
@@ -197,6 +206,7 @@ class ConnectionThread:
     async def call(self, fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
+        counts.SQLITE.round_trips += 1
         self._jobs.put((fn, loop, fut))
         return await fut
 

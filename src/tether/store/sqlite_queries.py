@@ -6,27 +6,26 @@ opened (``sqlite_connection.write``); ``SQLiteStore`` is the async face over the
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from tether import errors, types
-from tether.store import console_sql, ids, rows, views, waits
-from tether.store.base import Claim, Signal
+from tether.store import commits as commit_rules
+from tether.store import console_sql, leases, rows, views, waits
+from tether.store.base import Claim
+from tether.store.program import DB_NOW, Notify, Program, T
 
-_CANDIDATES = (
-    ("resume", "t.status = 'running' AND t.lease_owner = :worker"),
-    ("recovery", "t.status = 'running' AND t.lease_expires_at <= :now"),
-    ("wake", "t.status = 'waiting' AND t.wake_at <= :now"),
+_CANDIDATES: tuple[str, ...] = (
+    "t.status = 'running' AND t.lease_owner = :worker",
+    "t.status = 'running' AND t.lease_expires_at <= :now",
+    "t.status = 'waiting' AND t.wake_at <= :now",
     (
-        "start",
         "t.status = 'queued'"
         " AND NOT EXISTS (SELECT 1 FROM tasks r"
         "  WHERE r.session_id = t.session_id AND r.status IN ('running', 'waiting'))"
         " AND NOT EXISTS (SELECT 1 FROM tasks o"
-        "  WHERE o.session_id = t.session_id AND o.status = 'queued' AND o.position < t.position)",
+        "  WHERE o.session_id = t.session_id AND o.status = 'queued' AND o.position < t.position)"
     ),
 )
 
@@ -37,6 +36,26 @@ MESSAGES_BY_SEQS = (
 """A session's messages at the seqs of a JSON array. CROSS JOIN keeps ``json_each``
 outside: one primary-key seek per seq, where a plain JOIN let SQLite scan the whole
 session's messages for each seq (slow on a long session)."""
+
+
+def run(conn: sqlite3.Connection, program: Program[T]) -> T:
+    """Run a store program (``program``) on this connection, inside its caller's
+    transaction. ``Notify`` does nothing: SQLite's workers poll."""
+    try:
+        step = next(program)
+        while True:
+            if isinstance(step, Notify):
+                step = program.send([])
+            elif step.many:
+                conn.executemany(step.sql, step.many)
+                step = program.send([])
+            else:
+                params = step.params
+                if DB_NOW in step.sql:
+                    params = {**params, DB_NOW[1:]: types.now()}
+                step = program.send(conn.execute(step.sql, params).fetchall())
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 def session_row(conn: sqlite3.Connection, session_id: str, tenant: str | None) -> sqlite3.Row:
@@ -59,60 +78,10 @@ def task_row(conn: sqlite3.Connection, task_id: str, tenant: str | None = None) 
 
 def fence(conn: sqlite3.Connection, lease: types.Lease, task_id: str) -> sqlite3.Row:
     """The task row if ``lease`` still holds the task (running, same epoch); else ``LeaseLost``."""
-    if task_id != lease.task_id:
-        raise errors.InvalidInput(
-            f"a write for task {task_id} carried the lease of task {lease.task_id}", task=task_id
-        )
+    leases.same_task(lease, task_id)
     row = task_row(conn, task_id)
-    if row["status"] != "running" or row["lease_epoch"] != lease.epoch:
-        raise rows.lease_lost(lease, row["status"], row["lease_epoch"])
+    leases.check(lease, row)
     return row
-
-
-def insert_session(conn: sqlite3.Connection, tenant: str, agent: str, session_id: str) -> None:
-    if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone():
-        raise errors.Conflict(
-            "a session with this id already exists; pass session_id=None for a fresh id",
-            session=session_id,
-        )
-    now = types.now()
-    conn.execute(
-        "INSERT INTO sessions (id, tenant, agent, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-        (session_id, tenant, agent, now, now),
-    )
-
-
-def submit(conn: sqlite3.Connection, new: types.NewTask) -> types.TaskRecord:
-    if new.idempotency_key is not None:
-        row = conn.execute(
-            "SELECT * FROM tasks WHERE tenant = ? AND idempotency_key = ?",
-            (new.tenant, new.idempotency_key),
-        ).fetchone()
-        if row is not None:
-            return rows.task(row)
-    session_id = new.session_id
-    if session_id is None:
-        session_id = ids.new_id()
-        insert_session(conn, new.tenant, new.agent, session_id)
-    else:
-        session_row(conn, session_id, new.tenant)
-    task_id = new.task_id or ids.new_id()
-    if conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task_id,)).fetchone():
-        raise errors.Conflict(
-            "a task with this id already exists; submit without task_id for a fresh id",
-            tenant=new.tenant,
-            task=task_id,
-        )
-    now = types.now()
-    conn.execute(
-        "INSERT INTO tasks (id, tenant, session_id, agent, status, input, spec, idempotency_key,"
-        " trace_context, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
-        (
-            task_id, new.tenant, session_id, new.agent, new.input, new.spec, new.idempotency_key,
-            rows.dumps_opt(new.trace_context, "trace context"), now, now,
-        ),
-    )  # fmt: skip
-    return rows.task(task_row(conn, task_id))
 
 
 def append_messages(
@@ -194,8 +163,7 @@ def claim(
     if task_id is not None:
         only += " AND t.id = :task_id"
     row: sqlite3.Row | None = None
-    reason = ""
-    for reason, condition in _CANDIDATES:  # noqa: B007 - reason names the candidate found
+    for condition in _CANDIDATES:
         row = conn.execute(
             f"SELECT * FROM tasks t WHERE {condition}{only} ORDER BY t.position LIMIT 1", params
         ).fetchone()
@@ -203,8 +171,7 @@ def claim(
             break
     if row is None:
         return None
-    if reason == "start" and row["runs"] > 0:
-        reason = "handover"
+    reason = leases.claim_reason(row, worker)
     tid: str = row["id"]
     epoch: int = row["lease_epoch"] + 1
     runs: int = row["runs"] + 1
@@ -244,7 +211,9 @@ def commit_batch(
             results.append(exc)
         except sqlite3.IntegrityError as exc:
             conn.execute("ROLLBACK TO step_commit")
-            results.append(_step_rejected(commit.step, exc))
+            results.append(
+                commit_rules.step_rejected(commit.step, exc, duplicate="UNIQUE" in str(exc))
+            )
         conn.execute("RELEASE step_commit")
     return results
 
@@ -267,16 +236,11 @@ def _commit_one(
     found by its primary key before anything is written); then its messages, one update
     of the session (``last_seq`` and state), its events, the task's ``updated_at``."""
     step, lease = commit.step, commit.lease
-    if step.task_id != lease.task_id:
-        raise errors.InvalidInput(
-            f"a write for task {step.task_id} carried the lease of task {lease.task_id}",
-            task=step.task_id,
-        )
+    leases.same_task(lease, step.task_id)
     task = conn.execute(_FENCE_FOR_COMMIT, (step.task_id,)).fetchone()
     if task is None:
         raise errors.NotFound("no such task", task=step.task_id)
-    if task["status"] != "running" or task["lease_epoch"] != lease.epoch:
-        raise rows.lease_lost(lease, task["status"], task["lease_epoch"])
+    leases.check(lease, task)
     session_id: str = task["session_id"]
     last: int = task["last_seq"]
     n = len(commit.messages)
@@ -285,7 +249,19 @@ def _commit_one(
         conn.execute(_INSERT_STEP, rows.step_values(step, seqs, commit.messages))
     except sqlite3.IntegrityError as exc:
         if "UNIQUE" in str(exc):
-            done = _already_committed(conn, commit, session_id)
+            done_row = conn.execute(
+                "SELECT fingerprint, message_seqs FROM steps WHERE task_id = ? AND idx = ?",
+                (step.task_id, step.index),
+            ).fetchone()
+            done = run(
+                conn,
+                commit_rules.already_committed(
+                    commit,
+                    session_id,
+                    None if done_row is None else done_row["fingerprint"],
+                    None if done_row is None else done_row["message_seqs"],
+                ),
+            )
             if done is not None:
                 return done
         raise
@@ -307,51 +283,6 @@ def _commit_one(
     insert_events(conn, step.task_id, commit.events)
     conn.execute("UPDATE tasks SET updated_at = ? WHERE id = ?", (now, step.task_id))
     return types.CommitResult(message_seqs=seqs)
-
-
-def _already_committed(
-    conn: sqlite3.Connection, commit: types.StepCommit, session_id: str
-) -> types.CommitResult | None:
-    """A commit retried after its connection was lost may have been applied already: if
-    the journal holds this step with the same fingerprint and the same messages (the
-    lease was checked by the caller), return its seqs instead of failing. A different
-    step at that index is left to the primary key, which reports a ``Conflict``."""
-    row = conn.execute(
-        "SELECT fingerprint, message_seqs FROM steps WHERE task_id = ? AND idx = ?",
-        (commit.step.task_id, commit.step.index),
-    ).fetchone()
-    if row is None or row["fingerprint"] != commit.step.fingerprint:
-        return None
-    seqs = tuple(int(s) for s in json.loads(row["message_seqs"]))
-    if commit.messages:
-        stored = conn.execute(
-            "SELECT m.payload FROM json_each(?) j"
-            " JOIN messages m ON m.session_id = ? AND m.seq = j.value ORDER BY m.seq",
-            (row["message_seqs"], session_id),
-        ).fetchall()
-        if [json.loads(r["payload"]) for r in stored] != [m.to_dict() for m in commit.messages]:
-            return None
-    elif seqs != commit.step.message_seqs:
-        return None
-    return types.CommitResult(message_seqs=seqs)
-
-
-def _step_rejected(step: types.StepRecord, exc: sqlite3.IntegrityError) -> errors.TetherError:
-    err: errors.TetherError
-    if "UNIQUE" in str(exc):
-        err = errors.Conflict(
-            "this step is already journaled; each step index is committed once",
-            task=step.task_id,
-            step=step.index,
-        )
-    else:
-        err = errors.InvalidInput(
-            f"the store rejected this step record ({exc}); check its kind and status",
-            task=step.task_id,
-            step=step.index,
-        )
-    err.__cause__ = exc
-    return err
 
 
 def step_storage_bytes(conn: sqlite3.Connection, task_id: str, index: int) -> int:
@@ -385,71 +316,6 @@ def consume_signal(conn: sqlite3.Connection, task_id: str, step: int, seq: int, 
         raise waits.already_consumed(task_id, step, seq)
 
 
-def _unconsumed(conn: sqlite3.Connection, task_id: str, wait: dict[str, Any]) -> sqlite3.Row | None:
-    """The oldest signal not yet consumed that ``wait`` waits for (None for a sleep)."""
-    name = wait.get("name")
-    if wait.get("kind") != "signal" or not isinstance(name, str):
-        return None
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM signals WHERE task_id = ? AND name = ? AND consumed_step IS NULL"
-        " ORDER BY seq LIMIT 1",
-        (task_id, name),
-    ).fetchone()
-    return row
-
-
-def next_signal(conn: sqlite3.Connection, task_id: str, name: str) -> Signal | None:
-    row = _unconsumed(conn, task_id, {"kind": "signal", "name": name})
-    return None if row is None else waits.signal(row)
-
-
-def park(
-    conn: sqlite3.Connection,
-    lease: types.Lease,
-    wait: dict[str, Any],
-    wake_at: float | None,
-    events: Sequence[types.NewEvent],
-) -> types.TaskRecord:
-    row = fence(conn, lease, lease.task_id)
-    now = types.now()
-    if waits.due_at_once(row["cancel_requested"], wait, _unconsumed(conn, lease.task_id, wait)):
-        wake_at = now
-    insert_events(conn, lease.task_id, events)
-    conn.execute(
-        "UPDATE tasks SET status = 'waiting', lease_owner = NULL, lease_expires_at = NULL,"
-        " wait = ?, wake_at = ?, updated_at = ? WHERE id = ?",
-        (rows.dumps(wait, f"wait of task {lease.task_id}"), wake_at, now, lease.task_id),
-    )
-    return rows.task(task_row(conn, lease.task_id))
-
-
-def send_signal(
-    conn: sqlite3.Connection,
-    task_id: str,
-    name: str,
-    data: str,
-    tenant: str | None,
-) -> Signal:
-    row = task_row(conn, task_id, tenant)
-    waits.refuse_if_final(task_id, row["status"], name)
-    now = types.now()
-    seq: int = conn.execute(
-        "SELECT COALESCE(MAX(seq), 0) + 1 FROM signals WHERE task_id = ?", (task_id,)
-    ).fetchone()[0]
-    conn.execute(
-        "INSERT INTO signals (task_id, seq, name, data, sent_at) VALUES (?, ?, ?, ?, ?)",
-        (task_id, seq, name, data, now),
-    )
-    woke = waits.waits_for(row["status"], waits.load_wait(row["wait"]), name)
-    if woke:
-        conn.execute(
-            "UPDATE tasks SET wake_at = ?, updated_at = ? WHERE id = ?", (now, now, task_id)
-        )
-    insert_events(conn, task_id, [waits.received_event(name, seq, woke)])
-    stored = conn.execute(
-        "SELECT * FROM signals WHERE task_id = ? AND seq = ?", (task_id, seq)
-    ).fetchone()
-    return dataclasses.replace(waits.signal(stored), woke=woke)
 # ---- console views (read-only; SQL in ``console_sql``) -------------------------------
 
 

@@ -10,14 +10,17 @@ commits ``signals.consumed_step`` with its journal row (``StepCommit.signal_seq`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from tether import errors, types
 from tether.observe import events
-from tether.store import rows
+from tether.store import rows, transitions
 from tether.store.base import Signal
+from tether.store.program import DB_NOW, Notify, Program, Query, one
 
 MAX_SIGNAL_BYTES = 64 * 1024
 """Largest signal data accepted, as compact JSON text."""
@@ -105,3 +108,71 @@ def already_consumed(task_id: str, step: int, seq: int) -> errors.Conflict:
 def received_event(name: str, seq: int, woke: bool) -> types.NewEvent:
     """The task's ``signal.received`` event, written with the signal."""
     return types.NewEvent(events.SIGNAL_RECEIVED, {"name": name, "seq": seq, "woke": woke})
+
+
+# ---- the rules as programs (``program``), run by both engines -------------------------
+
+
+def unconsumed(task_id: str, wait: dict[str, Any]) -> Program[rows.Row | None]:
+    """The oldest signal not yet consumed that ``wait`` waits for (None for a sleep)."""
+    name = wait.get("name")
+    if wait.get("kind") != "signal" or not isinstance(name, str):
+        return None
+    found = yield Query(
+        "SELECT * FROM signals WHERE task_id = :id AND name = :name AND consumed_step IS NULL"
+        " ORDER BY seq LIMIT 1",
+        {"id": task_id, "name": name},
+    )
+    return one(found)
+
+
+def next_signal(task_id: str, name: str) -> Program[Signal | None]:
+    row = yield from unconsumed(task_id, {"kind": "signal", "name": name})
+    return None if row is None else signal(row)
+
+
+def park(
+    lease: types.Lease,
+    wait: dict[str, Any],
+    wake_at: float | None,
+    new_events: Sequence[types.NewEvent],
+) -> Program[types.TaskRecord]:
+    """Park the task (its row locked by the fence, so a concurrent ``send`` either
+    committed before, and is seen here, or waits and sees the task waiting)."""
+    row = yield from transitions.fenced(lease, lease.task_id)
+    found = yield from unconsumed(lease.task_id, wait)
+    due_now = due_at_once(row["cancel_requested"], wait, found)
+    yield from transitions.insert_events(lease.task_id, new_events)
+    updated = yield Query(
+        "UPDATE tasks SET status = 'waiting', lease_owner = NULL, lease_expires_at = NULL,"
+        f" wait = :wait, wake_at = CASE WHEN :due THEN {DB_NOW} ELSE :wake_at END,"
+        " updated_at = :now WHERE id = :id RETURNING *",
+        {"wait": rows.dumps(wait, f"wait of task {lease.task_id}"), "due": due_now,
+         "wake_at": wake_at, "now": types.now(), "id": lease.task_id},
+    )  # fmt: skip
+    if due_now:
+        yield Notify(row["agent"])
+    return rows.task(updated[0])
+
+
+def send(task_id: str, name: str, data: str, tenant: str | None) -> Program[Signal]:
+    """Store a signal (its data already ``encode_data``'d); wake the task if it waits for it."""
+    row = yield from transitions.task_row(task_id, tenant, lock=True)
+    refuse_if_final(task_id, row["status"], name)
+    now = types.now()
+    stored = yield Query(
+        "INSERT INTO signals (task_id, seq, name, data, sent_at)"
+        " SELECT :id, COALESCE(MAX(seq), 0) + 1, :name, :data, :now FROM signals"
+        " WHERE task_id = :id RETURNING *",
+        {"id": task_id, "name": name, "data": data, "now": now},
+    )
+    sent = signal(stored[0])
+    woke = waits_for(row["status"], load_wait(row["wait"]), name)
+    if woke:
+        yield Query(
+            f"UPDATE tasks SET wake_at = {DB_NOW}, updated_at = :now WHERE id = :id",
+            {"now": now, "id": task_id},
+        )
+        yield Notify(row["agent"])
+    yield from transitions.insert_events(task_id, [received_event(name, sent.seq, woke)])
+    return dataclasses.replace(sent, woke=woke)

@@ -1,4 +1,4 @@
-"""The lease state machine, as a property: hypothesis drives the real SQLite store through
+"""The lease state machine, as a property: hypothesis drives the real store, on each engine, through
 random sequences of submit, claim, renew, release, expire, commit and finish, with
 current and stale leases of several workers, and checks every answer against a model.
 
@@ -7,6 +7,9 @@ What must hold after every step: each claim takes exactly the task the rules nam
 session with nothing running and nothing older queued) and bumps its epoch; a write
 under any lease but the task's current one raises ``LeaseLost`` and changes nothing;
 at most one task per session runs; epochs never go back.
+
+Each example opens a fresh store: a SQLite file, or a copy of the migrated PostgreSQL
+template (``pg.fresh_url``). PostgreSQL runs fewer examples to keep its time small.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import settings
 from hypothesis.stateful import (
     Bundle,
@@ -27,8 +31,10 @@ from hypothesis.stateful import (
     initialize,
     invariant,
     rule,
+    run_state_machine_as_test,
 )
 
+import pg
 from tether import errors, types
 from tether.store import Store, open_store
 
@@ -53,11 +59,17 @@ class TaskModel:
 class LeaseMachine(RuleBasedStateMachine):
     leases = Bundle("leases")
 
+    engine = "sqlite"
+
     def __init__(self) -> None:
         super().__init__()
         self.folder = Path(tempfile.mkdtemp(prefix="tether-lease-"))
         self.loop = asyncio.new_event_loop()
-        self.store: Store = open_store(f"sqlite:///{self.folder / 'leases.db'}?synchronous=normal")
+        if self.engine == "sqlite":
+            self.url = f"sqlite:///{self.folder / 'leases.db'}?synchronous=normal"
+        else:
+            self.url = pg.fresh_url()
+        self.store: Store = open_store(self.url)
         self.tasks: list[TaskModel] = []  # in submission order
         self.sessions: list[str] = []
 
@@ -70,6 +82,8 @@ class LeaseMachine(RuleBasedStateMachine):
         finally:
             self.loop.close()
             shutil.rmtree(self.folder, ignore_errors=True)
+            if self.engine == "postgres":
+                pg.drop_url(self.url)
 
     @initialize()
     def open(self) -> None:
@@ -273,7 +287,20 @@ def _commit(lease: types.Lease, index: int) -> types.StepCommit:
     )
 
 
-LeaseMachine.TestCase.settings = settings(
-    max_examples=30, stateful_step_count=40, deadline=None, print_blob=True
-)
-TestLeaseStateMachine = LeaseMachine.TestCase
+class PostgresLeaseMachine(LeaseMachine):
+    engine = "postgres"
+
+
+_SETTINGS = {
+    "sqlite": settings(max_examples=30, stateful_step_count=40, deadline=None, print_blob=True),
+    "postgres": settings(max_examples=12, stateful_step_count=30, deadline=None, print_blob=True),
+}
+_MACHINES: dict[str, type[LeaseMachine]] = {
+    "sqlite": LeaseMachine,
+    "postgres": PostgresLeaseMachine,
+}
+
+
+@pytest.mark.parametrize("engine", sorted(_MACHINES))
+def test_lease_state_machine(engine: str) -> None:
+    run_state_machine_as_test(_MACHINES[engine], settings=_SETTINGS[engine])

@@ -1,0 +1,124 @@
+"""What the store reads back, written once for every engine (programs, ``program``):
+records by id, listings, counts. Each read names the tenant it may see (None: any),
+and an unknown id, or another tenant's, is ``NotFound`` alike."""
+
+from __future__ import annotations
+
+from tether import errors, types
+from tether.store import rows, vectors, waits
+from tether.store.base import MemoryItem, Signal
+from tether.store.program import Program, Query, one
+from tether.store.transitions import task_row
+
+
+def session_row(session_id: str, tenant: str | None) -> Program[rows.Row]:
+    row = one((yield Query("SELECT * FROM sessions WHERE id = :id", {"id": session_id})))
+    if row is None or (tenant is not None and row["tenant"] != tenant):
+        raise errors.NotFound("no such session", tenant=tenant, session=session_id)
+    return row
+
+
+def session(session_id: str, tenant: str | None) -> Program[types.SessionRecord]:
+    return rows.session((yield from session_row(session_id, tenant)))
+
+
+def sessions(
+    tenant: str | None, limit: int, newest_first: str
+) -> Program[list[types.SessionRecord]]:
+    """The newest sessions (of ``tenant``); ``newest_first`` is the engine's ORDER BY."""
+    where = "WHERE tenant = :tenant" if tenant is not None else ""
+    found = yield Query(
+        f"SELECT * FROM sessions {where} ORDER BY {newest_first} LIMIT :limit",
+        {"tenant": tenant, "limit": limit},
+    )
+    return [rows.session(r) for r in found]
+
+
+def messages(
+    session_id: str, tenant: str | None, after_seq: int, upto_seq: int | None, limit: int | None
+) -> Program[list[types.StoredMessage]]:
+    yield from session_row(session_id, tenant)
+    found = yield Query(
+        "SELECT * FROM messages WHERE session_id = :id AND seq > :after AND seq <= :upto"
+        " ORDER BY seq" + ("" if limit is None else " LIMIT :limit"),
+        {"id": session_id, "after": after_seq,
+         "upto": upto_seq if upto_seq is not None else 2**62, "limit": limit},
+    )  # fmt: skip
+    return [rows.message(r) for r in found]
+
+
+def task(task_id: str, tenant: str | None) -> Program[types.TaskRecord]:
+    return rows.task((yield from task_row(task_id, tenant)))
+
+
+def tasks(
+    tenant: str | None, session_id: str | None, status: str | None, limit: int
+) -> Program[list[types.TaskRecord]]:
+    """The newest tasks matching every filter given, newest first."""
+    filters = {"tenant": tenant, "session_id": session_id, "status": status}
+    given = {k: v for k, v in filters.items() if v is not None}
+    where = " AND ".join(f"{k} = :{k}" for k in given) or "TRUE"
+    found = yield Query(
+        f"SELECT * FROM tasks WHERE {where} ORDER BY position DESC LIMIT :limit",
+        {**given, "limit": limit},
+    )
+    return [rows.task(r) for r in found]
+
+
+def attempts(task_id: str) -> Program[list[types.StepAttempt]]:
+    yield from task_row(task_id)
+    found = yield Query(
+        "SELECT * FROM step_attempts WHERE task_id = :id ORDER BY idx, attempt", {"id": task_id}
+    )
+    return [rows.attempt(r) for r in found]
+
+
+def runs(task_id: str) -> Program[list[types.TaskRun]]:
+    yield from task_row(task_id)
+    found = yield Query("SELECT * FROM task_runs WHERE task_id = :id ORDER BY run", {"id": task_id})
+    return [rows.run(r) for r in found]
+
+
+def events(
+    task_id: str, tenant: str | None, after_seq: int, limit: int
+) -> Program[list[types.EventRecord]]:
+    yield from task_row(task_id, tenant)
+    found = yield Query(
+        "SELECT * FROM events WHERE task_id = :id AND seq > :after ORDER BY seq LIMIT :limit",
+        {"id": task_id, "after": after_seq, "limit": limit},
+    )
+    return [rows.event(r) for r in found]
+
+
+def signals(task_id: str, tenant: str | None) -> Program[list[Signal]]:
+    yield from task_row(task_id, tenant)
+    found = yield Query("SELECT * FROM signals WHERE task_id = :id ORDER BY seq", {"id": task_id})
+    return [waits.signal(r) for r in found]
+
+
+def task_counts(status: str) -> Program[dict[str, int]]:
+    """How many tasks of each agent are in ``status``."""
+    found = yield Query(
+        "SELECT agent, COUNT(*) AS n FROM tasks WHERE status = :status GROUP BY agent",
+        {"status": status},
+    )
+    return {r["agent"]: int(r["n"]) for r in found}
+
+
+def memory(session_id: str) -> Program[list[MemoryItem]]:
+    """Every item of the session's memory, by seq (``NotFound`` for an unknown session)."""
+    yield from session_row(session_id, None)
+    found = yield Query(
+        "SELECT * FROM memory WHERE session_id = :id ORDER BY seq", {"id": session_id}
+    )
+    return [
+        MemoryItem(
+            seq=r["seq"],
+            role=r["role"],
+            text=r["text"],
+            vector=vectors.decode(bytes(r["vector"])),
+            task_id=r["task_id"],
+            created_at=r["created_at"],
+        )
+        for r in found
+    ]
