@@ -74,7 +74,7 @@ def test_twenty_threads_survive_killed_workers_without_forking(
         two = call(pg_url, lambda s, t=second.id: s.get_task(t))
         runs = call(pg_url, lambda s, t=second.id: s.list_runs(t))
         assert (one.status, one.output) == ("completed", f"turn 1: {HOPS} hops")
-        assert (two.status, two.output) == ("completed", f"turn 2: {HOPS} hops")
+        assert (two.status, two.output) == ("completed", f"turn 2: {HOPS} hops"), two.error
         # the second turn started only after the first had finished
         assert runs[0].started_at >= one.updated_at
         # per turn: input, start, begin, the hops, reply

@@ -266,18 +266,25 @@ async def commit_all(
 
 
 _FENCE_FOR_COMMIT = (
-    "UPDATE tasks t SET updated_at = %(now)s"
-    " FROM sessions s LEFT JOIN steps d ON d.task_id = %(task)s AND d.idx = %(idx)s"
-    " WHERE t.id = %(task)s AND s.id = t.session_id"
-    " RETURNING t.status, t.lease_epoch, t.session_id, s.last_seq,"
-    " (SELECT COALESCE(MAX(e.seq), 0) FROM events e WHERE e.task_id = t.id) AS last_event,"
-    " d.fingerprint AS done_fingerprint, d.message_seqs AS done_seqs"
+    "UPDATE tasks SET updated_at = %(now)s WHERE id = %(task)s"
+    " RETURNING status, lease_epoch, session_id"
 )
-"""The fence of a step commit, in one round trip: lock the task row (the update's
-``FOR NO KEY UPDATE`` lock) and touch its ``updated_at``, and read what the write
-needs: status and epoch (checked before anything else is written; a stale lease's
-touch is rolled back with its savepoint), the session's ``last_seq``, the task's last
-event seq, and any step journaled at this index already."""
+"""The fence of a step commit: lock the task row (the update's ``FOR NO KEY UPDATE``
+lock) and read its status and epoch, checked before anything else is written (a stale
+lease's touch is rolled back with its transaction or savepoint)."""
+
+_READ_FOR_COMMIT = (
+    "SELECT s.last_seq,"
+    " (SELECT COALESCE(MAX(e.seq), 0) FROM events e WHERE e.task_id = %(task)s) AS last_event,"
+    " d.fingerprint AS done_fingerprint, d.message_seqs AS done_seqs"
+    " FROM sessions s LEFT JOIN steps d ON d.task_id = %(task)s AND d.idx = %(idx)s"
+    " WHERE s.id = %(sid)s"
+)
+"""What the write needs, read once the task row is locked, in a statement of its own:
+under READ COMMITTED an ``UPDATE … FROM`` that waited for the lock re-checks only the
+locked row, and would see the session's ``last_seq`` and the journal as they were
+before the other commit (a step journaled meanwhile would look absent). A statement
+after the lock sees everything committed before it."""
 
 _WRITE_STEP = sql.SQL(
     "WITH sess AS ("
@@ -308,19 +315,21 @@ were that ever broken the commit fails instead of reusing seqs."""
 
 
 async def _commit_one(conn: Connection, commit: types.StepCommit, now: float) -> types.CommitResult:
-    """One step's commit in two round trips (``_FENCE_FOR_COMMIT``, ``_WRITE_STEP``),
+    """One step's commit in three round trips (``_FENCE_FOR_COMMIT``, ``_READ_FOR_COMMIT``,
+    ``_WRITE_STEP``),
     plus one to consume a signal, and one to compare a retried commit's messages."""
     step, lease = commit.step, commit.lease
     leases.same_task(lease, step.task_id)
+    fence = await fetch_one(conn, _FENCE_FOR_COMMIT, {"now": now, "task": step.task_id})
+    if fence is None:
+        raise errors.NotFound("no such task", task=step.task_id)
+    leases.check(lease, fence)
+    session_id: str = fence["session_id"]
     task = await fetch_one(
-        conn,
-        _FENCE_FOR_COMMIT,
-        {"now": now, "task": step.task_id, "idx": step.index},
+        conn, _READ_FOR_COMMIT, {"task": step.task_id, "idx": step.index, "sid": session_id}
     )
     if task is None:
-        raise errors.NotFound("no such task", task=step.task_id)
-    leases.check(lease, task)
-    session_id: str = task["session_id"]
+        raise errors.NotFound("no such session", task=step.task_id)
     if task["done_fingerprint"] is not None:
         done = await run(
             conn,
