@@ -20,7 +20,7 @@ from tether.context.manager import ContextPlanner
 from tether.context.policy import ContextPolicy
 from tether.context.window import Entry
 from tether.execution import approvals, structured, tool_calls
-from tether.execution.context import Heartbeat, TaskContext
+from tether.execution.context import Heartbeat, StepCodec, StepSpec, TaskContext
 from tether.models.base import Model
 from tether.store.base import MemoryItem
 from tether.tools import Tool
@@ -124,9 +124,7 @@ class Agent:
             "raise max_steps or change the instructions so the model finishes"
         )
 
-    async def _answer_calls(
-        self, ctx: TaskContext, calls: Sequence[types.ToolCall]
-    ) -> list[Entry]:
+    async def _answer_calls(self, ctx: TaskContext, calls: Sequence[types.ToolCall]) -> list[Entry]:
         """The turn's tool messages, in the model's order. Calls to tools that need a
         person's approval wait for it first (holding no lease); a turn with such calls
         then runs its calls one after another, any other turn concurrently."""
@@ -243,16 +241,15 @@ class _PlannerSteps:
                 self._running = None
 
         summarizing = kind == "summarize"
-        out: dict[str, Any] = await self._ctx.run_step(
+        spec: StepSpec[dict[str, Any]] = StepSpec(
             kind,
             name,
             inputs,
-            run,
-            policy=self._retries.model if summarizing else self._retries.custom,
+            self._retries.model if summarizing else self._retries.custom,
             where="model" if summarizing else "agent",
-            session_state=state,
+            codec=StepCodec(session_state=state) if state is not None else StepCodec(),
         )
-        return out
+        return await self._ctx.run_step(spec, run)
 
     def emit(self, name: str, **data: Any) -> None:
         step = self._running if self._running is not None else self._ctx.step_index

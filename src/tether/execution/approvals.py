@@ -21,7 +21,7 @@ from typing import Any
 
 from tether import retry, tools, types
 from tether.execution import signals, waits
-from tether.execution.context import Heartbeat, StepCodec, TaskContext
+from tether.execution.context import Heartbeat, StepCodec, StepSpec, TaskContext
 from tether.observe import events
 
 
@@ -109,16 +109,15 @@ async def answer(
     async def execute(attempt: int, beat: Heartbeat) -> types.Message:
         return message
 
-    denied: types.Message = await ctx.run_step(
+    spec: StepSpec[types.Message] = StepSpec(
         "tool",
         name,
         {"call_id": call.id, "arguments": call.arguments, "denied": because},
-        execute,
-        policy=retry.NO_RETRY,
+        retry.NO_RETRY,
         where="tool",
-        outcome=StepCodec(
+        codec=StepCodec(
             encode=lambda m: m.to_dict(), decode=types.Message.from_dict, messages=lambda m: (m,)
         ),
         started_data={"tool_call_id": call.id, "denied": True},
     )
-    return denied
+    return await ctx.run_step(spec, execute)

@@ -14,7 +14,7 @@ import datetime
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from tether import errors, retry, tools, types
 from tether.context import truncation
@@ -57,7 +57,7 @@ class LeaseView:
         self.lost = True
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class StepCodec:
     """How a step's value maps to what is stored: its JSON, messages and session state."""
 
@@ -68,6 +68,34 @@ class StepCodec:
     consumes: Callable[[Any], int | None] = lambda v: None
     """The signal (its ``seq``) the step consumes, committed with it (``execution.waits``)."""
 
+
+_PLAIN = StepCodec()
+"""A value stored as it is, appending no message (JSON in, JSON out)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StepSpec(Generic[T]):
+    """One step, described once by its caller: what it is, how it is stored and retried.
+
+    ``fingerprint`` stands for the fingerprint of ``inputs`` when given (a model step's
+    is computed incrementally); ``inputs`` then only describes them in error messages.
+    ``on_failure`` turns a final failure into a value that is committed (status
+    ``failed``) and returned instead of raised. ``started_data`` goes with each
+    ``step.started`` event (a model step's ``model``, a tool step's ``tool_call_id``),
+    ``completed_data(value)`` with ``step.completed``."""
+
+    kind: types.StepKind
+    name: str
+    inputs: Any
+    policy: retry.RetryPolicy
+    where: str = "agent"
+    fingerprint: str | None = None
+    codec: StepCodec = _PLAIN
+    on_failure: Callable[[errors.TetherError], T] | None = None
+    timeout: float | None = None
+    heartbeat_timeout: float | None = None
+    completed_data: Callable[[T], dict[str, Any]] | None = None
+    started_data: dict[str, Any] | None = None
 
 
 Phase = Literal["between", "step", "backoff"]
@@ -217,14 +245,10 @@ class TaskContext:
             _require_json(result, f"step {name!r}")
             return result
 
-        return await self.run_step(
-            "custom",
-            name,
-            {"args": list(args), "kwargs": kwargs},
-            execute,
-            policy=self.retries.custom,
-            where="agent",
+        spec: StepSpec[Any] = StepSpec(
+            "custom", name, {"args": list(args), "kwargs": kwargs}, self.retries.custom
         )
+        return await self.run_step(spec, execute)
 
     async def sleep(self, seconds: float) -> None:
         """A journaled pause: on replay it does not wait again. Longer than the settings'
@@ -301,23 +325,23 @@ class TaskContext:
             return response
 
         step_name = name or model.name
-        return await self.run_step(
+        spec: StepSpec[types.ModelResponse] = StepSpec(
             "model",
             step_name,
             {"model": model.name, "messages": len(request.messages)},
-            execute,
-            input_fingerprint=self._requests.fingerprint("model", step_name, model.name, request),
-            policy=self.retries.model,
+            self.retries.model,
             where="model",
-            outcome=StepCodec(
+            fingerprint=self._requests.fingerprint("model", step_name, model.name, request),
+            codec=StepCodec(
                 encode=lambda r: r.to_dict(),
                 decode=types.ModelResponse.from_dict,
                 messages=lambda r: (r.message,),
+                session_state=session_state or _no_state,
             ),
             completed_data=lambda r: _model_completed_data(r, model),
-            session_state=session_state,
             started_data={"model": model.name},
         )
+        return await self.run_step(spec, execute)
 
     async def call_tool(
         self, tool: tools.Tool, arguments: dict[str, Any] | str | None = None
@@ -325,16 +349,16 @@ class TaskContext:
         """Run a tool once as a journaled step and return what it returned."""
         raw = arguments if arguments is not None else {}
         args = tool.parse_arguments(raw)
-        return await self.run_step(
+        spec: StepSpec[Any] = StepSpec(
             "tool",
             tool.name,
             {"arguments": args},
-            self._tool_executor(tool, args),
-            policy=tool.retry or self.retries.tool,
+            tool.retry or self.retries.tool,
             where="tool",
             timeout=tool.timeout or self.settings.tool_timeout,
             heartbeat_timeout=tool.heartbeat_timeout,
         )
+        return await self.run_step(spec, self._tool_executor(tool, args))
 
     async def run_tool_call(
         self,
@@ -365,24 +389,23 @@ class TaskContext:
             result = await self._tool_executor(tool, args)(attempt, beat)
             return to_message(tools.render_result(result))
 
-        return await self.run_step(
+        spec: StepSpec[types.Message] = StepSpec(
             "tool",
             name,
             {"call_id": call.id, "arguments": call.arguments},
-            execute,
-            policy=(tool.retry if tool is not None else None) or self.retries.tool,
+            (tool.retry if tool is not None else None) or self.retries.tool,
             where="tool",
             timeout=(tool.timeout if tool is not None else None) or self.settings.tool_timeout,
             heartbeat_timeout=tool.heartbeat_timeout if tool is not None else None,
-            outcome=StepCodec(
+            codec=StepCodec(
                 encode=lambda m: m.to_dict(),
                 decode=types.Message.from_dict,
                 messages=appends or (lambda m: (m,)),
             ),
             on_failure=lambda err: to_message(f"Error ({err.error_class}): {err.detail}"),
             started_data={"tool_call_id": call.id},
-            index=index,
         )
+        return await self.run_step(spec, execute, index=index)
 
     def _check_prompt(
         self, check: truncation.Check, response: types.ModelResponse, model: Model, index: int
@@ -421,131 +444,147 @@ class TaskContext:
 
     async def run_step(
         self,
-        kind: types.StepKind,
-        name: str,
-        inputs: Any,
+        spec: StepSpec[T],
         execute: Callable[[int, Heartbeat], Awaitable[T]],
         *,
-        policy: retry.RetryPolicy,
-        where: str = "agent",
-        outcome: StepCodec | None = None,
-        on_failure: Callable[[errors.TetherError], T] | None = None,
-        timeout: float | None = None,
-        heartbeat_timeout: float | None = None,
-        completed_data: Callable[[T], dict[str, Any]] | None = None,
-        session_state: Callable[[T], dict[str, Any] | None] | None = None,
-        # Stands for the fingerprint of ``inputs`` when given (a model step's is computed
-        # incrementally); ``inputs`` then only describes them in error messages.
-        input_fingerprint: str | None = None,
-        started_data: dict[str, Any] | None = None,
         index: int | None = None,
     ) -> T:
         """Replay the step if the journal has it, else run it (with retries) and commit it.
 
-        ``on_failure`` turns a final failure into a value that is committed (status
-        ``failed``) and returned, instead of raising. ``started_data`` goes with each
-        ``step.started`` event (a model step's ``model``, a tool step's ``tool_call_id``);
-        records logged while an attempt runs carry its ``step`` and ``attempt`` ids."""
-        outcome = outcome or StepCodec()
-        if session_state is not None:
-            outcome = dataclasses.replace(outcome, session_state=session_state)
+        ``execute(attempt, beat)`` runs one attempt; ``index`` is one taken with
+        ``reserve_steps`` (default: the next). Each exit is one helper: a replay hit
+        (``_replay``), a commit (``_complete``), a retry after a delay
+        (``_back_off``), a give-up (``_give_up``); a lost lease or a cancel stops the
+        task at the boundary (``_boundary``), a stuck step hands it over."""
         if index is None:
             index = self._index
             self._index += 1
-        fp = input_fingerprint or fingerprint(kind, name, inputs)
-
+        fp = spec.fingerprint or fingerprint(spec.kind, spec.name, spec.inputs)
         if index in self._journal:
-            return self._replay(
-                self._journal[index], index, kind, name, fp, inputs, outcome, on_failure
-            )
-
+            return self._replay(self._journal[index], index, spec, fp)
         self._boundary()
         attempt = self._attempts_before.get(index, 0) + 1
         started = types.now()
         while True:
-            self.emitter.emit(
-                events.STEP_STARTED,
-                step=index,
-                kind=kind,
-                step_name=name,
-                attempt=attempt,
-                **(started_data or {}),
-            )
-            self.at_phase("step")
-            beat = Heartbeat()
             try:
-                running = tools.ToolContext(
-                    task_id=self.task.id,
-                    session_id=self.task.session_id,
-                    tenant=self.task.tenant,
-                    step_index=index,
-                    attempt=attempt,
-                    _beat=beat.beat,
-                )
-                with obslog.bind(step=index, attempt=attempt), tools.running_step(running):
-                    value = await self._guard(
-                        execute(attempt, beat), beat, timeout, heartbeat_timeout, index, kind, name
-                    )
-                break
+                value = await self._attempt(spec, execute, index, attempt)
             except errors.TetherSignal:
                 raise
             except Exception as exc:
-                err = retry.classify(exc, where=where).with_ids(**self._ids(index))
-                if (
-                    isinstance(err, errors.StepStuck)
-                    and self.settings.on_stuck == "handover"
-                    and self.budget.allows()
-                ):
-                    await self._hand_over(err, index, kind, name, attempt)
-                decision = retry.decide(err, attempt, policy, self.budget, rand=self.settings.rand)
-                if isinstance(decision, retry.RetryAfter):
-                    self.budget.spend()
-                    await self._journal_attempt(err, index, attempt, decision.delay)
-                    self.emitter.emit(
-                        events.STEP_RETRYING,
-                        step=index,
-                        kind=kind,
-                        step_name=name,
-                        attempt=attempt,
-                        error=err.to_dict(),
-                        delay=decision.delay,
+                err = retry.classify(exc, where=spec.where).with_ids(**self._ids(index))
+                decision = await self._decide(spec, err, index, attempt)
+                if isinstance(decision, retry.GiveUp):
+                    return await self._give_up(
+                        spec, fp, err, exc, decision, index, attempt, started
                     )
-                    self.at_phase("backoff")
-                    await self.settings.sleep(decision.delay)
-                    self._boundary()
-                    attempt += 1
-                    continue
-                final = self._final_error(err, decision, attempt, policy, index, kind, name)
-                self.emitter.emit(
-                    events.STEP_FAILED,
-                    step=index,
-                    kind=kind,
-                    step_name=name,
-                    attempt=attempt,
-                    error=final.to_dict(),
-                )
-                self.at_phase("between")
-                # A spent budget ends the task: it is never handed back as a value
-                # (a tool message the model would read and carry on after).
-                if on_failure is not None and not isinstance(final, errors.BudgetExhausted):
-                    value = on_failure(final)
-                    await self._commit(
-                        index, kind, name, fp, "failed", value, final, attempt, started, outcome
-                    )
-                    return value
-                await self._commit(
-                    index, kind, name, fp, "failed", None, final, attempt, started, outcome
-                )
-                raise final from exc
-        await self._commit(
-            index, kind, name, fp, "completed", value, None, attempt, started, outcome
+                await self._back_off(spec, err, index, attempt, decision.delay)
+                attempt += 1
+                continue
+            return await self._complete(spec, fp, value, index, attempt, started)
+
+    async def _attempt(
+        self,
+        spec: StepSpec[T],
+        execute: Callable[[int, Heartbeat], Awaitable[T]],
+        index: int,
+        attempt: int,
+    ) -> T:
+        """Run one attempt, with its ids bound and its heartbeat guarded."""
+        self.emitter.emit(
+            events.STEP_STARTED,
+            step=index,
+            kind=spec.kind,
+            step_name=spec.name,
+            attempt=attempt,
+            **(spec.started_data or {}),
         )
-        extra = completed_data(value) if completed_data is not None else {}
+        self.at_phase("step")
+        beat = Heartbeat()
+        running = tools.ToolContext(
+            task_id=self.task.id,
+            session_id=self.task.session_id,
+            tenant=self.task.tenant,
+            step_index=index,
+            attempt=attempt,
+            _beat=beat.beat,
+        )
+        with obslog.bind(step=index, attempt=attempt), tools.running_step(running):
+            return await self._guard(execute(attempt, beat), beat, spec, index)
+
+    async def _decide(
+        self, spec: StepSpec[Any], err: errors.TetherError, index: int, attempt: int
+    ) -> retry.RetryAfter | retry.GiveUp:
+        """What follows a failed attempt: ``retry.decide``'s answer, unless the step is
+        stuck and the settings hand such a task over (raises ``StepHandedOver``)."""
+        if (
+            isinstance(err, errors.StepStuck)
+            and self.settings.on_stuck == "handover"
+            and self.budget.allows()
+        ):
+            await self._hand_over(err, index, spec.kind, spec.name, attempt)
+        return retry.decide(err, attempt, spec.policy, self.budget, rand=self.settings.rand)
+
+    async def _back_off(
+        self, spec: StepSpec[Any], err: errors.TetherError, index: int, attempt: int, delay: float
+    ) -> None:
+        """Journal the failed attempt, wait ``delay``, and check the boundary again."""
+        self.budget.spend()
+        await self._journal_attempt(err, index, attempt, delay)
+        self.emitter.emit(
+            events.STEP_RETRYING,
+            step=index,
+            kind=spec.kind,
+            step_name=spec.name,
+            attempt=attempt,
+            error=err.to_dict(),
+            delay=delay,
+        )
+        self.at_phase("backoff")
+        await self.settings.sleep(delay)
+        self._boundary()
+
+    async def _give_up(
+        self,
+        spec: StepSpec[T],
+        fp: str,
+        err: errors.TetherError,
+        exc: Exception,
+        decision: retry.GiveUp,
+        index: int,
+        attempt: int,
+        started: float,
+    ) -> T:
+        """Commit the step as failed; return ``spec.on_failure``'s value or raise."""
+        final = self._final_error(err, decision, attempt, spec.policy, index, spec.kind, spec.name)
+        self.emitter.emit(
+            events.STEP_FAILED,
+            step=index,
+            kind=spec.kind,
+            step_name=spec.name,
+            attempt=attempt,
+            error=final.to_dict(),
+        )
+        self.at_phase("between")
+        # A spent budget ends the task: it is never handed back as a value
+        # (a tool message the model would read and carry on after).
+        if spec.on_failure is not None and not isinstance(final, errors.BudgetExhausted):
+            value = spec.on_failure(final)
+            await self._commit(index, spec, fp, "failed", value, final, attempt, started)
+            return value
+        await self._commit(index, spec, fp, "failed", None, final, attempt, started)
+        raise final from exc
+
+    async def _complete(
+        self, spec: StepSpec[T], fp: str, value: T, index: int, attempt: int, started: float
+    ) -> T:
+        """Commit the step's value, then say it completed."""
+        await self._commit(index, spec, fp, "completed", value, None, attempt, started)
+        extra = spec.completed_data(value) if spec.completed_data is not None else {}
         self.emitter.emit(
             events.STEP_COMPLETED,
             step=index,
-            kind=kind,
-            step_name=name,
+            kind=spec.kind,
+            step_name=spec.name,
             attempt=attempt,
             duration=types.now() - started,
             **extra,
@@ -553,24 +592,15 @@ class TaskContext:
         self.at_phase("between")
         return value
 
-    def _replay(
-        self,
-        record: types.StepRecord,
-        index: int,
-        kind: str,
-        name: str,
-        fp: str,
-        inputs: Any,
-        outcome: StepCodec,
-        on_failure: Callable[[errors.TetherError], T] | None,
-    ) -> T:
+    def _replay(self, record: types.StepRecord, index: int, spec: StepSpec[T], fp: str) -> T:
+        kind, name = spec.kind, spec.name
         if record.kind != kind or record.name != name or record.fingerprint != fp:
             what = (
                 f"the journal recorded a {record.kind} step {record.name!r}, the code now asks "
                 f"for a {kind} step {name!r}"
                 if (record.kind, record.name) != (kind, name)
                 else f"{kind} step {name!r} was recorded with other inputs (fingerprint "
-                f"{record.fingerprint[:12]}, now {fp[:12]} for {describe(inputs)})"
+                f"{record.fingerprint[:12]}, now {fp[:12]} for {describe(spec.inputs)})"
             )
             raise errors.NonDeterminismError(
                 f"replay diverged at step {index}: {what}. Check that the workflow is "
@@ -583,10 +613,11 @@ class TaskContext:
         self.emitter.emit(events.STEP_REPLAYED, step=index, kind=kind, step_name=name)
         self.at_phase("between")
         state = record.output
-        if record.status == "failed" and (on_failure is None or state is None):
+        if record.status == "failed" and (spec.on_failure is None or state is None):
             raise errors.error_from_dict(record.error or {}).with_ids(**self._ids(index))
-        value: T = outcome.decode(state)
-        new_state = outcome.session_state(value)
+        codec = spec.codec
+        value: T = codec.decode(state)
+        new_state = codec.session_state(value)
         if new_state is not None:
             self.session_state = new_state
         return value
@@ -652,18 +683,16 @@ class TaskContext:
         self,
         work: Awaitable[T],
         beat: Heartbeat,
-        timeout: float | None,
-        heartbeat_timeout: float | None,
+        spec: StepSpec[Any],
         index: int,
-        kind: str,
-        name: str,
     ) -> T:
-        """Time a step out when it goes silent: ``timeout`` until its first heartbeat,
-        then ``heartbeat_timeout`` (default ``timeout``) between heartbeats."""
+        """Time a step out when it goes silent: ``spec.timeout`` until its first heartbeat,
+        then ``spec.heartbeat_timeout`` (default ``timeout``) between heartbeats."""
+        timeout, kind, name = spec.timeout, spec.kind, spec.name
         if timeout is None:
             return await work
         job = asyncio.ensure_future(work)
-        silence_limit = heartbeat_timeout or timeout
+        silence_limit = spec.heartbeat_timeout or timeout
         stuck_after = self.settings.stuck_after
         flagged = False
         try:
@@ -736,16 +765,15 @@ class TaskContext:
     async def _commit(
         self,
         index: int,
-        kind: types.StepKind,
-        name: str,
+        spec: StepSpec[Any],
         fp: str,
         status: types.StepStatus,
         value: Any,
         error: errors.TetherError | None,
         attempt: int,
         started: float,
-        outcome: StepCodec,
     ) -> None:
+        outcome = spec.codec
         output = outcome.encode(value) if value is not None else None
         usage = value.usage if isinstance(value, types.ModelResponse) else None
         messages = tuple(outcome.messages(value)) if value is not None else ()
@@ -753,8 +781,8 @@ class TaskContext:
         record = types.StepRecord(
             task_id=self.task.id,
             index=index,
-            kind=kind,
-            name=name,
+            kind=spec.kind,
+            name=spec.name,
             fingerprint=fp,
             status=status,
             output=output,
@@ -787,6 +815,10 @@ class TaskContext:
         self.steps_done = max(self.steps_done, index + 1)
         if state is not None:
             self.session_state = state
+
+
+def _no_state(value: Any) -> dict[str, Any] | None:
+    return None
 
 
 def _grown_room(current: int, model: Model, response: types.ModelResponse) -> int | None:

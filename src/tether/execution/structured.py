@@ -22,7 +22,7 @@ import pydantic
 
 from tether import errors, types
 from tether.context.window import Entry
-from tether.execution.context import Heartbeat, StepCodec, TaskContext
+from tether.execution.context import Heartbeat, StepCodec, StepSpec, TaskContext
 from tether.retry import NO_RETRY
 from tether.tools import InThread, Tool, ToolContext
 
@@ -163,17 +163,15 @@ async def tell(ctx: TaskContext, spec: OutputSpec, error: str) -> types.Message:
     async def execute(attempt: int, beat: Heartbeat) -> types.Message:
         return types.Message(role="user", content=text)
 
-    message: types.Message = await ctx.run_step(
+    step: StepSpec[types.Message] = StepSpec(
         "custom",
         "output.invalid",
         {"error": error},
-        execute,
-        policy=NO_RETRY,
-        where="agent",
-        outcome=StepCodec(
+        NO_RETRY,
+        codec=StepCodec(
             encode=lambda m: m.to_dict(),
             decode=types.Message.from_dict,
             messages=lambda m: (m,),
         ),
     )
-    return message
+    return await ctx.run_step(step, execute)

@@ -121,23 +121,22 @@ async def wait_for_signal(
             wake_at=deadline,
         )  # fmt: skip
 
-    value = await ctx.run_step(
-        "signal",
-        name,
-        {"timeout": timeout},
-        execute,
-        policy=retry.NO_RETRY,
-        where="agent",
-        outcome=_signal_outcome(),
-    )
+    value = await ctx.run_step(_signal_spec(name, timeout), execute)
     return _encode(value)
 
 
-def _signal_outcome() -> Any:
+def _signal_spec(name: str, timeout: float | None) -> Any:
     # ``context`` imports this module (its methods delegate here), so not at the top.
-    from tether.execution.context import StepCodec
+    from tether.execution.context import StepCodec, StepSpec
 
-    return StepCodec(encode=_encode, consumes=_consumes)
+    codec = StepCodec(encode=_encode, consumes=_consumes)
+    return StepSpec("signal", name, {"timeout": timeout}, retry.NO_RETRY, codec=codec)
+
+
+def _sleep_spec(name: str, inputs: dict[str, Any]) -> Any:
+    from tether.execution.context import StepSpec
+
+    return StepSpec("sleep", name, inputs, retry.NO_RETRY)
 
 
 async def sleep(ctx: TaskContext, seconds: float) -> None:
@@ -180,4 +179,4 @@ async def _sleep_step(
             wake_at=due,
         )
 
-    await ctx.run_step("sleep", name, inputs, execute, policy=retry.NO_RETRY)
+    await ctx.run_step(_sleep_spec(name, inputs), execute)

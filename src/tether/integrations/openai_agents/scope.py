@@ -30,7 +30,7 @@ from agents.tool_context import ToolContext as SdkToolContext
 
 from tether import errors, retry, tools, types
 from tether.context.ledger import Ledger
-from tether.execution.context import Heartbeat, StepCodec, TaskContext
+from tether.execution.context import Heartbeat, StepCodec, StepSpec, TaskContext
 from tether.execution.fingerprint import fingerprint
 from tether.integrations.openai_agents import codec, failures
 from tether.observe import events
@@ -87,17 +87,12 @@ class Scope:
         self._serial = asyncio.Lock()
 
     async def _step(
-        self,
-        kind: types.StepKind,
-        name: str,
-        inputs: Any,
-        execute: Callable[[int, Heartbeat], Awaitable[T]],
-        **options: Any,
+        self, spec: StepSpec[T], execute: Callable[[int, Heartbeat], Awaitable[T]]
     ) -> T:
         """``ctx.run_step``, one at a time: steps the SDK starts together (its
         guardrails) get their indexes and commit in the order they were started."""
         async with self._serial:
-            return await self.ctx.run_step(kind, name, inputs, execute, **options)
+            return await self.ctx.run_step(spec, execute)
 
     def bind(self) -> contextvars.Token[Scope | None]:
         return _CURRENT.set(self)
@@ -129,20 +124,23 @@ class Scope:
             self._maybe_pressure(carried)
             return carried
 
-        carried = await self._step(
+        spec: StepSpec[types.ModelResponse] = StepSpec(
             "model",
             name,
             {"model": name, "items": items},
-            execute,
-            input_fingerprint=fingerprint("model", name, request),
-            policy=ctx.retries.model,
+            ctx.retries.model,
             where="model",
+            fingerprint=fingerprint("model", name, request),
             timeout=self.model_timeout or timeout,
-            outcome=StepCodec(encode=lambda r: r.to_dict(), decode=types.ModelResponse.from_dict),
+            codec=StepCodec(
+                encode=lambda r: r.to_dict(),
+                decode=types.ModelResponse.from_dict,
+                session_state=self._ledger,
+            ),
             completed_data=lambda r: self._completed_data(r, name),
-            session_state=self._ledger,
             started_data={"model": name},
         )
+        carried = await self._step(spec, execute)
         raw = carried.message.raw
         return codec.decode_response(raw[RESPONSE_KEY])
 
@@ -226,17 +224,17 @@ class Scope:
                 return {"json": adapter.dump_python(result, mode="json", by_alias=True)}
             return {"value": codec.encode_value(result)}
 
-        recorded = await self._step(
+        spec: StepSpec[dict[str, Any]] = StepSpec(
             "tool",
             tool.name,
             {"call_id": sdk_ctx.tool_call_id, "arguments": arguments},
-            execute,
-            policy=ctx.retries.tool,
+            ctx.retries.tool,
             where="tool",
             timeout=timeout or ctx.settings.tool_timeout,
             on_failure=lambda err: {"error": errors.error_record(err)},
             started_data={"tool_call_id": sdk_ctx.tool_call_id},
         )
+        recorded = await self._step(spec, execute)
         if "error" in recorded:
             err = errors.error_from_dict(recorded["error"])
             if timeout is not None and isinstance(err, errors.ToolTimeout):
@@ -270,9 +268,8 @@ class Scope:
                 "tripwire_triggered": bool(out.tripwire_triggered),
             }
 
-        recorded = await self._step(
-            "custom", name, inputs, execute, policy=self.ctx.retries.custom, where="agent"
-        )
+        spec: StepSpec[dict[str, Any]] = StepSpec("custom", name, inputs, self.ctx.retries.custom)
+        recorded = await self._step(spec, execute)
         return GuardrailFunctionOutput(
             output_info=codec.decode_value(recorded["output_info"]),
             tripwire_triggered=bool(recorded["tripwire_triggered"]),
@@ -289,15 +286,8 @@ class Scope:
             except Exception as exc:
                 raise _translated(exc) from exc
 
-        agent: str = await self._step(
-            "custom",
-            name,
-            {"arguments": arguments},
-            execute,
-            policy=retry.NO_RETRY,
-            where="agent",
-        )
-        return agent
+        spec: StepSpec[str] = StepSpec("custom", name, {"arguments": arguments}, retry.NO_RETRY)
+        return await self._step(spec, execute)
 
 
 async def _timed_out(

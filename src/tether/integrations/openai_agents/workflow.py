@@ -19,7 +19,7 @@ from agents.items import ToolApprovalItem
 from agents.run_config import DEFAULT_MAX_TURNS
 
 from tether import errors, retry
-from tether.execution.context import Heartbeat, StepCodec, TaskContext
+from tether.execution.context import Heartbeat, StepCodec, StepSpec, TaskContext
 from tether.integrations.openai_agents import (
     approvals,
     codec,
@@ -116,14 +116,14 @@ class OpenAIAgentsWorkflow:
         async def finish(attempt: int, beat: Heartbeat) -> Any:
             return {"output": output}
 
-        recorded = await ctx.run_step(
+        spec: StepSpec[Any] = StepSpec(
             "custom",
             TURN_STEP,
             {"agent": result.last_agent.name, "items": codec.to_json(new_items)},
-            finish,
-            policy=retry.NO_RETRY,
-            outcome=StepCodec(messages=lambda value: messages),
+            retry.NO_RETRY,
+            codec=StepCodec(messages=lambda value: messages),
         )
+        recorded = await ctx.run_step(spec, finish)
         return recorded["output"]
 
 

@@ -17,7 +17,7 @@ from pydantic_ai import messages as pai
 
 from tether import errors, retry, types
 from tether.context.ledger import Ledger
-from tether.execution.context import Heartbeat, StepCodec, TaskContext
+from tether.execution.context import Heartbeat, StepCodec, StepSpec, TaskContext
 from tether.integrations.pydantic_ai import _backend, _messages
 from tether.observe import events
 
@@ -96,15 +96,14 @@ class TaskRun:
             groups[id(response)] = group
             return response
 
-        response: types.ModelResponse = await self.ctx.run_step(
+        spec: StepSpec[types.ModelResponse] = StepSpec(
             "model",
             name,
             # What it was asked: the request's new parts (not their timestamps).
             {"model": name, "new": _messages.stable(_messages.dump(new))},
-            execute,
-            policy=self.retries.model,
+            self.retries.model,
             where="model",
-            outcome=StepCodec(
+            codec=StepCodec(
                 encode=lambda r: r.to_dict(),
                 decode=types.ModelResponse.from_dict,
                 messages=lambda r: groups.pop(id(r), [r.message]),
@@ -119,6 +118,7 @@ class TaskRun:
             },
             started_data={"model": name},
         )
+        response = await self.ctx.run_step(spec, execute)
         raw = _messages.ours(response.message) or {}
         if raw.get("covers"):
             self._input_covered = True
@@ -142,16 +142,16 @@ class TaskRun:
         is_tool = kind == "tool"
         policies = {"tool": self.retries.tool, "model": self.retries.model}
         call_id = inputs.get("call_id") if is_tool and isinstance(inputs, dict) else None
-        return await self.ctx.run_step(
+        spec: StepSpec[object] = StepSpec(
             kind,
             name,
             inputs,
-            execute,
-            policy=policies.get(where, self.retries.custom),
+            policies.get(where, self.retries.custom),
             where=where,
             timeout=self.ctx.settings.tool_timeout if is_tool else None,
             started_data={"tool_call_id": call_id} if call_id else None,
         )
+        return await self.ctx.run_step(spec, execute)
 
     async def finish(self, messages: Sequence[pai.ModelMessage]) -> None:
         """Write what the run added after its last model answer (the result of an output
@@ -165,15 +165,14 @@ class TaskRun:
         async def execute(attempt: int, beat: Heartbeat) -> dict[str, Any]:
             return {"messages": len(group)}
 
-        await self.ctx.run_step(
+        spec: StepSpec[dict[str, Any]] = StepSpec(
             "custom",
             "pydantic_ai.messages",
             {"new": data},
-            execute,
-            policy=retry.NO_RETRY,
-            where="agent",
-            outcome=StepCodec(messages=lambda v: group),
+            retry.NO_RETRY,
+            codec=StepCodec(messages=lambda v: group),
         )
+        await self.ctx.run_step(spec, execute)
 
     # ---- context -----------------------------------------------------------------
 
