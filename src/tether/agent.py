@@ -20,7 +20,7 @@ from tether.context.manager import ContextPlanner
 from tether.context.policy import ContextPolicy
 from tether.context.window import Entry
 from tether.execution import approvals, structured, tool_calls
-from tether.execution.context import Heartbeat, StepCodec, StepSpec, TaskContext
+from tether.execution.context import Heartbeat, StepCodec, StepSpec, TaskContext, TaskRun, task_run
 from tether.models.base import Model
 from tether.store.base import MemoryItem
 from tether.tools import Tool
@@ -102,7 +102,8 @@ class Agent:
             [types.Message(role="system", content=self.instructions)] if self.instructions else []
         )
 
-    async def __call__(self, ctx: TaskContext, input: str) -> Any:
+    async def __call__(self, context: TaskContext, input: str) -> Any:
+        ctx = task_run(context)
         window = self._window(ctx)
         history = [Entry(m.seq, m.message) for m in ctx.history]
         choice = self._first_tool_choice()
@@ -124,7 +125,7 @@ class Agent:
             "raise max_steps or change the instructions so the model finishes"
         )
 
-    async def _answer_calls(self, ctx: TaskContext, calls: Sequence[types.ToolCall]) -> list[Entry]:
+    async def _answer_calls(self, ctx: TaskRun, calls: Sequence[types.ToolCall]) -> list[Entry]:
         """The turn's tool messages, in the model's order. Calls to tools that need a
         person's approval wait for it first (holding no lease); a turn with such calls
         then runs its calls one after another, any other turn concurrently."""
@@ -148,7 +149,7 @@ class Agent:
 
     async def _model_turn(
         self,
-        ctx: TaskContext,
+        ctx: TaskRun,
         window: ContextPlanner,
         history: list[Entry],
         tool_choice: str | None = None,
@@ -182,7 +183,7 @@ class Agent:
                     raise
                 recovered = True
 
-    def _window(self, ctx: TaskContext) -> ContextPlanner:
+    def _window(self, ctx: TaskRun) -> ContextPlanner:
         return ContextPlanner(
             policy=self.context,
             budget=self.budget,
@@ -210,7 +211,7 @@ def _checked_tool_choice(agent: str, choice: str | None, tools: dict[str, Tool])
 class _PlannerSteps:
     """The context planner's steps (summaries, embeddings), as journaled steps of this task."""
 
-    def __init__(self, ctx: TaskContext, retries: retry.Retries) -> None:
+    def __init__(self, ctx: TaskRun, retries: retry.Retries) -> None:
         self._ctx = ctx
         self._retries = retries
         self._running: int | None = None
@@ -259,7 +260,7 @@ class _PlannerSteps:
 class _SessionMemory:
     """The session's vector memory in the store; writes fenced by the task's lease."""
 
-    def __init__(self, ctx: TaskContext) -> None:
+    def __init__(self, ctx: TaskRun) -> None:
         self._ctx = ctx
 
     async def add(self, items: Sequence[memory.Memory]) -> None:

@@ -89,6 +89,35 @@ def test_all_is_exactly_what_the_package_exports() -> None:
     assert exported == set(tether.__all__)
 
 
+TASK_CONTEXT_MEMBERS = sorted(
+    [
+        "call_model",
+        "call_tool",
+        "replaying",
+        "session_id",
+        "sleep",
+        "sleep_until",
+        "step",
+        "step_index",
+        "task_id",
+        "tenant",
+        "wait_for_signal",
+    ]
+)
+"""What a workflow's ``ctx`` offers (README, docs/upgrading.md): the journaled steps and
+the task's ids. The run underneath is ``execution.context.TaskRun``, for tether's layers."""
+
+
+def test_task_context_offers_exactly_the_documented_members() -> None:
+    public = sorted(name for name in dir(tether.TaskContext) if not name.startswith("_"))
+    assert public == TASK_CONTEXT_MEMBERS
+
+
+def test_task_context_holds_nothing_but_its_run() -> None:
+    # __slots__: no attribute can be added to (or read off) a ctx besides the members
+    assert tether.TaskContext.__slots__ == ("_run",)
+
+
 def test_examples_import_only_from_the_public_door_or_documented_modules() -> None:
     """The ``Model`` protocol and model requests come from ``tether``, not from the
     internal modules that define them."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from tether import retry, tools, types
 from tether.execution import signals, waits
-from tether.execution.context import Heartbeat, StepCodec, StepSpec, TaskContext
+from tether.execution.context import Heartbeat, StepCodec, StepSpec, TaskRun
 from tether.observe import events
 
 
@@ -40,7 +40,7 @@ class Decision:
 
 
 async def review(
-    ctx: TaskContext, available: Mapping[str, tools.Tool], calls: Sequence[types.ToolCall]
+    ctx: TaskRun, available: Mapping[str, tools.Tool], calls: Sequence[types.ToolCall]
 ) -> list[Decision | None]:
     """One decision per call (None: the tool needs no approval), asked in order."""
     decisions: list[Decision | None] = []
@@ -53,11 +53,11 @@ async def review(
     return decisions
 
 
-async def _ask(ctx: TaskContext, tool: tools.Tool, call: types.ToolCall) -> Decision:
+async def _ask(ctx: TaskRun, tool: tools.Tool, call: types.ToolCall) -> Decision:
     return await ask(ctx, tool=tool.name, arguments=call.arguments, call_id=call.id)
 
 
-async def ask(ctx: TaskContext, *, tool: str, arguments: Any, call_id: str | None) -> Decision:
+async def ask(ctx: TaskRun, *, tool: str, arguments: Any, call_id: str | None) -> Decision:
     """Wait (a journaled step, holding no lease) for a person's answer to one call of
     ``tool``; ``tool.approval_requested`` says what is asked when the wait begins."""
     name = f"{signals.APPROVAL_PREFIX}{ctx.step_index}"
@@ -96,7 +96,7 @@ def denial_text(tool: str, reason: str | None) -> str:
 
 
 async def answer(
-    ctx: TaskContext, tool: tools.Tool | None, call: types.ToolCall, decision: Decision | None
+    ctx: TaskRun, tool: tools.Tool | None, call: types.ToolCall, decision: Decision | None
 ) -> types.Message:
     """The call's tool message: the tool's result, or, when denied, the denial."""
     if decision is None or decision.approved:

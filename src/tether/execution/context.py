@@ -27,7 +27,8 @@ from tether.models import streaming
 from tether.models.base import Model
 from tether.observe import events
 from tether.observe import logging as obslog
-from tether.store.base import MemoryHit, MemoryItem, Store
+from tether.store.base import MemoryHit, MemoryItem, Signal, Store
+from tether.store.checkpoints import Checkpoints
 
 T = TypeVar("T")
 
@@ -106,8 +107,11 @@ OnPhase = Callable[[str, Phase], None]
 next step boundary (a direct call, not an event observer: observers may be anything)."""
 
 
-class TaskContext:
-    """The ``ctx`` a durable function receives. Not shared between tasks."""
+class TaskRun:
+    """One run of a task: its journal, lease, events and retries, under the ``ctx`` a
+    durable function receives. tether's own layers (the agent loop, waits, approvals,
+    the integrations) work on it through ``task_run(ctx)``; users see ``TaskContext``.
+    Not shared between tasks."""
 
     def __init__(
         self,
@@ -136,6 +140,7 @@ class TaskContext:
         self._lease = lease
         # By index: the tool steps of one turn may commit out of order, leaving gaps.
         self._journal = {record.index: record for record in journal}
+        self._steps_at_start = len(journal)
         self._last_recorded = max(self._journal, default=-1)
         self._store = store
         self._committer = committer
@@ -201,14 +206,46 @@ class TaskContext:
         return first
 
     @property
-    def store(self) -> Store:
-        """The store, for services a workflow runs inside its own steps (vector memory)."""
-        return self._store
-
-    @property
     def lease(self) -> types.Lease:
         """The lease that fences this task's writes."""
         return self._lease.lease
+
+    async def next_signal(self, name: str) -> Signal | None:
+        """The oldest signal ``name`` sent to this task and not yet consumed."""
+        return await self._store.next_signal(self.task.id, name)
+
+    @property
+    def steps_at_start(self) -> int:
+        """How many steps the journal held when this run started."""
+        return self._steps_at_start
+
+    @property
+    def store_url(self) -> str:
+        """The store's URL (a LangGraph saver names its store by it)."""
+        return self._store.url
+
+    def checkpoints(self) -> Checkpoints:
+        """The store's LangGraph checkpoint tables (written fenced by this run's lease)."""
+        return self._store.checkpoints()
+
+    async def commit_record(self, record: types.StepRecord) -> None:
+        """Commit a step that ran outside ``run_step`` (a LangGraph node), fenced, with
+        the events emitted since the last commit; raises what the store refused."""
+        taken = self.emitter.take()
+        commit = types.StepCommit(lease=self._lease.lease, step=record, events=taken)
+        [result] = await self._store.commit_steps([commit])
+        if isinstance(result, BaseException):
+            self.emitter.give_back(taken)
+            raise result
+
+    async def append_events_unfenced(self) -> None:
+        """Write the events emitted so far without the lease, which is gone (a refusal
+        to record); kept for the next write if the store is unreachable."""
+        taken = self.emitter.take()
+        try:
+            await self._store.append_events(self.task.id, taken)
+        except errors.TetherError:
+            self.emitter.give_back(taken)
 
     async def add_memory(self, items: Sequence[MemoryItem]) -> None:
         """Store items in this session's vector memory, fenced by this task's lease."""
@@ -815,6 +852,85 @@ class TaskContext:
         self.steps_done = max(self.steps_done, index + 1)
         if state is not None:
             self.session_state = state
+
+
+class TaskContext:
+    """The ``ctx`` a durable function receives: its ids and the journaled steps.
+
+    Every ``await ctx.<step>(…)`` is looked up in the task's journal first: a recorded
+    step returns its recorded output without running again. Not shared between tasks."""
+
+    __slots__ = ("_run",)
+
+    def __init__(self, run: TaskRun) -> None:
+        self._run = run
+
+    @property
+    def task_id(self) -> str:
+        return self._run.task.id
+
+    @property
+    def session_id(self) -> str:
+        return self._run.task.session_id
+
+    @property
+    def tenant(self) -> str:
+        return self._run.task.tenant
+
+    @property
+    def step_index(self) -> int:
+        """The index the next step will get."""
+        return self._run.step_index
+
+    @property
+    def replaying(self) -> bool:
+        """Whether the next step is in the journal (it will replay, not run)."""
+        return self._run.replaying
+
+    async def step(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` once as a journaled step; its result must be JSON."""
+        return await self._run.step(name, fn, *args, **kwargs)
+
+    async def call_model(
+        self, model: Model, request: types.ModelRequest, *, name: str | None = None
+    ) -> types.ModelResponse:
+        """One journaled model call; its answer joins the session's messages. An answer
+        cut off by its token limit is retried with more room, then fails with
+        ``OutputTruncated``: it is never returned as complete."""
+        return await self._run.call_model(model, request, name=name)
+
+    async def call_tool(
+        self, tool: tools.Tool, arguments: dict[str, Any] | str | None = None
+    ) -> Any:
+        """Run a tool once as a journaled step and return what it returned."""
+        return await self._run.call_tool(tool, arguments)
+
+    async def sleep(self, seconds: float) -> None:
+        """A journaled pause: on replay it does not wait again. Longer than the settings'
+        ``durable_sleep_after`` it holds no lease nor worker slot: the task is ``waiting``
+        and any worker resumes it when it is due."""
+        await self._run.sleep(seconds)
+
+    async def sleep_until(self, when: datetime.datetime) -> None:
+        """A journaled pause until ``when``, durable like a long ``sleep``."""
+        await self._run.sleep_until(when)
+
+    async def wait_for_signal(
+        self, name: str, *, timeout: float | None = None, default: Any = waits.NO_DEFAULT
+    ) -> Any:
+        """Wait for the signal ``name`` (``tether signal``, ``POST …/signals/{name}``,
+        ``runtime.signal``) and return its JSON data; one journaled step, so replay
+        returns the same data. A signal sent earlier is kept and consumed here; each
+        signal is consumed once. While it waits the task is ``waiting``: it holds no
+        lease and no worker slot. After ``timeout`` seconds without the signal it
+        raises ``SignalTimeout`` (not retried), or returns ``default`` when given."""
+        return await self._run.wait_for_signal(name, timeout=timeout, default=default)
+
+
+def task_run(ctx: TaskContext) -> TaskRun:
+    """The run under a workflow's ``ctx``: for tether's own layers (the agent loop, the
+    integrations), which need more than the user's surface."""
+    return ctx._run
 
 
 def _no_state(value: Any) -> dict[str, Any] | None:

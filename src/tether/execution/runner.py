@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol, assert_never
 
 from tether import errors, retry, types
 from tether.execution.committer import Committer
-from tether.execution.context import OnPhase, TaskContext
+from tether.execution.context import OnPhase, TaskContext, TaskRun
 from tether.execution.emitter import Emitter
 from tether.execution.lease import LeaseKeeper
 from tether.execution.settings import ExecutionSettings
@@ -55,7 +55,7 @@ class Workflow(Protocol):
     name: str
     retries: retry.Retries
 
-    def __call__(self, ctx: TaskContext, input: str) -> Awaitable[Any]: ...
+    def __call__(self, ctx: TaskContext, input: str, /) -> Awaitable[Any]: ...
 
 
 class FunctionWorkflow:
@@ -147,7 +147,7 @@ class TaskRunner:
             )
             return await self._finish(keeper, emitter, "failed", None, err, started, session)
 
-        ctx = TaskContext(
+        ctx = TaskRun(
             task=task,
             lease=keeper,
             journal=journal,
@@ -167,7 +167,7 @@ class TaskRunner:
         keeper.start(me)
         try:
             try:
-                output = await workflow(ctx, task.input)
+                output = await workflow(TaskContext(ctx), task.input)
                 _check_output(output, task)
             finally:
                 await keeper.stop()
@@ -184,7 +184,7 @@ class TaskRunner:
         exc: BaseException,
         keeper: LeaseKeeper,
         emitter: Emitter,
-        ctx: TaskContext,
+        ctx: TaskRun,
         started: float,
         session: types.SessionRecord,
     ) -> types.TaskRecord | None:
@@ -315,7 +315,7 @@ class TaskRunner:
             )
 
     async def _release(
-        self, keeper: LeaseKeeper, emitter: Emitter, ctx: TaskContext, *, reason: str
+        self, keeper: LeaseKeeper, emitter: Emitter, ctx: TaskRun, *, reason: str
     ) -> None:
         """Give the task back at once (drain), so another worker continues it now."""
         emitter.emit(events.TASK_RELEASED, from_step=ctx.steps_done, reason=reason)

@@ -22,7 +22,7 @@ import pydantic
 
 from tether import errors, types
 from tether.context.window import Entry
-from tether.execution.context import Heartbeat, StepCodec, StepSpec, TaskContext
+from tether.execution.context import Heartbeat, StepCodec, StepSpec, TaskRun
 from tether.retry import NO_RETRY
 from tether.tools import InThread, Tool, ToolContext
 
@@ -135,7 +135,7 @@ class Judge:
         self.invalid = 0
 
     async def after_turn(
-        self, ctx: TaskContext, message: types.Message, history: list[Entry]
+        self, ctx: TaskRun, message: types.Message, history: list[Entry]
     ) -> Verdict | None:
         """The valid answer of this turn, or None to go on (tools to run, or an invalid
         answer sent back, joining ``history``); ``OutputInvalid`` once retries are spent."""
@@ -152,7 +152,7 @@ class Judge:
         return None
 
 
-async def tell(ctx: TaskContext, spec: OutputSpec, error: str) -> types.Message:
+async def tell(ctx: TaskRun, spec: OutputSpec, error: str) -> types.Message:
     """Send the validation error back to the model: a user message joining the session
     in its own journaled step (after a text answer; a tool answer's error is its result)."""
     text = (

@@ -1,6 +1,6 @@
 """The tool calls of one model turn, run concurrently, each its own journaled step.
 
-Every call gets its step index before any starts (``TaskContext.reserve_steps``), in
+Every call gets its step index before any starts (``TaskRun.reserve_steps``), in
 the model's order, so its idempotency key (``task_id:index``) is the same on every run
 whatever order the calls finish in. A call's step commits as soon as it finishes, so a
 crash re-runs only the calls that had not finished. Its tool message joins the session
@@ -19,7 +19,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from tether import errors, types
-from tether.execution.context import TaskContext
+from tether.execution.context import TaskRun
 from tether.tools import Tool
 
 
@@ -47,7 +47,7 @@ class _Order:
 
 
 async def run_tool_calls(
-    ctx: TaskContext,
+    ctx: TaskRun,
     tools: Mapping[str, Tool],
     calls: Sequence[types.ToolCall],
     *,

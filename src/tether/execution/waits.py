@@ -24,7 +24,7 @@ from tether import errors, retry, types
 from tether.store import waits as store_waits
 
 if TYPE_CHECKING:
-    from tether.execution.context import Heartbeat, TaskContext
+    from tether.execution.context import Heartbeat, TaskRun
 
 
 class _NoDefault:
@@ -52,7 +52,7 @@ def _consumes(value: Any) -> int | None:
     return value.seq if isinstance(value, _Received) else None
 
 
-def _stored_wait(ctx: TaskContext, index: int, kind: str) -> dict[str, Any] | None:
+def _stored_wait(ctx: TaskRun, index: int, kind: str) -> dict[str, Any] | None:
     """The wait this task recorded for step ``index`` when it parked, if it did."""
     wait = ctx.task.wait
     if wait and wait.get("step") == index and wait.get("kind") == kind:
@@ -61,7 +61,7 @@ def _stored_wait(ctx: TaskContext, index: int, kind: str) -> dict[str, Any] | No
 
 
 def _since_and_deadline(
-    ctx: TaskContext, index: int, kind: str, deadline: Callable[[float], float | None]
+    ctx: TaskRun, index: int, kind: str, deadline: Callable[[float], float | None]
 ) -> tuple[float, float | None]:
     stored = _stored_wait(ctx, index, kind)
     if stored is not None:
@@ -73,7 +73,7 @@ def _since_and_deadline(
 
 
 async def wait_for_signal(
-    ctx: TaskContext,
+    ctx: TaskRun,
     name: str,
     *,
     timeout: float | None = None,
@@ -81,7 +81,7 @@ async def wait_for_signal(
     announce: Callable[[], None] | None = None,
     about: dict[str, Any] | None = None,
 ) -> Any:
-    """The data of the next signal ``name`` sent to this task (see ``TaskContext.wait_for_signal``).
+    """The data of the next signal ``name`` sent to this task (see ``TaskRun.wait_for_signal``).
 
     ``announce`` runs when the task is about to start waiting (not when it resumes a
     wait it announced already, nor when the signal is there): approvals emit their
@@ -96,7 +96,7 @@ async def wait_for_signal(
     index = ctx.step_index
 
     async def execute(attempt: int, beat: Heartbeat) -> Any:
-        found = await ctx.store.next_signal(ctx.task_id, name)
+        found = await ctx.next_signal(name)
         if found is not None:
             return _Received(found.seq, found.data)
         since, deadline = _since_and_deadline(
@@ -139,7 +139,7 @@ def _sleep_spec(name: str, inputs: dict[str, Any]) -> Any:
     return StepSpec("sleep", name, inputs, retry.NO_RETRY)
 
 
-async def sleep(ctx: TaskContext, seconds: float) -> None:
+async def sleep(ctx: TaskRun, seconds: float) -> None:
     """A journaled pause; longer than ``ExecutionSettings.durable_sleep_after`` it is a
     durable timer: the task waits holding no lease and is resumed when due."""
     if not seconds >= 0:
@@ -149,7 +149,7 @@ async def sleep(ctx: TaskContext, seconds: float) -> None:
     await _sleep_step(ctx, "sleep", {"seconds": seconds}, lambda since: since + seconds)
 
 
-async def sleep_until(ctx: TaskContext, when: datetime.datetime) -> None:
+async def sleep_until(ctx: TaskRun, when: datetime.datetime) -> None:
     """A journaled pause until ``when`` (a naive datetime is local time)."""
     if not isinstance(when, datetime.datetime):
         raise errors.InvalidInput(
@@ -160,7 +160,7 @@ async def sleep_until(ctx: TaskContext, when: datetime.datetime) -> None:
 
 
 async def _sleep_step(
-    ctx: TaskContext, name: str, inputs: dict[str, Any], deadline: Callable[[float], float]
+    ctx: TaskRun, name: str, inputs: dict[str, Any], deadline: Callable[[float], float]
 ) -> None:
     index = ctx.step_index
 

@@ -31,7 +31,7 @@ from langgraph.checkpoint.base import WRITES_IDX_MAP
 from langgraph.pregel import Pregel
 
 from tether import errors, retry, types
-from tether.execution.context import TaskContext
+from tether.execution.context import TaskContext, TaskRun, task_run
 from tether.execution.fingerprint import fingerprint
 from tether.integrations.langgraph.portal import Portal
 from tether.integrations.langgraph.saver import Fence, TetherSaver
@@ -72,9 +72,12 @@ class GraphWorkflow:
     def __repr__(self) -> str:
         return f"GraphWorkflow({self.name!r})"
 
-    async def __call__(self, ctx: TaskContext, input: str) -> Any:
+    async def __call__(self, context: TaskContext, input: str) -> Any:
+        ctx = task_run(context)
         fence = Fence(lease=lambda: ctx.lease, refused=lambda exc, what: _refused(ctx, exc, what))
-        saver = TetherSaver.for_task(ctx.store, Portal(asyncio.get_running_loop()), fence)
+        saver = TetherSaver.for_task(
+            ctx.store_url, ctx.checkpoints(), Portal(asyncio.get_running_loop()), fence
+        )
         graph = self.wraps.copy(update={"checkpointer": saver})
         config: RunnableConfig = {
             "configurable": {"thread_id": ctx.session_id, TASK_KEY: ctx.task_id}
@@ -82,7 +85,7 @@ class GraphWorkflow:
         latest = await saver.aget_tuple({"configurable": {"thread_id": ctx.session_id}})
         resuming = latest is not None and latest.metadata.get(TASK_KEY) == ctx.task_id
         start = None if resuming else _graph_input(graph, input, ctx)
-        steps = _Steps(ctx, len(await ctx.store.load_journal(ctx.task_id)))
+        steps = _Steps(ctx, ctx.steps_at_start)
         if resuming and latest is not None:
             # nodes that finished in the interrupted superstep: LangGraph announces them
             # again but applies their stored writes instead of running them
@@ -103,7 +106,7 @@ class GraphWorkflow:
 class _Steps:
     """Node executions as steps: events, journal rows, in the order LangGraph ran them."""
 
-    def __init__(self, ctx: TaskContext, first_index: int) -> None:
+    def __init__(self, ctx: TaskRun, first_index: int) -> None:
         self.ctx = ctx
         self.next_index = first_index
         self.running: dict[str, _Running] = {}
@@ -173,17 +176,14 @@ class _Steps:
             finished_at=types.now(),
             worker=self.ctx.worker,
         )
-        taken = self.ctx.emitter.take()
-        commit = types.StepCommit(lease=self.ctx.lease, step=record, events=taken)
-        [result] = await self.ctx.store.commit_steps([commit])
-        if isinstance(result, BaseException):
-            self.ctx.emitter.give_back(taken)
-            if isinstance(result, errors.LeaseLost):
-                await _refused(self.ctx, result, "step")
-            raise result
+        try:
+            await self.ctx.commit_record(record)
+        except errors.LeaseLost as refused:
+            await _refused(self.ctx, refused, "step")
+            raise
 
 
-async def _refused(ctx: TaskContext, exc: errors.LeaseLost, what: str) -> None:
+async def _refused(ctx: TaskRun, exc: errors.LeaseLost, what: str) -> None:
     """Record that this worker's checkpoint write was refused. The lease is gone, so
     the event is appended without it (and says which epoch was refused)."""
     ctx.emitter.emit(
@@ -193,14 +193,10 @@ async def _refused(ctx: TaskContext, exc: errors.LeaseLost, what: str) -> None:
         thread_id=ctx.session_id,
         error=str(exc),
     )
-    taken = ctx.emitter.take()
-    try:
-        await ctx.store.append_events(ctx.task_id, taken)
-    except errors.TetherError:
-        ctx.emitter.give_back(taken)
+    await ctx.append_events_unfenced()
 
 
-def _graph_input(graph: Pregel[Any, Any, Any, Any], text: str, ctx: TaskContext) -> Any:
+def _graph_input(graph: Pregel[Any, Any, Any, Any], text: str, ctx: TaskRun) -> Any:
     """The task's input as the graph's: a user message for a graph with ``messages``,
     else a JSON object of its state keys."""
     if "messages" in graph.channels:
@@ -219,7 +215,7 @@ def _graph_input(graph: Pregel[Any, Any, Any, Any], text: str, ctx: TaskContext)
     return value
 
 
-def _output(values: Any, ctx: TaskContext) -> Any:
+def _output(values: Any, ctx: TaskRun) -> Any:
     """The last message's text for a ``MessagesState``-style graph, else the state as JSON."""
     if isinstance(values, dict):
         messages = values.get("messages")

@@ -81,16 +81,18 @@ class TetherSaver(BaseCheckpointSaver[str]):
     @classmethod
     def for_task(
         cls,
-        store: Store,
+        url: str,
+        tables: Checkpoints,
         portal: Portal,
         fence: Fence,
         *,
         serde: SerializerProtocol | None = None,
     ) -> TetherSaver:
-        """A saver on a running task's store and loop, every write fenced by its lease."""
-        saver = cls(store.url, serde=serde)
+        """A saver on a running task's store (its ``url`` and checkpoint ``tables``) and
+        loop, every write fenced by its lease."""
+        saver = cls(url, serde=serde)
         saver._portal = portal
-        saver._tables = store.checkpoints()
+        saver._tables = tables
         saver._fence = fence
         return saver
 

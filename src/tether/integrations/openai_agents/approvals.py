@@ -20,10 +20,10 @@ from agents import RunState
 from agents.items import ToolApprovalItem
 
 from tether.execution import approvals
-from tether.execution.context import TaskContext
+from tether.execution.context import TaskRun
 
 
-async def decide(ctx: TaskContext, state: RunState[Any], pending: list[ToolApprovalItem]) -> None:
+async def decide(ctx: TaskRun, state: RunState[Any], pending: list[ToolApprovalItem]) -> None:
     """Wait for a person's answer to each of ``pending`` and record it on ``state``."""
     for item in pending:
         name = item.name or "?"

@@ -30,7 +30,7 @@ from agents.tool_context import ToolContext as SdkToolContext
 
 from tether import errors, retry, tools, types
 from tether.context.ledger import Ledger
-from tether.execution.context import Heartbeat, StepCodec, StepSpec, TaskContext
+from tether.execution.context import Heartbeat, StepCodec, StepSpec, TaskRun
 from tether.execution.fingerprint import fingerprint
 from tether.integrations.openai_agents import codec, failures
 from tether.observe import events
@@ -73,7 +73,7 @@ def active() -> Scope | None:
 class Scope:
     """One task's run: its context, the durable copies of its agents, and its steps."""
 
-    def __init__(self, ctx: TaskContext, context: ContextSettings) -> None:
+    def __init__(self, ctx: TaskRun, context: ContextSettings) -> None:
         self.ctx = ctx
         self.context = context
         self.clones: dict[int, Any] = {}

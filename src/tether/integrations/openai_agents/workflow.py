@@ -19,7 +19,7 @@ from agents.items import ToolApprovalItem
 from agents.run_config import DEFAULT_MAX_TURNS
 
 from tether import errors, retry
-from tether.execution.context import Heartbeat, StepCodec, StepSpec, TaskContext
+from tether.execution.context import Heartbeat, StepCodec, StepSpec, TaskContext, task_run
 from tether.integrations.openai_agents import (
     approvals,
     codec,
@@ -74,7 +74,8 @@ class OpenAIAgentsWorkflow:
     def __repr__(self) -> str:
         return f"OpenAIAgentsWorkflow({self.name!r})"
 
-    async def __call__(self, ctx: TaskContext, input: str) -> Any:
+    async def __call__(self, context: TaskContext, input: str) -> Any:
+        ctx = task_run(context)
         runner = graph.runner()
         running = scope.Scope(ctx, self.context_settings)
         items: list[Any] = conversation.to_items(m.message for m in ctx.history)

@@ -3,7 +3,7 @@
 Pydantic AI's ``CallableOperationBackend`` hands every durable operation (a model
 request, a tool's argument validation and call, an MCP call, a compaction, a
 capability's operation) to ``execute`` with a body that runs it and returns its JSON.
-Here that body runs inside ``TaskContext.run_step``: replayed from the journal when
+Here that body runs inside ``execution.context.TaskRun.run_step``: replayed from the journal when
 the task ran it before, run and committed otherwise, with tether's retries, timeouts,
 heartbeats, events, metrics and spans. Model requests are ``model`` steps, tool calls
 ``tool`` steps, compactions ``summarize`` steps, the rest ``custom`` steps.

@@ -17,7 +17,8 @@ from pydantic_ai import messages as pai
 
 from tether import errors, retry, types
 from tether.context.ledger import Ledger
-from tether.execution.context import Heartbeat, StepCodec, StepSpec, TaskContext
+from tether.execution import context as execution
+from tether.execution.context import Heartbeat, StepCodec, StepSpec
 from tether.integrations.pydantic_ai import _backend, _messages
 from tether.observe import events
 
@@ -30,7 +31,7 @@ COUNTER = "pydantic-ai usage"
 
 @dataclasses.dataclass(slots=True)
 class TaskRun:
-    ctx: TaskContext
+    ctx: execution.TaskRun
     retries: retry.Retries
     context_window: int | None
     warn_at: float

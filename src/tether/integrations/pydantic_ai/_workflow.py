@@ -14,7 +14,7 @@ from pydantic_ai.agent.abstract import AbstractAgent
 from pydantic_core import to_jsonable_python
 
 from tether import errors, retry
-from tether.execution.context import TaskContext
+from tether.execution.context import TaskContext, TaskRun, task_run
 from tether.integrations.pydantic_ai import _errors, _messages, _run, _threads
 from tether.integrations.pydantic_ai._capability import TetherDurability
 
@@ -28,14 +28,15 @@ class PydanticAIWorkflow:
         self.name = agent.name or durability.name
         self.retries: retry.Retries = durability.retries
 
-    def _deps(self, ctx: TaskContext) -> Any:
+    def _deps(self, ctx: TaskRun) -> Any:
         build = self.durability.deps
         return build(ctx.task) if build is not None else None
 
     def __repr__(self) -> str:
         return f"PydanticAIWorkflow({self.name!r})"
 
-    async def __call__(self, ctx: TaskContext, input: str) -> Any:
+    async def __call__(self, context: TaskContext, input: str) -> Any:
+        ctx = task_run(context)
         run = _run.TaskRun(
             ctx=ctx,
             retries=self.retries,
