@@ -11,7 +11,7 @@ from tether.store import Store, open_store
 T = TypeVar("T")
 
 
-def store_call(url: str, fn: Callable[[Store], Awaitable[T]]) -> T:
+def call_with_store(url: str, fn: Callable[[Store], Awaitable[T]]) -> T:
     """Open the store at ``url``, await ``fn`` on it, close it, and give back its result."""
 
     async def main() -> T:

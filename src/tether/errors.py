@@ -28,7 +28,7 @@ tenant/session/task/step, and what to do.
 name (``_ERROR_CLASS``): every timeout is ``Timeout``, every lost connection
 ``ConnectionLost``. Retryable by class: the transient ones (HTTP 429 and 5xx,
 timeouts, lost connections, a stuck step, an unavailable store, a lost worker or
-lease, a truncated answer while there is room to grow it); everything else is not.
+lease, a truncated answer while its max_tokens can still grow); everything else is not.
 Any error may be made retryable or not on purpose: ``ToolFailed("…", retryable=True)``.
 
 This module imports nothing from tether, so any module may import it.

@@ -98,7 +98,7 @@ def decide(
     """Whether a step that failed with ``error`` on try number ``attempt`` (1-based) is
     tried again, and after how long. Pure: it spends nothing and changes nothing.
 
-    A truncated answer is asked again at once (with more room): the server is fine, so
+    A truncated answer is asked again at once (with a larger ``max_tokens``): the server is fine, so
     backing off would only waste time."""
     if not error.retryable:
         return GiveUp("permanent")
@@ -172,7 +172,8 @@ class Retries:
     custom: RetryPolicy = field(default_factory=lambda: RetryPolicy(max_attempts=3))
     budget: int | None = 20
     truncation_retries: int = 1
-    """How many times an answer cut off by its token limit is retried with more room."""
+    """How many times an answer cut off by its token limit is retried, with a larger
+    ``max_tokens`` each time."""
 
     def __post_init__(self) -> None:
         if self.budget is not None and self.budget < 0:

@@ -13,6 +13,7 @@ import contextlib
 import os
 import socket
 import threading
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
@@ -468,8 +469,17 @@ class Runtime:
         if self.metrics is not None:
             self.metrics.observe_signal(signals.metric_name(sent.name))
 
-    def store_call(self, fn: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
+    def run_on_store(self, fn: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
         """Run ``fn(store)`` on the runtime's loop: the operator's door to every read."""
+        return self._call(fn)
+
+    def store_call(self, fn: Callable[[Store], Coroutine[Any, Any, T]]) -> T:
+        """Deprecated name of ``run_on_store`` (0.2.0); it goes in a later release."""
+        warnings.warn(
+            "Runtime.store_call is deprecated; call Runtime.run_on_store",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return self._call(fn)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from crash_cluster import Cluster, Model, ModelLog
 
-from store_view import store_call
+from store_view import call_with_store
 from tether.testing import StandInModelServer
 
 
@@ -38,7 +38,7 @@ ENGINES: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
 @pytest.fixture(params=sorted(ENGINES))
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url = ENGINES[request.param](request, tmp_path)
-    store_call(url, lambda s: s.schema_version())  # migrate before workers race to
+    call_with_store(url, lambda s: s.schema_version())  # migrate before workers race to
     return url
 
 

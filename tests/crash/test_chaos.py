@@ -22,9 +22,9 @@ import pytest
 import workload
 from crash_cluster import ROOT, Cluster, Model, WorkerProcess, submit_task
 
-from store_view import store_call
+from store_view import call_with_store
 from tether import types
-from tether.execution.worker import stable_id
+from tether.execution.worker import worker_id_of
 from tether.store import Store
 from waiting import wait_until
 
@@ -57,7 +57,7 @@ def _open_sessions(url: str) -> Plan:
             sessions[tag], tenants[tag] = session.id, tenant
         return Plan({}, sessions, tenants)
 
-    return store_call(url, body)
+    return call_with_store(url, body)
 
 
 def _submit(url: str, plan: Plan, rng: random.Random, rounds: range) -> None:
@@ -78,7 +78,7 @@ def _submit(url: str, plan: Plan, rng: random.Random, rounds: range) -> None:
                 )
                 plan.tasks[task.id] = workload.Order(tag, j, CALLS, pause)
 
-    store_call(url, body)
+    call_with_store(url, body)
 
 
 @dataclass
@@ -97,7 +97,7 @@ def _state(url: str, plan: Plan) -> State:
         messages = {sid: await s.list_messages(sid) for sid in plan.sessions.values()}
         return State(tasks, journals, runs, messages)
 
-    return store_call(url, body)
+    return call_with_store(url, body)
 
 
 def _counts(url: str, plan: Plan) -> dict[str, int]:
@@ -108,15 +108,15 @@ def _counts(url: str, plan: Plan) -> dict[str, int]:
                 counts[t.status] += 1
         return counts
 
-    return store_call(url, body)
+    return call_with_store(url, body)
 
 
 def _leases_of(url: str, worker_id: str) -> list[str]:
     async def body(s: Store) -> list[str]:
         running = await s.list_tasks(status="running", limit=100_000)
-        return [t.id for t in running if t.lease_owner and stable_id(t.lease_owner) == worker_id]
+        return [t.id for t in running if t.lease_owner and worker_id_of(t.lease_owner) == worker_id]
 
-    return store_call(url, body)
+    return call_with_store(url, body)
 
 
 class Chaos:

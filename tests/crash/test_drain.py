@@ -17,9 +17,9 @@ import pytest
 import workload
 from crash_cluster import Cluster, WorkerProcess, submit_task
 
-from store_view import store_call
+from store_view import call_with_store
 from tether import types
-from tether.execution.worker import stable_id
+from tether.execution.worker import worker_id_of
 from tether.store import Store
 from waiting import wait_until
 
@@ -33,7 +33,7 @@ def _submit(url: str, *, calls: int, pause: float) -> types.TaskRecord:
             s, tenant="acme", session_id=session.id, tag="drain", j=0, calls=calls, pause=pause
         )
 
-    return store_call(url, body)
+    return call_with_store(url, body)
 
 
 def _in_tool_step(cluster: Cluster, worker: WorkerProcess) -> workload.Execution | None:
@@ -44,7 +44,7 @@ def _in_tool_step(cluster: Cluster, worker: WorkerProcess) -> workload.Execution
 
 
 def _task(url: str, task_id: str) -> types.TaskRecord:
-    return store_call(url, lambda s: s.get_task(task_id))
+    return call_with_store(url, lambda s: s.get_task(task_id))
 
 
 def _finished(url: str, task_id: str) -> types.TaskRecord:
@@ -58,9 +58,9 @@ def _finished(url: str, task_id: str) -> types.TaskRecord:
 def _leases(url: str, worker_id: str) -> list[str]:
     async def body(s: Store) -> list[str]:
         running = await s.list_tasks(status="running", limit=100_000)
-        return [t.id for t in running if t.lease_owner and stable_id(t.lease_owner) == worker_id]
+        return [t.id for t in running if t.lease_owner and worker_id_of(t.lease_owner) == worker_id]
 
-    return store_call(url, body)
+    return call_with_store(url, body)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -79,24 +79,24 @@ def test_a_draining_worker_finishes_its_step_and_hands_over_at_once(
 
     done = _finished(store_url, task.id)
     assert (done.status, done.output) == ("completed", "[drain] task 0 done")
-    runs = store_call(store_url, lambda s: s.list_runs(task.id))
+    runs = call_with_store(store_url, lambda s: s.list_runs(task.id))
     # handed over, not recovered after the lease expired
-    assert [(stable_id(r.worker), r.reason) for r in runs] == [
+    assert [(worker_id_of(r.worker), r.reason) for r in runs] == [
         ("first", "start"),
         ("second", "handover"),
     ]
     # the drained worker began no tool step after the signal, and finished and
     # committed the one in flight; nothing ran twice
-    journal = store_call(store_url, lambda s: s.load_journal(task.id))
+    journal = call_with_store(store_url, lambda s: s.load_journal(task.id))
     executed = workload.executions(cluster.effects)
     mine = [e for e in executed if e.worker == "first"]
     assert mine and all(e.started < signalled and e.ended is not None for e in mine)
-    assert all(stable_id(journal[e.step].worker or "") == "first" for e in mine)
+    assert all(worker_id_of(journal[e.step].worker or "") == "first" for e in mine)
     assert runs[1].from_step == max(e.step for e in mine) + 1
-    assert all(stable_id(st.worker or "") == "first" for st in journal[: runs[1].from_step])
+    assert all(worker_id_of(st.worker or "") == "first" for st in journal[: runs[1].from_step])
     keys = [e.key for e in executed]
     assert sorted(keys) == sorted(set(keys)), "a step ran twice"
-    events = store_call(store_url, lambda s: s.list_events(task.id))
+    events = call_with_store(store_url, lambda s: s.list_events(task.id))
     released = [e for e in events if e.name == "task.released"]
     assert [e.data["worker"] for e in released] == [journal[0].worker]
     assert released[0].data["from_step"] == runs[1].from_step
@@ -117,8 +117,8 @@ def test_a_step_past_the_grace_period_is_released_mid_step(
 
     done = _finished(store_url, task.id)
     assert done.status == "completed"
-    runs = store_call(store_url, lambda s: s.list_runs(task.id))
-    assert [(stable_id(r.worker), r.reason, r.from_step) for r in runs] == [
+    runs = call_with_store(store_url, lambda s: s.list_runs(task.id))
+    assert [(worker_id_of(r.worker), r.reason, r.from_step) for r in runs] == [
         ("first", "start", 0),
         ("second", "handover", in_flight.step),
     ]
@@ -127,8 +127,8 @@ def test_a_step_past_the_grace_period_is_released_mid_step(
         (in_flight.key, "first"),
         (in_flight.key, "second"),
     ]
-    journal = store_call(store_url, lambda s: s.load_journal(task.id))
-    assert stable_id(journal[in_flight.step].worker or "") == "second"
+    journal = call_with_store(store_url, lambda s: s.load_journal(task.id))
+    assert worker_id_of(journal[in_flight.step].worker or "") == "second"
     second.signal(signal.SIGTERM)
     assert second.wait(timeout=60) == 0, second.stderr()
 
@@ -157,19 +157,19 @@ def test_a_restarted_worker_takes_its_leases_back_at_once(cluster: Cluster, stor
 
     done = _finished(store_url, task.id)
     assert done.status == "completed"
-    runs = store_call(store_url, lambda s: s.list_runs(task.id))
-    assert [(stable_id(r.worker), r.reason) for r in runs] == [
+    runs = call_with_store(store_url, lambda s: s.list_runs(task.id))
+    assert [(worker_id_of(r.worker), r.reason) for r in runs] == [
         ("phoenix", "start"),
         ("phoenix", "resume"),
     ]
     assert runs[1].from_step == in_flight.step
     # the lease was claimed back under its owner's name; the steps after it are signed
     # by the new incarnation of the same worker id
-    journal = store_call(store_url, lambda s: s.load_journal(task.id))
+    journal = call_with_store(store_url, lambda s: s.load_journal(task.id))
     before = {st.worker for st in journal[: in_flight.step]}
     after = {st.worker for st in journal[in_flight.step :]}
     assert len(before) == len(after) == 1 and before != after
-    assert {stable_id(w or "") for w in before | after} == {"phoenix"}
+    assert {worker_id_of(w or "") for w in before | after} == {"phoenix"}
     tries = [e for e in workload.executions(cluster.effects) if e.step == in_flight.step]
     assert [e.key for e in tries] == [in_flight.key, in_flight.key]
     again.signal(signal.SIGTERM)

@@ -13,7 +13,7 @@ import time
 import workload
 from crash_cluster import Cluster, WorkerProcess, submit_task
 
-from store_view import store_call
+from store_view import call_with_store
 from tether import types
 from tether.store import Store
 from waiting import wait_until
@@ -44,7 +44,7 @@ def _in_tool_step(cluster: Cluster, worker: WorkerProcess, after: int) -> worklo
 
 
 def _runs(url: str, task_id: str) -> list[types.TaskRun]:
-    return store_call(url, lambda s: s.list_runs(task_id))
+    return call_with_store(url, lambda s: s.list_runs(task_id))
 
 
 def test_a_paused_worker_past_its_lease_writes_nothing(cluster: Cluster, store_url: str) -> None:
@@ -54,7 +54,7 @@ def test_a_paused_worker_past_its_lease_writes_nothing(cluster: Cluster, store_u
             s, tenant="acme", session_id=session.id, tag="fence", j=0, calls=CALLS, pause=PAUSE
         )
 
-    task = store_call(store_url, submit)
+    task = call_with_store(store_url, submit)
     stale = cluster.start("stale", lease_ttl=1.5, concurrency=1)
     seen = 0
     fresh: WorkerProcess | None = None
@@ -84,11 +84,11 @@ def test_a_paused_worker_past_its_lease_writes_nothing(cluster: Cluster, store_u
     assert fresh_run.epoch > stale_run.epoch
 
     wait_until(
-        lambda: store_call(store_url, lambda s: s.get_task(task.id)).status == "completed",
+        lambda: call_with_store(store_url, lambda s: s.get_task(task.id)).status == "completed",
         timeout=60,
         what="'fresh' to finish the task",
     )
-    before = store_call(store_url, lambda s: _snapshot(s, task.id))
+    before = call_with_store(store_url, lambda s: _snapshot(s, task.id))
     stale_steps = [st.index for st in before[3] if st.worker and st.worker.startswith("stale/")]  # type: ignore[index]
     assert stale_steps == list(range(fresh_run.from_step))
 
@@ -105,12 +105,12 @@ def test_a_paused_worker_past_its_lease_writes_nothing(cluster: Cluster, store_u
         what="the paused tool to finish",
     )
     time.sleep(1.0)
-    after = store_call(store_url, lambda s: _snapshot(s, task.id))
+    after = call_with_store(store_url, lambda s: _snapshot(s, task.id))
     assert after == before, "a write from the stale worker was accepted"
 
     # the stale worker abandoned the task, not its job: it still serves, and drains cleanly
     assert stale.alive()
-    done = store_call(store_url, lambda s: s.get_task(task.id))
+    done = call_with_store(store_url, lambda s: s.get_task(task.id))
     assert (done.status, done.output) == ("completed", "[fence] task 0 done")
     reran = [e for e in workload.executions(cluster.effects) if e.step == paused_in.step]
     assert {e.key for e in reran} == {paused_in.key} and len(reran) >= 2

@@ -13,7 +13,7 @@ import threading
 import workload
 from crash_cluster import Cluster, Model, submit_task
 
-from store_view import store_call
+from store_view import call_with_store
 from tether import types
 from tether.store import Store, open_store
 from waiting import wait_until
@@ -61,7 +61,7 @@ def _submit_concurrently(url: str, session_id: str) -> None:
 def test_tasks_of_one_session_run_one_at_a_time_in_submission_order(
     cluster: Cluster, model: Model, store_url: str
 ) -> None:
-    session = store_call(store_url, lambda s: s.create_session("acme", "chaos"))
+    session = call_with_store(store_url, lambda s: s.create_session("acme", "chaos"))
     workers = [cluster.start(f"o{i}", lease_ttl=1.5, concurrency=4) for i in range(3)]
     _submit_concurrently(store_url, session.id)
     total = SUBMITTERS * PER_SUBMITTER
@@ -71,14 +71,14 @@ def test_tasks_of_one_session_run_one_at_a_time_in_submission_order(
 
     # kill a worker once a few tasks are through; its task resumes elsewhere, in place
     wait_until(
-        lambda: sum(t.status == "completed" for t in store_call(store_url, listed)) >= 4,
+        lambda: sum(t.status == "completed" for t in call_with_store(store_url, listed)) >= 4,
         timeout=60,
         what="the first tasks",
     )
     workers[0].signal(signal.SIGKILL)
     tasks = wait_until(
         lambda: (
-            (ts := store_call(store_url, listed))
+            (ts := call_with_store(store_url, listed))
             and all(t.status == "completed" for t in ts)
             and ts
         ),
@@ -97,7 +97,7 @@ def test_tasks_of_one_session_run_one_at_a_time_in_submission_order(
             finished[t] = next(e.at for e in events if e.name == "task.completed")
         return runs, finished
 
-    runs, finished = store_call(store_url, history)
+    runs, finished = call_with_store(store_url, history)
     for before, after in itertools.pairwise(order):
         assert runs[after][0].started_at >= finished[before], "tasks of one session overlapped"
 
@@ -111,7 +111,7 @@ def test_tasks_of_one_session_run_one_at_a_time_in_submission_order(
             assert a.ended is not None and b.started >= a.ended, "two tasks' tools overlapped"
 
     # the session reads as the tasks' turns, whole, one after another
-    messages = store_call(store_url, lambda s: s.list_messages(session.id))
+    messages = call_with_store(store_url, lambda s: s.list_messages(session.id))
     per_task = ["user", "assistant", "tool", "assistant"]
     assert [m.message.role for m in messages] == per_task * total
     assert [m.task_id for m in messages] == [t for t in order for _ in per_task]

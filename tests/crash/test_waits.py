@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 from crash_cluster import ROOT, Cluster
 
-from store_view import store_call
+from store_view import call_with_store
 from tether import types
 from tether.store import Store
 from waiting import wait_until
@@ -31,11 +31,11 @@ def _submit(url: str, agent: str, inputs: list[str]) -> list[types.TaskRecord]:
     async def go(s: Store) -> list[types.TaskRecord]:
         return [await s.submit_task(types.NewTask("acme", agent, i)) for i in inputs]
 
-    return store_call(url, go)
+    return call_with_store(url, go)
 
 
 def _task(url: str, task_id: str) -> types.TaskRecord:
-    return store_call(url, lambda s: s.get_task(task_id))
+    return call_with_store(url, lambda s: s.get_task(task_id))
 
 
 def _status(url: str, task_id: str, *want: str) -> types.TaskRecord | None:
@@ -71,7 +71,8 @@ def test_a_worker_with_one_slot_runs_other_tasks_while_many_wait(
     worker = cluster.start("solo", concurrency=1, spec=SPEC, extra=slow_poll)
     wait_until(
         lambda: (
-            store_call(store_url, lambda s: s.count_tasks(status="waiting")) == {"wait_one": count}
+            call_with_store(store_url, lambda s: s.count_tasks(status="waiting"))
+            == {"wait_one": count}
         ),
         what=f"{count} tasks waiting",
         timeout=120,
@@ -83,19 +84,19 @@ def test_a_worker_with_one_slot_runs_other_tasks_while_many_wait(
         lambda: _status(store_url, other.id, "completed"), what="the other task to run"
     )
     assert done.output == "done other"
-    tasks = store_call(store_url, lambda s: s.list_tasks(status="waiting", limit=5000))
+    tasks = call_with_store(store_url, lambda s: s.list_tasks(status="waiting", limit=5000))
     assert len(tasks) == count
     assert all(t.lease_owner is None and t.lease_expires_at is None for t in tasks)
 
     signalled = time.monotonic()
-    sent = store_call(store_url, lambda s: s.send_signal(waiting[7].id, "go", {"n": 7}))
+    sent = call_with_store(store_url, lambda s: s.send_signal(waiting[7].id, "go", {"n": 7}))
     assert sent.woke
     finished = wait_until(
         lambda: _status(store_url, waiting[7].id, "completed"), what="the signalled task"
     )
     print(f"signalled task done {time.monotonic() - signalled:.2f}s after the signal")
     assert finished.output == {"n": 7}
-    assert store_call(store_url, lambda s: s.count_tasks(status="waiting")) == {
+    assert call_with_store(store_url, lambda s: s.count_tasks(status="waiting")) == {
         "wait_one": count - 1
     }
     assert worker.alive()
@@ -109,7 +110,7 @@ def test_signals_reach_waiting_tasks_across_a_sigkill(cluster: Cluster, store_ur
     )
     timeout, fallback = _submit(store_url, "wait_timeout", ["0.5", "0.5:fallback"])
     # A signal before the task even started is kept for its wait.
-    store_call(store_url, lambda s: s.send_signal(early.id, "go", "before"))
+    call_with_store(store_url, lambda s: s.send_signal(early.id, "go", "before"))
     first = cluster.start("first", spec=SPEC, lease_ttl=30.0)
 
     wait_until(lambda: _status(store_url, parked.id, "waiting"), what="the task to wait")
@@ -128,7 +129,7 @@ def test_signals_reach_waiting_tasks_across_a_sigkill(cluster: Cluster, store_ur
 
     def send(value: str) -> None:
         barrier.wait()
-        store_call(store_url, lambda s: s.send_signal(racing.id, "go", value))
+        call_with_store(store_url, lambda s: s.send_signal(racing.id, "go", value))
 
     senders = [threading.Thread(target=send, args=(v,)) for v in ("a", "b")]
     for t in senders:
@@ -142,9 +143,9 @@ def test_signals_reach_waiting_tasks_across_a_sigkill(cluster: Cluster, store_ur
         assert got.output == want
     two = wait_until(lambda: _status(store_url, racing.id, "completed"), what="racing")
     assert sorted(two.output) == ["a", "b"]
-    consumed = store_call(store_url, lambda s: s.list_signals(racing.id))
+    consumed = call_with_store(store_url, lambda s: s.list_signals(racing.id))
     assert sorted(g.consumed_step for g in consumed if g.consumed_step is not None) == [0, 1]
-    runs = store_call(store_url, lambda s: s.list_runs(parked.id))
+    runs = call_with_store(store_url, lambda s: s.list_runs(parked.id))
     assert [(r.reason, r.worker.split(":")[0]) for r in runs][-1][0] == "wake"
     assert runs[-1].worker.startswith("second/")
 
@@ -172,7 +173,7 @@ def test_a_long_sleep_survives_a_worker_restart_and_wakes_when_due(
     late = done.output["woke"] - done.output["due"]
     print(f"woke {late:.3f}s after its due time")
     assert late >= 0, "a durable sleep must never end early"
-    assert [r.reason for r in store_call(store_url, lambda s: s.list_runs(task.id))] == [
+    assert [r.reason for r in call_with_store(store_url, lambda s: s.list_runs(task.id))] == [
         "start",
         "wake",
     ]

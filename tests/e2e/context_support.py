@@ -175,8 +175,8 @@ def converse(
                     break
             assert session is not None
             sid = session
-            record_ = runtime.store_call(lambda s: s.get_session(sid))
-            messages = runtime.store_call(lambda s: s.list_messages(sid))
-            memory = runtime.store_call(lambda s: s.list_memory(sid))
+            record_ = runtime.run_on_store(lambda s: s.get_session(sid))
+            messages = runtime.run_on_store(lambda s: s.list_messages(sid))
+            memory = runtime.run_on_store(lambda s: s.list_memory(sid))
         bodies = server.requests
     return Conversation(results, bodies, record_, messages, memory, seen)

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import httpx
 import server_agents
 
-from store_view import store_call
+from store_view import call_with_store
 from tether.execution.runner import Workflow
 from tether.execution.settings import ExecutionSettings
 from tether.server import keys
@@ -36,7 +36,9 @@ TETHER = str(Path(sys.executable).with_name("tether"))
 
 def make_key(store_url: str, tenant: str) -> str:
     made = keys.new_key()
-    store_call(store_url, lambda s: s.create_api_key(tenant, made.key_hash, prefix=made.prefix))
+    call_with_store(
+        store_url, lambda s: s.create_api_key(tenant, made.key_hash, prefix=made.prefix)
+    )
     return made.key
 
 

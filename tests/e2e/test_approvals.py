@@ -85,7 +85,7 @@ def test_approvals_and_signals_over_http_and_the_cli(tmp_path: Path) -> None:
             assert body["waiting"]["kind"] == "signal"
             assert body["waiting"]["name"].startswith("approval.")
         assert 'tether_tasks_waiting{task_type="refunder"} 3.0' in a.get("/metrics").text
-        events = support.store_call(url, lambda s: s.list_events(denied))
+        events = support.call_with_store(url, lambda s: s.list_events(denied))
         (asked,) = [e for e in events if e.name == "tool.approval_requested"]
         assert asked.data["tool"] == "refund"
         assert json.loads(asked.data["arguments"]) == {"amount": 5}
@@ -108,7 +108,7 @@ def test_approvals_and_signals_over_http_and_the_cli(tmp_path: Path) -> None:
         big = {"data": "x" * (store_waits.MAX_SIGNAL_BYTES + 10)}
         assert a.post(f"/v1/tasks/{denied}/signals/go", json=big).status_code == 422
         assert a.post(f"/v1/tasks/{denied}/deny", json={"reason": ""}).status_code == 422
-        assert support.store_call(url, lambda s: s.list_signals(denied)) == []
+        assert support.call_with_store(url, lambda s: s.list_signals(denied)) == []
 
         answer = a.post(f"/v1/tasks/{denied}/deny", json={"reason": "over the limit"})
         assert answer.status_code == 202, answer.text

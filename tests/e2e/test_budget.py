@@ -105,11 +105,11 @@ def marks(path: Path) -> list[int]:
 
 
 def attempts_of(rt: Runtime, task_id: str) -> list[StepAttempt]:
-    return rt.store_call(lambda s: s.list_attempts(task_id))
+    return rt.run_on_store(lambda s: s.list_attempts(task_id))
 
 
 def journal_of(rt: Runtime, task_id: str) -> list[StepRecord]:
-    return rt.store_call(lambda s: s.load_journal(task_id))
+    return rt.run_on_store(lambda s: s.load_journal(task_id))
 
 
 @pytest.fixture
@@ -339,7 +339,7 @@ def _resume(
         result = rt.run(task_id)
         attempts = attempts_of(rt, task_id)
         journal = journal_of(rt, task_id)
-        runs = rt.store_call(lambda s: s.list_runs(task_id))
+        runs = rt.run_on_store(lambda s: s.list_runs(task_id))
     assert [(r.run, r.reason, r.from_step) for r in runs][-1][1:] == ("resume", 8)
     return result, attempts, journal, sleeps.delays
 

@@ -23,7 +23,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 import pg
-from store_view import store_call
+from store_view import call_with_store
 from tether import types
 from tether.cli import app
 from tether.cli import backup as _backup  # noqa: F401  (registers the commands)
@@ -116,7 +116,7 @@ def test_read_only_commands_leave_an_empty_postgres_database_empty() -> None:
 def _task_with_steps(url: str) -> types.TaskRecord:
     run = cli("run", f"{AGENTS}:echo", "hi", "--store", url)
     assert run.exit_code == 0, run.stderr
-    tasks = store_call(url, lambda s: s.list_tasks(limit=1))
+    tasks = call_with_store(url, lambda s: s.list_tasks(limit=1))
     return tasks[0]
 
 
@@ -163,7 +163,7 @@ def test_backup_holds_what_a_file_copy_loses(tmp_path: Path) -> None:
             for _ in range(40):
                 await s.submit_task(types.NewTask(tenant="acme", agent="echo", input="x"))
 
-        store_call(url, submit)
+        call_with_store(url, submit)
         shutil.copyfile(path, tmp_path / "copy.db")
         backed = cli("backup", str(tmp_path / "backup.db"), "--store", url)
         assert backed.exit_code == 0, backed.stderr
@@ -175,7 +175,7 @@ def test_backup_holds_what_a_file_copy_loses(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "copy.db") as conn:
         copied = conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
     assert copied < 40  # what the documented copy used to keep
-    backed_up = store_call(f"sqlite:///{tmp_path / 'backup.db'}", lambda s: s.list_tasks())
+    backed_up = call_with_store(f"sqlite:///{tmp_path / 'backup.db'}", lambda s: s.list_tasks())
     assert len(backed_up) == 40
     assert cli("doctor", "--store", f"sqlite:///{tmp_path / 'backup.db'}").exit_code == 0
     again = cli("backup", str(tmp_path / "backup.db"), "--store", url)

@@ -25,7 +25,7 @@ from selenium.webdriver.common.alert import Alert
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from store_view import store_call
+from store_view import call_with_store
 from waiting import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
@@ -90,7 +90,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             timeout=20,
             what="two steps of the task to recover",
         )
-        store_call(url, lambda s: s.expire_lease(str(moved["id"])))
+        call_with_store(url, lambda s: s.expire_lease(str(moved["id"])))
         _ended(a, moved)
         yield Site(srv, acme, globex, operator, research, billing, theirs, shots)
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import server_support as support
 
-from store_view import store_call
+from store_view import call_with_store
 from tether.server import keys
 from tether.server.console import session
 from waiting import wait_until
@@ -106,15 +106,15 @@ def test_forged_or_revoked_sessions_are_signed_out(console: Console) -> None:
     assert forged.get("/console/tasks").status_code == 303
 
     made = keys.new_key()
-    store_call(
+    call_with_store(
         console.srv.store_url,
         lambda s: s.create_api_key("acme", made.key_hash, prefix=made.prefix),
     )
     client = console.signed_in(made.key)
     assert client.get("/console/tasks").status_code == 200
-    record = store_call(console.srv.store_url, lambda s: s.find_api_key(made.key_hash))
+    record = call_with_store(console.srv.store_url, lambda s: s.find_api_key(made.key_hash))
     assert record is not None
-    store_call(console.srv.store_url, lambda s: s.revoke_api_key(record.id))
+    call_with_store(console.srv.store_url, lambda s: s.revoke_api_key(record.id))
     assert client.get("/console/tasks").status_code == 303
 
 

@@ -184,7 +184,7 @@ def test_answers_need_the_csrf_token_and_the_tasks_tenant(served: Served) -> Non
         refused = other.post(f"{path}/{action}", data={**other_form, "reason": "mine"})
         assert refused.status_code == 404
     assert api.get(f"/v1/tasks/{task_id}").json()["status"] == "waiting"
-    signals = support.store_call(served.srv.store_url, lambda s: s.list_signals(task_id))
+    signals = support.call_with_store(served.srv.store_url, lambda s: s.list_signals(task_id))
     assert signals == []  # nothing was written by a refused answer
 
     # an operator key answers any tenant's task

@@ -64,13 +64,13 @@ def test_summary_replays_after_a_kill(tmp_path: Path) -> None:
         agent = support.make_agent(server.base_url, WINDOW, ContextPolicy(strategy="summarize"))
         with Runtime(store=url, worker_id="crashy", observers=[seen]) as runtime:
             runtime.register(agent)
-            before = runtime.store_call(lambda s: s.get_task(task_id))
+            before = runtime.run_on_store(lambda s: s.get_task(task_id))
             assert before.status == "running"
-            state_at_kill = runtime.store_call(lambda s: s.get_session(before.session_id)).state
+            state_at_kill = runtime.run_on_store(lambda s: s.get_session(before.session_id)).state
             result = runtime.run(task_id)
             assert result.status == "completed", result.error
-            journal = runtime.store_call(lambda s: s.load_journal(task_id))
-            state = runtime.store_call(lambda s: s.get_session(before.session_id)).state
+            journal = runtime.run_on_store(lambda s: s.load_journal(task_id))
+            state = runtime.run_on_store(lambda s: s.get_session(before.session_id)).state
         after = server.requests[len(bodies_at_kill) :]
 
     killed_at = int(child.stdout.split()[-1])

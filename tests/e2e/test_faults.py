@@ -71,11 +71,11 @@ class Harness:
 
 
 def attempts_of(rt: Runtime, task_id: str) -> list[StepAttempt]:
-    return rt.store_call(lambda s: s.list_attempts(task_id))
+    return rt.run_on_store(lambda s: s.list_attempts(task_id))
 
 
 def journal_of(rt: Runtime, task_id: str) -> list[StepRecord]:
-    return rt.store_call(lambda s: s.load_journal(task_id))
+    return rt.run_on_store(lambda s: s.load_journal(task_id))
 
 
 @pytest.fixture

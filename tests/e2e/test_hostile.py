@@ -25,7 +25,7 @@ import pytest
 from server_support import Running, make_key, serve_in_thread
 
 import pg
-from store_view import store_call
+from store_view import call_with_store
 from tether.observe.logging import configure_logging
 from tether.server import keys
 from waiting import wait_until
@@ -246,7 +246,7 @@ def _try_stream(client: httpx.Client, task_id: str) -> bool:
 
 def test_a_revoked_keys_stream_ends_at_its_next_heartbeat(served: Served) -> None:
     made = keys.new_key()
-    record = store_call(
+    record = call_with_store(
         served.running.store_url,
         lambda s: s.create_api_key("acme", made.key_hash, prefix=made.prefix),
     )
@@ -259,7 +259,7 @@ def test_a_revoked_keys_stream_ends_at_its_next_heartbeat(served: Served) -> Non
             seen.append(next(lines))
             if len(seen) > 20:
                 break
-        store_call(served.running.store_url, lambda s: s.revoke_api_key(record.id))
+        call_with_store(served.running.store_url, lambda s: s.revoke_api_key(record.id))
         began = time.monotonic()
         seen.extend(lines)  # ends by itself, or the test times out
     assert "event: stream.revoked" in seen, seen

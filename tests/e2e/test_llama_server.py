@@ -97,7 +97,7 @@ def test_agent_turns_with_server_made_tool_calls_across_tasks_of_a_session(
         assert first.status == "completed", first.error
         second = runtime.run(runtime.submit("rec", "again", session=first.task.session_id).id)
         assert second.status == "completed", second.error
-        messages = runtime.store_call(lambda s: s.list_messages(first.task.session_id))
+        messages = runtime.run_on_store(lambda s: s.list_messages(first.task.session_id))
     roles = [m.message.role for m in messages]
     assert roles == ["user", "assistant", "tool", "assistant"] * 2
     made = messages[1].message.tool_calls
@@ -149,7 +149,7 @@ def test_an_agent_whose_answers_never_end_fails_as_output_truncated(
         runtime.register(agent)
         result = runtime.run(runtime.submit("talker", "talk").id)
         task_id = result.id
-        (step,) = runtime.store_call(lambda s: s.load_journal(task_id))
+        (step,) = runtime.run_on_store(lambda s: s.load_journal(task_id))
     assert result.status == "failed"
     assert result.error is not None
     assert result.error["error_class"] == "OutputTruncated"

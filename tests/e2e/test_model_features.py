@@ -54,8 +54,8 @@ def run_agent(tmp_path: Path, agent: Agent, store: str | None = None) -> Any:
         runtime.register(agent)
         task = runtime.submit(agent.name, "go")
         result = runtime.run(task.id)
-        journal = runtime.store_call(lambda s: s.load_journal(task.id))
-        messages = runtime.store_call(lambda s: s.list_messages(task.session_id))
+        journal = runtime.run_on_store(lambda s: s.load_journal(task.id))
+        messages = runtime.run_on_store(lambda s: s.list_messages(task.session_id))
     return result, journal, [m.message for m in messages]
 
 

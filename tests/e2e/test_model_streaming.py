@@ -54,8 +54,8 @@ def run(tmp_path: Path, server: StandInModelServer, heard: Any) -> tuple[Any, An
     with Runtime(f"sqlite:///{tmp_path / 'r.db'}", observers=[heard]) as runtime:
         runtime.register(agent)
         result = runtime.run(runtime.submit("streamer", "go").id)
-        journal = runtime.store_call(lambda s: s.load_journal(result.id))
-        stored = runtime.store_call(lambda s: s.list_events(result.id))
+        journal = runtime.run_on_store(lambda s: s.load_journal(result.id))
+        stored = runtime.run_on_store(lambda s: s.list_events(result.id))
     return result, journal, stored
 
 

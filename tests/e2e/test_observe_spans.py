@@ -138,7 +138,9 @@ def test_spans_follow_the_genai_conventions_and_continue_the_submitters_trace(
 
 
 def _tool_call_id(runtime: Runtime, session_id: str) -> str:
-    messages: list[types.StoredMessage] = runtime.store_call(lambda s: s.list_messages(session_id))
+    messages: list[types.StoredMessage] = runtime.run_on_store(
+        lambda s: s.list_messages(session_id)
+    )
     ids = [m.message.tool_call_id for m in messages if m.message.role == "tool"]
     assert len(ids) == 1 and ids[0]
     return ids[0]

@@ -58,7 +58,7 @@ def test_rolling_restart_loses_no_task_and_no_event(tmp_path: Path) -> None:
         async def state(s: Store) -> tuple[types.TaskRecord, list[types.StepRecord]]:
             return await s.get_task(tid), await s.load_journal(tid)
 
-        task, journal = support.store_call(store_url, state)
+        task, journal = support.call_with_store(store_url, state)
         assert task.status == "queued" and task.lease_owner is None, task  # released, not lost
         assert [(s.name, s.status) for s in journal] == [("long", "completed")]
 
@@ -70,7 +70,7 @@ def test_rolling_restart_loses_no_task_and_no_event(tmp_path: Path) -> None:
         async def stored(s: Store) -> list[types.EventRecord]:
             return await s.list_events(tid)
 
-        log_events = support.store_call(store_url, stored)
+        log_events = support.call_with_store(store_url, stored)
         got = [e.id for e in seen + rest if e.id is not None]
         assert got == [e.seq for e in log_events], "an event was lost or repeated"
         assert "task.released" in [e.name for e in log_events]
@@ -82,7 +82,7 @@ def test_rolling_restart_loses_no_task_and_no_event(tmp_path: Path) -> None:
         async def runs(s: Store) -> list[types.TaskRun]:
             return await s.list_runs(tid)
 
-        history = support.store_call(store_url, runs)
+        history = support.call_with_store(store_url, runs)
         assert [(r.reason, r.from_step) for r in history] == [("start", 0), ("handover", 1)]
     finally:
         for served in (first, second):

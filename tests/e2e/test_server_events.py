@@ -16,7 +16,7 @@ def _stored_seqs(store_url: str, task_id: str) -> list[int]:
     async def seqs(s: Store) -> list[int]:
         return [e.seq for e in await s.list_events(task_id)]
 
-    found: list[int] = support.store_call(store_url, seqs)
+    found: list[int] = support.call_with_store(store_url, seqs)
     return found
 
 

@@ -48,7 +48,7 @@ def test_concurrent_retries_with_one_key_make_one_task(tmp_path: Path) -> None:
         async def tasks(s: Store) -> list[str]:
             return [t.id for t in await s.list_tasks(tenant="acme", session_id=sid)]
 
-        stored = support.store_call(store_url, tasks)
+        stored = support.call_with_store(store_url, tasks)
         assert stored == [answers[0].json()["id"]]
 
         # a later retry still answers the same task; a new key makes a new one
@@ -73,7 +73,7 @@ def test_concurrent_retries_with_one_key_make_one_task(tmp_path: Path) -> None:
         )
         assert reused.status_code == 409
         assert reused.json()["error"]["error_class"] == "Conflict"
-        assert len(support.store_call(store_url, tasks)) == 2
+        assert len(support.call_with_store(store_url, tasks)) == 2
 
         # keys are per tenant: another tenant's same key is its own request
         globex = support.make_key(store_url, "globex")

@@ -27,7 +27,7 @@ def _counts(store_url: str) -> tuple[int, int]:
     async def count(s: Store) -> tuple[int, int]:
         return len(await s.list_sessions(limit=10_000)), len(await s.list_tasks(limit=10_000))
 
-    counted: tuple[int, int] = support.store_call(store_url, count)
+    counted: tuple[int, int] = support.call_with_store(store_url, count)
     return counted
 
 

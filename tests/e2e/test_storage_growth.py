@@ -62,10 +62,10 @@ def test_step_500_stores_as_much_as_step_5(tmp_path: Path) -> None:
         result = rt.run(task.id)
         assert result.status == "completed"
         sizes = {
-            i: rt.store_call(lambda s, i=i: s.step_storage_bytes(task.id, i))  # type: ignore[misc]
+            i: rt.run_on_store(lambda s, i=i: s.step_storage_bytes(task.id, i))  # type: ignore[misc]
             for i in (4, 5, 498, 499)
         }
-        journal = rt.store_call(lambda s: s.load_journal(task.id))
+        journal = rt.run_on_store(lambda s: s.load_journal(task.id))
     assert len(journal) == 501
     for early, late in ((4, 498), (5, 499)):
         assert sizes[early] > 500

@@ -34,10 +34,10 @@ def test_a_stuck_step_hands_the_task_over(tmp_path: Path) -> None:
         rt.register(agent)
         task = rt.submit("fetcher", "go")
         result = rt.run(task.id)
-        history = rt.store_call(lambda s: s.list_runs(task.id))
-        attempts = rt.store_call(lambda s: s.list_attempts(task.id))
-        events = rt.store_call(lambda s: s.list_events(task.id))
-        journal = rt.store_call(lambda s: s.load_journal(task.id))
+        history = rt.run_on_store(lambda s: s.list_runs(task.id))
+        attempts = rt.run_on_store(lambda s: s.list_attempts(task.id))
+        events = rt.run_on_store(lambda s: s.list_events(task.id))
+        journal = rt.run_on_store(lambda s: s.load_journal(task.id))
     assert result.status == "completed" and result.output == "fetched"
     assert [r.reason for r in history] == ["start", "handover"]
     assert history[1].from_step == 1

@@ -82,8 +82,8 @@ def run_tool(
 
         task = rt.submit("one_tool", "go")
         result = rt.run(task.id)
-        attempts = rt.store_call(lambda s: s.list_attempts(task.id))
-        journal = rt.store_call(lambda s: s.load_journal(task.id))
+        attempts = rt.run_on_store(lambda s: s.list_attempts(task.id))
+        journal = rt.run_on_store(lambda s: s.load_journal(task.id))
     return result, attempts, journal
 
 
@@ -252,7 +252,7 @@ def test_a_model_reply_slower_than_the_timeout_is_retried(tmp_path: Path) -> Non
             rt.register(Agent("a", model, model_retry=policy))
             task = rt.submit("a", "go")
             result = rt.run(task.id)
-            attempts = rt.store_call(lambda s: s.list_attempts(task.id))
+            attempts = rt.run_on_store(lambda s: s.list_attempts(task.id))
         assert server.count == 2
     assert result.status == "completed", result.error
     assert result.output == "done"

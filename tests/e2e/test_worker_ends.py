@@ -27,7 +27,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tether import Runtime, types
-from tether.execution.worker import stable_id
+from tether.execution.worker import worker_id_of
 from tether.store.base import Claim, Store
 from waiting import wait_until
 
@@ -131,14 +131,14 @@ def test_sigterm_ends_a_worker_whose_sync_tool_never_returns(setup: Setup, tool:
     )
     done = setup.task(task.id)
     assert (done.status, done.output) == ("completed", "slept" if tool == "sleep" else "read")
-    runs = setup.runtime.store_call(lambda s: s.list_runs(task.id))
-    assert [(stable_id(r.worker), r.reason, r.from_step) for r in runs] == [
+    runs = setup.runtime.run_on_store(lambda s: s.list_runs(task.id))
+    assert [(worker_id_of(r.worker), r.reason, r.from_step) for r in runs] == [
         ("stuck", "start", 0),
         ("rescuer", "handover", 0),
     ]
-    events = setup.runtime.store_call(lambda s: s.list_events(task.id))
+    events = setup.runtime.run_on_store(lambda s: s.list_events(task.id))
     released = [e.data for e in events if e.name == "task.released"]
-    assert [(stable_id(d["worker"]), d["reason"]) for d in released] == [("stuck", "drain")]
+    assert [(worker_id_of(d["worker"]), d["reason"]) for d in released] == [("stuck", "drain")]
     rescuer.proc.send_signal(signal.SIGTERM)
     assert rescuer.proc.wait(timeout=60) == 0, rescuer.text()
 
@@ -212,16 +212,16 @@ def test_a_worker_past_max_memory_finishes_its_step_hands_over_and_exits_0(
     logged = {line["event"]: line for line in hog.json_lines()}
     over = logged["worker.memory_limit"]
     assert over["max_memory_bytes"] == limit and over["rss_bytes"] >= limit
-    events = setup.runtime.store_call(lambda s: s.list_events(task.id))
+    events = setup.runtime.run_on_store(lambda s: s.list_events(task.id))
     released = [e.data for e in events if e.name == "task.released"]
     assert [(d["reason"], d["from_step"]) for d in released] == [("memory_limit", 2)]
-    journal = setup.runtime.store_call(lambda s: s.load_journal(task.id))
-    assert [stable_id(st.worker or "") for st in journal] == ["hog", "hog"]
+    journal = setup.runtime.run_on_store(lambda s: s.load_journal(task.id))
+    assert [worker_id_of(st.worker or "") for st in journal] == ["hog", "hog"]
 
     rescuer = setup.start("rescuer")
     wait_until(lambda: setup.task(task.id).status == "completed", what="the handover")
-    runs = setup.runtime.store_call(lambda s: s.list_runs(task.id))
-    assert [(stable_id(r.worker), r.reason, r.from_step) for r in runs] == [
+    runs = setup.runtime.run_on_store(lambda s: s.list_runs(task.id))
+    assert [(worker_id_of(r.worker), r.reason, r.from_step) for r in runs] == [
         ("hog", "start", 0),
         ("rescuer", "handover", 2),
     ]
@@ -241,7 +241,7 @@ def test_a_lease_lost_at_commit_emits_lease_lost(setup: Setup) -> None:
         await s.expire_lease(task.id)  # as if the worker had stalled past its lease
         return await s.claim_task("thief/1.1", lease_ttl=600, agents=["gated"], task_id=task.id)
 
-    claim = wait_until(lambda: setup.runtime.store_call(take_over), what="the lease to be taken")
+    claim = wait_until(lambda: setup.runtime.run_on_store(take_over), what="the lease to be taken")
     assert claim.reason == "recovery"
     (setup.marks / "linger.open").touch()  # the step ends; its commit is fenced off
     lost = wait_until(
@@ -252,7 +252,7 @@ def test_a_lease_lost_at_commit_emits_lease_lost(setup: Setup) -> None:
     found = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", slow.text())
     assert found, slow.text()
     assert _scrape(int(found.group(1)))["tether_leases_lost_total"] == 1
-    journal = setup.runtime.store_call(lambda s: s.load_journal(task.id))
+    journal = setup.runtime.run_on_store(lambda s: s.load_journal(task.id))
     assert journal == []  # fenced: nothing of the old holder's step was written
     slow.proc.send_signal(signal.SIGTERM)
     assert slow.proc.wait(timeout=60) == 0, slow.text()

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import langgraph_graphs
 
-from store_view import store_call
+from store_view import call_with_store
 from tether import types
 from tether.integrations.langgraph import TetherSaver
 from tether.store import Store
@@ -120,7 +120,7 @@ def wait_until(check: Callable[[], T], what: str, timeout: float = 90.0, every: 
 
 
 def call(url: str, fn: Callable[[Store], Awaitable[T]]) -> T:
-    return store_call(url, fn)
+    return call_with_store(url, fn)
 
 
 def submit(url: str, graph: str, text: str, session: str | None = None) -> types.TaskRecord:

@@ -14,7 +14,7 @@ from pathlib import Path
 import oa_agents
 import pytest
 
-from store_view import store_call
+from store_view import call_with_store
 from tether import types
 from tether.store import Store
 from tether.testing import StandInModelServer
@@ -114,7 +114,7 @@ def start_worker(
 
 
 def submit(store_url: str, agent: str, text: str, session: str | None = None) -> types.TaskRecord:
-    return store_call(
+    return call_with_store(
         store_url,
         lambda s: s.submit_task(
             types.NewTask(tenant="default", agent=agent, input=text, session_id=session)
@@ -124,18 +124,18 @@ def submit(store_url: str, agent: str, text: str, session: str | None = None) ->
 
 def finished(store_url: str, task_id: str, timeout: float = 90.0) -> types.TaskRecord:
     def done() -> types.TaskRecord | None:
-        task = store_call(store_url, lambda s: s.get_task(task_id))
+        task = call_with_store(store_url, lambda s: s.get_task(task_id))
         return task if task.status in types.FINAL_STATUSES else None
 
     return wait_until(done, what=f"task {task_id} to finish", timeout=timeout)
 
 
 def journal(store_url: str, task_id: str) -> list[types.StepRecord]:
-    return store_call(store_url, lambda s: s.load_journal(task_id))
+    return call_with_store(store_url, lambda s: s.load_journal(task_id))
 
 
 def events(store_url: str, task_id: str) -> list[types.EventRecord]:
     async def read(s: Store) -> list[types.EventRecord]:
         return await s.list_events(task_id, limit=100_000)
 
-    return store_call(store_url, read)
+    return call_with_store(store_url, read)

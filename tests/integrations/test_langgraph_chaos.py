@@ -14,7 +14,7 @@ from langgraph_graphs import HOPS
 from langgraph_workers import Workers, assert_one_chain, call, submit, wait_until
 
 from tether import types
-from tether.execution.worker import stable_id
+from tether.execution.worker import worker_id_of
 
 THREADS = 20
 KILLS = 3
@@ -43,7 +43,7 @@ def test_twenty_threads_survive_killed_workers_without_forking(
 
     def holding() -> list[str]:
         running = call(pg_url, lambda s: s.list_tasks(status="running", limit=2 * THREADS))
-        owners = {stable_id(t.lease_owner) for t in running if t.lease_owner}
+        owners = {worker_id_of(t.lease_owner) for t in running if t.lease_owner}
         return sorted(owners & set(live))
 
     rng = random.Random(16)

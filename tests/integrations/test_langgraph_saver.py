@@ -12,7 +12,7 @@ from langgraph.channels.delta import DeltaChannel
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
-from store_view import store_call
+from store_view import call_with_store
 from tether import errors
 from tether.integrations.langgraph import TetherSaver
 from tether.store.checkpoints import CheckpointRow
@@ -77,8 +77,8 @@ def test_setup_is_tethers_migrations(tmp_path: Path) -> None:
     saver.setup()
     saver.setup()
     saver.close()
-    assert store_call(url, lambda s: s.migrate(dry_run=True)) == []
-    assert store_call(url, lambda s: s.doctor()) == []
+    assert call_with_store(url, lambda s: s.migrate(dry_run=True)) == []
+    assert call_with_store(url, lambda s: s.doctor()) == []
 
 
 def test_doctor_finds_a_forked_thread(tmp_path: Path) -> None:
@@ -105,8 +105,8 @@ def test_doctor_finds_a_forked_thread(tmp_path: Path) -> None:
         for cid, parent in (("1", None), ("2", "1"), ("3", "1")):
             await tables.put(row(cid, parent), [], lease=None)
 
-    store_call(url, fork)
-    found = {f.check: f for f in store_call(url, lambda s: s.doctor())}
+    call_with_store(url, fork)
+    found = {f.check: f for f in call_with_store(url, lambda s: s.doctor())}
     assert set(found) == {"langgraph_forked_threads", "langgraph_checkpoints_of_unknown_tasks"}
     assert found["langgraph_forked_threads"].refs == ("t1:2", "t1:3")
     assert found["langgraph_forked_threads"].severity == "error"

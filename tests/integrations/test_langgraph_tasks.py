@@ -50,8 +50,8 @@ def test_a_chat_graph_runs_as_tasks_on_its_sessions_thread(
             agent="chat", input="and then?", tenant="acme", session=first.session_id
         )
         one, two = runtime.run(first.id), runtime.run(second.id)
-        steps = runtime.store_call(lambda s: s.load_journal(second.id))
-        names = [e.name for e in runtime.store_call(lambda s: s.list_events(second.id))]
+        steps = runtime.run_on_store(lambda s: s.load_journal(second.id))
+        names = [e.name for e in runtime.run_on_store(lambda s: s.list_events(second.id))]
 
     assert (one.status, one.output) == ("completed", "answer to hello (turn 1)")
     # the second turn continues the thread: the graph saw the first turn's messages

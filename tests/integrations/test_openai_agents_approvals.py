@@ -23,7 +23,7 @@ import oa_support
 import pytest
 from oa_support import Files, finished, journal, start_worker, submit
 
-from store_view import store_call
+from store_view import call_with_store
 from tether import Runtime, types
 from tether.runtime import TaskResult
 from tether.testing import Fault, StandInModelServer
@@ -33,7 +33,7 @@ oa_server = pytest.fixture(name="oa_server")(oa_support.serve_script)
 
 
 def _waiting(url: str, task_id: str) -> types.TaskRecord | None:
-    task = store_call(url, lambda s: s.get_task(task_id))
+    task = call_with_store(url, lambda s: s.get_task(task_id))
     return task if task.status == "waiting" else None
 
 
@@ -53,7 +53,7 @@ def _answered(runtime: Runtime, url: str, task_id: str, answer: Callable[[], obj
 
 
 def _asked(url: str, task_id: str) -> dict[str, object]:
-    found = store_call(url, lambda s: s.list_events(task_id))
+    found = call_with_store(url, lambda s: s.list_events(task_id))
     (asked,) = [e.data for e in found if e.name == "tool.approval_requested"]
     return asked
 
@@ -98,7 +98,7 @@ def test_a_tool_needing_approval_waits_for_a_person(
     assert oa_server.count == 2
     assert all(s.attempts == 1 for s in steps)
     assert result.task.runs == 2
-    session = store_call(url, lambda s: s.list_messages(task.session_id))
+    session = call_with_store(url, lambda s: s.list_messages(task.session_id))
     tool_results = [m.message.content for m in session if m.message.role == "tool"]
     assert tool_results == (["paid 7"] if approve else [result.output.removeprefix("bank read: ")])
 
@@ -140,8 +140,8 @@ def test_workers_killed_while_waiting_and_after_the_answer_replay_it_exactly(
     assert [(s.kind, s.name, s.attempts) for s in steps][:3] == [
         ("model", "stand-in", 1), ("signal", "approval.1", 1), ("tool", "pay", 1),
     ]  # fmt: skip
-    consumed = store_call(url, lambda s: s.list_signals(task.id))
+    consumed = call_with_store(url, lambda s: s.list_signals(task.id))
     assert len(consumed) == 1
-    runs = store_call(url, lambda s: s.list_runs(task.id))
+    runs = call_with_store(url, lambda s: s.list_runs(task.id))
     names = [next(n for n in ("first", "second", "third") if n in r.worker) for r in runs]
     assert list(dict.fromkeys(names)) == ["first", "second", "third"], runs

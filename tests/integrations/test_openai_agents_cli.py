@@ -13,7 +13,7 @@ import oa_support
 import pytest
 from oa_support import AGENTS, ROOT
 
-from store_view import store_call
+from store_view import call_with_store
 from tether.testing import StandInModelServer
 
 oa_server = pytest.fixture(name="oa_server")(oa_support.serve_script)
@@ -41,7 +41,7 @@ def test_tether_run_an_agent_with_a_handoff_and_show_it(
     assert ran.stdout.strip() == "refunded 5"
     task_id = next(line.split()[1] for line in ran.stderr.splitlines() if line.startswith("task "))
 
-    steps = store_call(store, lambda s: s.load_journal(task_id))
+    steps = call_with_store(store, lambda s: s.load_journal(task_id))
     assert [(s.kind, s.name) for s in steps] == [
         ("model", "stand-in"),
         ("model", "stand-in"),
@@ -49,7 +49,7 @@ def test_tether_run_an_agent_with_a_handoff_and_show_it(
         ("model", "stand-in"),
         ("custom", "openai_agents.turn"),
     ]
-    task = store_call(store, lambda s: s.get_task(task_id))
+    task = call_with_store(store, lambda s: s.get_task(task_id))
     assert (task.status, task.agent, task.output) == ("completed", "triage", "refunded 5")
 
     session = tether("sessions", "show", task.session_id, "--json", "--store", store, env=env)

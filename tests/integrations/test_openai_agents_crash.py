@@ -19,7 +19,7 @@ import oa_support
 import pytest
 from oa_support import Files, events, finished, journal, start_worker, submit
 
-from store_view import store_call
+from store_view import call_with_store
 from tether import Runtime, types
 from tether.testing import Fault, StandInModelServer
 from waiting import wait_until
@@ -32,7 +32,7 @@ def _shape(steps: list[types.StepRecord]) -> list[tuple[str, str, str]]:
 
 
 def _readable(url: str, session_id: str) -> list[tuple[str, str | None]]:
-    stored = store_call(url, lambda s: s.list_messages(session_id))
+    stored = call_with_store(url, lambda s: s.list_messages(session_id))
     return [(m.message.role, m.message.content) for m in stored]
 
 
@@ -139,7 +139,7 @@ def test_sigterm_drains_mid_tool_and_a_changed_agent_is_refused_on_replay(
         first.stop()
     assert "drained, leases released" in first.output()
     for task in (changed, kept):
-        record = store_call(url, lambda s, t=task: s.get_task(t.id))
+        record = call_with_store(url, lambda s, t=task: s.get_task(t.id))
         assert (record.status, record.lease_owner) == ("queued", None)
 
     # the instructions changed under a half-done task: its first model step differs

@@ -13,7 +13,7 @@ import oa_agents
 import oa_support
 import pytest
 
-from store_view import store_call
+from store_view import call_with_store
 from tether.execution.settings import ExecutionSettings
 from tether.integrations.openai_agents import OpenAIAgentsWorkflow
 from tether.server import keys
@@ -40,7 +40,7 @@ def test_an_agent_served_over_http(tmp_path: Path, oa_server: StandInModelServer
     thread.start()
     assert service.started.wait(30), "the service did not start"
     made = keys.new_key()
-    store_call(store, lambda s: s.create_api_key("acme", made.key_hash, prefix=made.prefix))
+    call_with_store(store, lambda s: s.create_api_key("acme", made.key_hash, prefix=made.prefix))
     try:
         with httpx.Client(
             base_url=str(service.url), headers={"Authorization": f"Bearer {made.key}"}

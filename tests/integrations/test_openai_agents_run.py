@@ -45,12 +45,12 @@ oa_server = pytest.fixture(name="oa_server")(oa_support.serve_script)
 
 
 def journal(runtime: Runtime, task_id: str) -> list[tuple[str, str, str]]:
-    steps = runtime.store_call(lambda s: s.load_journal(task_id))
+    steps = runtime.run_on_store(lambda s: s.load_journal(task_id))
     return [(s.kind, s.name, s.status) for s in steps]
 
 
 def event_names(runtime: Runtime, task_id: str) -> list[str]:
-    return [e.name for e in runtime.store_call(lambda s: s.list_events(task_id))]
+    return [e.name for e in runtime.run_on_store(lambda s: s.list_events(task_id))]
 
 
 def test_an_agent_registers_as_it_is_and_each_call_is_a_step(
@@ -80,7 +80,7 @@ def test_an_agent_registers_as_it_is_and_each_call_is_a_step(
         ]
         names = event_names(runtime, task.id)
         assert names.count("step.started") == names.count("step.completed") == 7
-        steps = runtime.store_call(lambda s: s.load_journal(task.id))
+        steps = runtime.run_on_store(lambda s: s.load_journal(task.id))
         model_steps = [s for s in steps if s.kind == "model"]
         assert all(s.usage is not None and s.usage.prompt_tokens > 0 for s in model_steps)
     # the tool's key is its step's: task id and step index
@@ -102,7 +102,7 @@ def test_the_session_is_the_conversation_across_tasks(
         assert runtime.run(first.id).output == "recorded 1..1 (turn 1)"
         second = runtime.submit("counter", "count 1", session=first.session_id)
         assert runtime.run(second.id).output == "recorded 1..1 (turn 2)"
-        stored = runtime.store_call(lambda s: s.list_messages(first.session_id))
+        stored = runtime.run_on_store(lambda s: s.list_messages(first.session_id))
     # the second task's first request carried the first task's whole turn
     second_request = oa_server.requests[2]["messages"]
     assert [m["role"] for m in second_request] == [
@@ -193,7 +193,7 @@ def test_handoffs_and_agents_as_tools_journal_the_nested_agents(
             ("model", "stand-in", "completed"),  # billing: the answer
             ("custom", "openai_agents.turn", "completed"),
         ]
-        stored = runtime.store_call(lambda s: s.list_messages(handed.task.session_id))
+        stored = runtime.run_on_store(lambda s: s.list_messages(handed.task.session_id))
         assert [c.name for m in stored for c in m.message.tool_calls] == [
             "transfer_to_billing",
             "refund",
@@ -283,9 +283,9 @@ def test_the_sdks_errors_are_classified(tmp_path: Path, oa_server: StandInModelS
         oa_server.inject(Fault.status(429, retry_after=0), Fault.status(503, retry_after=0))
         retried = runtime.run(runtime.submit("counter", "count 1").id)
         assert retried.status == "completed"
-        steps = runtime.store_call(lambda s: s.load_journal(retried.id))
+        steps = runtime.run_on_store(lambda s: s.load_journal(retried.id))
         assert [s.attempts for s in steps if s.kind == "model"] == [3, 1]
-        attempts = runtime.store_call(lambda s: s.list_attempts(retried.id))
+        attempts = runtime.run_on_store(lambda s: s.list_attempts(retried.id))
         assert [a.error["error_class"] for a in attempts] == ["RateLimited", "ServerError"]
 
         tight = OpenAIAgentsWorkflow(
@@ -331,10 +331,10 @@ def test_tool_errors_are_retried_by_tether_then_told_to_the_model_or_fail_the_ta
             runtime.register(OpenAIAgentsWorkflow(agent, retries=fast))
         told = runtime.run(runtime.submit("flaky", "count 2").id)
         assert (told.status, told.output) == ("completed", "recorded 1..2 (turn 1)")
-        steps = runtime.store_call(lambda s: s.load_journal(told.id))
+        steps = runtime.run_on_store(lambda s: s.load_journal(told.id))
         tools = [(s.status, s.attempts) for s in steps if s.kind == "tool"]
         assert tools == [("completed", 2), ("failed", 1)]  # retried; then told to the model
-        said = runtime.store_call(lambda s: s.list_messages(told.task.session_id))
+        said = runtime.run_on_store(lambda s: s.list_messages(told.task.session_id))
         assert said[4].message.content == (
             "An error occurred while running the tool. Please try again."
         )
@@ -372,8 +372,8 @@ def test_timeouts_are_enforced_inside_steps_so_the_journal_has_no_gap(
     with Runtime(f"sqlite:///{tmp_path / 'r.db'}") as runtime:
         runtime.register(OpenAIAgentsWorkflow(agent, retries=fast))
         result = runtime.run(runtime.submit("slow", "count 2").id)
-        steps = runtime.store_call(lambda s: s.load_journal(result.id))
-        said = runtime.store_call(lambda s: s.list_messages(result.task.session_id))
+        steps = runtime.run_on_store(lambda s: s.load_journal(result.id))
+        said = runtime.run_on_store(lambda s: s.list_messages(result.task.session_id))
     assert (result.status, result.output) == ("completed", "recorded 1..2 (turn 1)")
     assert [s.index for s in steps] == list(range(len(steps)))  # no step lost its place
     assert [(s.kind, s.status, s.attempts) for s in steps[:4]] == [
@@ -415,7 +415,7 @@ def test_a_task_cancelled_mid_tool_stops_at_the_next_step(
         wait_until(renewed, what="a lease renewal after the cancel request")
         gate.touch()
         thread.join(60)
-        steps = runtime.store_call(lambda s: s.load_journal(task.id))
+        steps = runtime.run_on_store(lambda s: s.load_journal(task.id))
     assert ran[0].status == "cancelled"
     # the tool in flight finished and was journaled; no model step came after it
     assert [(s.kind, s.name) for s in steps][-2:] == [("model", "stand-in"), ("tool", "record")]
@@ -431,8 +431,8 @@ def test_tokens_count_per_session_and_pressure_fires_at_80_percent(
         runtime.register(small)
         result = runtime.run(runtime.submit("counter", "count 1").id)
         assert result.status == "completed"
-        session = runtime.store_call(lambda s: s.get_session(result.task.session_id))
-        events = runtime.store_call(lambda s: s.list_events(result.id))
+        session = runtime.run_on_store(lambda s: s.get_session(result.task.session_id))
+        events = runtime.run_on_store(lambda s: s.list_events(result.id))
     view = context_view(session.state)
     steps = [e for e in events if e.name == "step.completed" and e.data.get("kind") == "model"]
     last_prompt = steps[-1].data["usage"]["prompt_tokens"]

@@ -65,7 +65,7 @@ def test_an_agent_runs_as_a_task_each_unit_one_step(runtime: Runtime, work_dir: 
 
     assert done.status == "completed", done.error
     assert done.output == "counted: recorded 1, recorded 2"
-    journal = runtime.store_call(lambda s: s.load_journal(task.id))
+    journal = runtime.run_on_store(lambda s: s.load_journal(task.id))
     assert [(s.kind, s.name) for s in journal] == [
         ("model", "counter-model"),
         ("tool", "record"),
@@ -77,7 +77,7 @@ def test_an_agent_runs_as_a_task_each_unit_one_step(runtime: Runtime, work_dir: 
     # The tool's idempotency key is its step's: task id and step index.
     assert (work_dir / "effects.log").read_text() == f"{task.id}:1 1\n{task.id}:3 2\n"
 
-    names = [e.name for e in runtime.store_call(lambda s: s.list_events(task.id))]
+    names = [e.name for e in runtime.run_on_store(lambda s: s.list_events(task.id))]
     assert names.count("step.started") == 5 and names.count("step.completed") == 5
     metrics = runtime.metrics
     assert metrics is not None
@@ -86,7 +86,7 @@ def test_an_agent_runs_as_a_task_each_unit_one_step(runtime: Runtime, work_dir: 
     )
     assert completed == 1.0
 
-    session = runtime.store_call(lambda s: s.get_session(task.session_id))
+    session = runtime.run_on_store(lambda s: s.get_session(task.session_id))
     last = session.state["last"]
     assert last["reported"] == journal[-1].usage.prompt_tokens  # type: ignore[union-attr]
     assert last["budget"] == 1000 and last["counter"] == "pydantic-ai usage"
@@ -151,7 +151,7 @@ def test_the_session_is_the_conversation_history_round_trips_exactly(
     assert isinstance(answer, ModelResponse) and answer.parts == [TextPart("answer 2")]
     assert len(task2_first) == len(task1_last) + 2
 
-    messages = runtime.store_call(lambda s: s.list_messages(first.session_id))
+    messages = runtime.run_on_store(lambda s: s.list_messages(first.session_id))
     readable = [(m.message.role, m.message.content) for m in messages]
     assert readable == [
         ("user", "hello"),
@@ -185,7 +185,7 @@ def test_a_structured_output_is_the_task_output_as_json(runtime: Runtime) -> Non
     done = runtime.run(task.id)
     assert done.status == "completed", done.error
     assert done.output == {"category": "billing", "priority": 2}
-    messages = runtime.store_call(lambda s: s.list_messages(task.session_id))
+    messages = runtime.run_on_store(lambda s: s.list_messages(task.session_id))
     roles = [m.message.role for m in messages]
     # the output tool's call and its result are in the session, after the input
     assert roles == ["user", "assistant", "tool"]
@@ -215,9 +215,9 @@ def test_model_errors_are_classified_and_retried_by_the_step(runtime: Runtime) -
     runtime.register(agent)
     ok = runtime.submit(agent="flaky", input="hi", tenant="a", session=None)
     assert runtime.run(ok.id).output == "fine"
-    journal = runtime.store_call(lambda s: s.load_journal(ok.id))
+    journal = runtime.run_on_store(lambda s: s.load_journal(ok.id))
     assert [(s.kind, s.attempts) for s in journal] == [("model", 2)]
-    attempts = runtime.store_call(lambda s: s.list_attempts(ok.id))
+    attempts = runtime.run_on_store(lambda s: s.list_attempts(ok.id))
     assert attempts[0].error["error_class"] == "ServerError" and attempts[0].error["retryable"]
 
     bad = runtime.submit(agent="flaky", input="please refuse", tenant="a", session=None)
@@ -260,7 +260,7 @@ def test_tool_errors_are_retried_when_transient_and_end_the_task_when_not(
     runtime.register(agent)
     ok = runtime.submit(agent="fetcher", input="go", tenant="a", session=None)
     assert runtime.run(ok.id).output == "got it"
-    journal = runtime.store_call(lambda s: s.load_journal(ok.id))
+    journal = runtime.run_on_store(lambda s: s.load_journal(ok.id))
     assert [(s.kind, s.name, s.attempts) for s in journal][1] == ("tool", "fetch", 2)
 
     tries.extend(["x", "x"])  # from now on the tool fails for good
@@ -298,7 +298,7 @@ def test_a_custom_argument_validator_is_a_step_and_its_model_retry_a_value(
     runtime.register(agent)
     task = runtime.submit(agent="payer", input="pay", tenant="a", session=None)
     assert runtime.run(task.id).output == "paid 5"
-    journal = runtime.store_call(lambda s: s.load_journal(task.id))
+    journal = runtime.run_on_store(lambda s: s.load_journal(task.id))
     assert [(s.kind, s.name, s.status) for s in journal] == [
         ("model", "payer", "completed"),
         ("custom", "pay.validate", "completed"),  # its ModelRetry, journaled as a value
@@ -349,7 +349,7 @@ def test_the_task_retry_budget_bounds_model_retries(runtime: Runtime) -> None:
     assert failed.status == "failed" and failed.error is not None
     assert failed.error["error_class"] == "BudgetExhausted"
     assert "RateLimited" in failed.error["message"]
-    attempts = runtime.store_call(lambda s: s.list_attempts(task.id))
+    attempts = runtime.run_on_store(lambda s: s.list_attempts(task.id))
     assert [a.error["error_class"] for a in attempts] == ["RateLimited", "RateLimited"]
 
 
@@ -396,11 +396,11 @@ def test_context_pressure_fires_at_80_percent_of_the_window(runtime: Runtime) ->
     runtime.register(agent)
     task = runtime.submit(agent="tight", input="word " * 60, tenant="a", session=None)
     assert runtime.run(task.id).status == "completed"
-    events = runtime.store_call(lambda s: s.list_events(task.id))
+    events = runtime.run_on_store(lambda s: s.list_events(task.id))
     pressure = [e for e in events if e.name == "context.pressure"]
     assert len(pressure) == 1
     assert pressure[0].data["limit"] == 60 and pressure[0].data["tokens"] >= 48
-    session = runtime.store_call(lambda s: s.get_session(task.session_id))
+    session = runtime.run_on_store(lambda s: s.get_session(task.session_id))
     assert session.state["pressure"] is True
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pai_approvals
 import pytest
 
-from store_view import store_call
+from store_view import call_with_store
 from tether import Runtime, types
 from tether.runtime import TaskResult
 from waiting import wait_until
@@ -30,7 +30,7 @@ SPEC = f"{Path(pai_approvals.__file__).resolve()}:agent"
 
 
 def _waiting(url: str, task_id: str) -> types.TaskRecord | None:
-    task = store_call(url, lambda s: s.get_task(task_id))
+    task = call_with_store(url, lambda s: s.get_task(task_id))
     return task if task.status == "waiting" else None
 
 
@@ -64,12 +64,12 @@ def test_a_tool_requiring_approval_waits_for_a_person(
             result = _answered(
                 runtime, url, task.id, lambda: runtime.deny(task.id, reason="over the limit")
             )
-    found = store_call(url, lambda s: s.list_events(task.id))
+    found = call_with_store(url, lambda s: s.list_events(task.id))
     (asked,) = [e.data for e in found if e.name == "tool.approval_requested"]
     assert (asked["tool"], json.loads(asked["arguments"])) == ("refund", {"amount": 5})
     assert asked["tool_call_id"] == "r1"
     assert result.status == "completed", result.task.error
-    steps = store_call(url, lambda s: s.load_journal(task.id))
+    steps = call_with_store(url, lambda s: s.load_journal(task.id))
     refunds = pai_approvals.lines(tmp_path, "refunds.log")
     if approve:
         assert result.output == "model read: refunded 5"
@@ -89,7 +89,7 @@ def test_a_tool_requiring_approval_waits_for_a_person(
     assert len(pai_approvals.lines(tmp_path, "model.log")) == 2
     assert all(s.attempts == 1 for s in steps)
     assert result.task.runs == 2
-    session = store_call(url, lambda s: s.list_messages(task.session_id))
+    session = call_with_store(url, lambda s: s.list_messages(task.session_id))
     tool_results = [m.message.content for m in session if m.message.role == "tool"]
     assert tool_results == (
         ["refunded 5"] if approve else [result.output.removeprefix("model read: ")]
@@ -115,7 +115,7 @@ def test_a_tool_raising_approval_required_waits_the_same_way(
             runner.join(60)
     assert out["r"].output == "model read: refunded 5"
     assert pai_approvals.lines(tmp_path, "refunds.log") == [f"5 {task.id}:3"]
-    steps = store_call(url, lambda s: s.load_journal(task.id))
+    steps = call_with_store(url, lambda s: s.load_journal(task.id))
     assert [(s.kind, s.name) for s in steps] == [
         ("model", "refunder-model"), ("tool", "refund"), ("signal", "approval.2"),
         ("tool", "refund"), ("model", "refunder-model"),
@@ -152,7 +152,7 @@ def test_two_calls_of_one_turn_are_asked_in_order(
     first, second = str(result.output).removeprefix("model read: ").split(" | ")
     assert first == "refunded 5" and "Reason: one is enough" in second
     assert pai_approvals.lines(tmp_path, "refunds.log") == [f"5 {task.id}:3"]
-    steps = store_call(url, lambda s: s.load_journal(task.id))
+    steps = call_with_store(url, lambda s: s.load_journal(task.id))
     assert [(s.kind, s.name) for s in steps] == [
         ("model", "refunder-model"), ("signal", "approval.1"), ("signal", "approval.2"),
         ("tool", "refund"), ("model", "refunder-model"),
@@ -177,7 +177,7 @@ def test_workers_killed_while_waiting_and_after_the_answer_replay_it_exactly(
     takes the answer and dies in the next model turn; the third replays the first turn
     and the answered wait, and runs only that model turn again."""
     url = f"sqlite:///{tmp_path / 'w.db'}"
-    task = store_call(
+    task = call_with_store(
         url,
         lambda s: s.submit_task(types.NewTask(tenant="acme", agent="pai_refunder", input="go")),
     )
@@ -210,7 +210,7 @@ def test_workers_killed_while_waiting_and_after_the_answer_replay_it_exactly(
         started.append(_worker(tmp_path, url, "third"))
 
         def done() -> types.TaskRecord | None:
-            found = store_call(url, lambda s: s.get_task(task.id))
+            found = call_with_store(url, lambda s: s.get_task(task.id))
             return found if found.status in types.FINAL_STATUSES else None
 
         finished = wait_until(done, what="the task to finish", timeout=90)
@@ -224,10 +224,10 @@ def test_workers_killed_while_waiting_and_after_the_answer_replay_it_exactly(
     assert pai_approvals.lines(tmp_path, "refunds.log") == []
     # turn 1 ran once (replayed twice); turn 2 ran in the second worker and again in the third
     assert pai_approvals.lines(tmp_path, "model.log") == ["turn", "held", "turn"]
-    steps = store_call(url, lambda s: s.load_journal(task.id))
+    steps = call_with_store(url, lambda s: s.load_journal(task.id))
     assert [(s.kind, s.name, s.attempts) for s in steps][:2] == [
         ("model", "refunder-model", 1), ("signal", "approval.1", 1),
     ]  # fmt: skip
-    runs = store_call(url, lambda s: s.list_runs(task.id))
+    runs = call_with_store(url, lambda s: s.list_runs(task.id))
     names = [next(n for n in ("first", "second", "third") if n in r.worker) for r in runs]
     assert list(dict.fromkeys(names)) == ["first", "second", "third"], runs

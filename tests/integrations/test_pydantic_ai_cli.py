@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from store_view import store_call
+from store_view import call_with_store
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = "examples/pydantic_ai_support.py:agent"
@@ -42,7 +42,7 @@ def test_tether_run_a_pydantic_ai_agent_then_continue_its_session(tmp_path: Path
     }
     assert f"task {task['id']}" in first.stderr
 
-    steps = store_call(store, lambda s: s.load_journal(task["id"]))
+    steps = call_with_store(store, lambda s: s.load_journal(task["id"]))
     assert [(s.kind, s.name) for s in steps][:3] == [
         ("model", "support-triage"),
         ("tool", "lookup_order"),

@@ -11,7 +11,7 @@ import httpx
 import pai_workload
 import pytest
 
-from store_view import store_call
+from store_view import call_with_store
 from tether import integrations
 from tether.execution.settings import ExecutionSettings
 from tether.server import keys
@@ -25,9 +25,11 @@ def test_sessions_tasks_and_messages_over_http(
 ) -> None:
     monkeypatch.setenv("TETHER_PAI_DIR", str(tmp_path))
     store_url = f"sqlite:///{tmp_path / 'tether.db'}"
-    store_call(store_url, lambda s: s.schema_version())
+    call_with_store(store_url, lambda s: s.schema_version())
     made = keys.new_key()
-    store_call(store_url, lambda s: s.create_api_key("acme", made.key_hash, prefix=made.prefix))
+    call_with_store(
+        store_url, lambda s: s.create_api_key("acme", made.key_hash, prefix=made.prefix)
+    )
     workflow = integrations.workflow_for(pai_workload.agent)
     assert workflow is not None
     config = ServerConfig(

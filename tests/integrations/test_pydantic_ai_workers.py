@@ -19,7 +19,7 @@ from pathlib import Path
 import pai_workload
 import pytest
 
-from store_view import store_call
+from store_view import call_with_store
 from tether import types
 from tether.runtime import Runtime
 from waiting import wait_until
@@ -71,10 +71,10 @@ class Workers:
 
     def submit(self, text: str) -> types.TaskRecord:
         new = types.NewTask(tenant="acme", agent="pai_counter", input=text)
-        return store_call(self.store_url, lambda s: s.submit_task(new))
+        return call_with_store(self.store_url, lambda s: s.submit_task(new))
 
     def task(self, task_id: str) -> types.TaskRecord:
-        return store_call(self.store_url, lambda s: s.get_task(task_id))
+        return call_with_store(self.store_url, lambda s: s.get_task(task_id))
 
     def finished(self, task_id: str) -> types.TaskRecord | None:
         task = self.task(task_id)
@@ -111,7 +111,7 @@ def _blocked(workers: Workers, count: int) -> list[tuple[str, int, int]] | None:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'tether.db'}"
-    store_call(url, lambda s: s.schema_version())
+    call_with_store(url, lambda s: s.schema_version())
     return url
 
 
@@ -130,7 +130,7 @@ def on_sqlite(tmp_path: Path, sqlite_url: str) -> Iterator[Workers]:
 
 @pytest.fixture
 def on_postgres(tmp_path: Path, pg_url: str) -> Iterator[Workers]:
-    store_call(pg_url, lambda s: s.schema_version())
+    call_with_store(pg_url, lambda s: s.schema_version())
     yield from _workers(tmp_path, pg_url)
 
 
@@ -144,7 +144,7 @@ def _uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[obj
         rt.register(pai_workload.agent)
         task = rt.submit(agent="pai_counter", input="count to 3", tenant="acme", session=None)
         done = rt.run(task.id)
-        messages = rt.store_call(lambda s: s.list_messages(task.session_id))
+        messages = rt.run_on_store(lambda s: s.list_messages(task.session_id))
     finally:
         rt.close()
     return done.output, _readable(messages)
@@ -180,7 +180,9 @@ def test_sigkill_mid_tool_two_workers_on_postgres_resume_with_the_same_key(
     for task in done:
         assert task.status == "completed", task.error
         assert task.output == want_output
-        messages = store_call(workers.store_url, lambda s, t=task: s.list_messages(t.session_id))
+        messages = call_with_store(
+            workers.store_url, lambda s, t=task: s.list_messages(t.session_id)
+        )
         assert _readable(messages) == want_messages
 
     # Each side effect once per key. A step ran again only where a new run of its task
@@ -190,17 +192,17 @@ def test_sigkill_mid_tool_two_workers_on_postgres_resume_with_the_same_key(
     assert len(effects) == len(set(effects)) == 9
     expected: Counter[str] = Counter()
     for task in done:
-        history = store_call(workers.store_url, lambda s, t=task: s.list_runs(t.id))
+        history = call_with_store(workers.store_url, lambda s, t=task: s.list_runs(t.id))
         expected.update(f"{task.id}:{i}" for i in (1, 3, 5))
         expected.update(f"{task.id}:{r.from_step}" for r in history[1:])
-        journal = store_call(workers.store_url, lambda s, t=task: s.load_journal(t.id))
+        journal = call_with_store(workers.store_url, lambda s, t=task: s.load_journal(t.id))
         assert [s.kind for s in journal] == ["model", "tool"] * 3 + ["model"]
     assert Counter(key for key, _, _ in workers.starts()) == expected
     for key in in_flight:
         pids = [pid for k, _, pid in workers.starts() if k == key]
         assert pids[:2] == [victim.proc.pid, survivor.proc.pid]
         task_id = key.split(":")[0]
-        events = store_call(workers.store_url, lambda s, t=task_id: s.list_events(t))
+        events = call_with_store(workers.store_url, lambda s, t=task_id: s.list_events(t))
         recovered = [e.data for e in events if e.name == "task.recovered"]
         assert ("recovery", 3) in [(r["reason"], r["from_step"]) for r in recovered]
 
@@ -219,7 +221,7 @@ def test_sigkill_mid_model_call_the_restarted_worker_takes_its_task_back(
     again = workers.start("same")  # the same worker id: it takes its lease back at once
     done = wait_until(lambda: workers.finished(task.id), what="task done", timeout=60)
     assert done.status == "completed" and done.output == EXPECTED
-    runs = store_call(workers.store_url, lambda s: s.list_runs(task.id))
+    runs = call_with_store(workers.store_url, lambda s: s.list_runs(task.id))
     assert [r.from_step for r in runs][:2] == [0, 2]  # the model step in flight ran again
     assert [pid for _, pid in workers.model_calls()][:2] == [first.proc.pid, again.proc.pid]
     effects = workers.effects()
@@ -240,7 +242,7 @@ def test_sigterm_mid_tool_drains_and_another_worker_finishes(on_sqlite: Workers)
     workers.start("second")
     done = wait_until(lambda: workers.finished(task.id), what="task done", timeout=60)
     assert done.status == "completed" and done.output == EXPECTED
-    runs = store_call(workers.store_url, lambda s: s.list_runs(task.id))
+    runs = call_with_store(workers.store_url, lambda s: s.list_runs(task.id))
     assert [(r.reason, r.from_step) for r in runs][:2] == [("start", 0), ("handover", 3)]
     key = inside[0][0]
     assert key == f"{task.id}:3"

@@ -195,14 +195,14 @@ def _require_store(store: str | None, *, allow_empty: bool = False) -> None:
         raise _fail(exc) from exc
 
 
-def _store_call(store: str | None, fn: Any, *, existing: bool = True) -> Any:
+def _call_store_at(store: str | None, fn: Any, *, existing: bool = True) -> Any:
     """One read or write on the store; a tether error ends the command with its message.
     ``existing``: the store must exist already (see ``_require_store``)."""
     if existing:
         _require_store(store)
     try:
         with Runtime(store) as runtime:
-            return runtime.store_call(fn)
+            return runtime.run_on_store(fn)
     except errors.TetherError as exc:
         raise _fail(exc) from exc
 
@@ -223,7 +223,7 @@ def tasks_list(
         )
         raise typer.Exit(EXIT_USAGE)
     _check_limit(limit)
-    tasks: list[types.TaskRecord] = _store_call(
+    tasks: list[types.TaskRecord] = _call_store_at(
         store,
         lambda s: s.list_tasks(tenant=tenant, status=status, session_id=session, limit=limit),
     )
@@ -279,7 +279,7 @@ def tasks_show(
     as_json: JsonOpt = False,
 ) -> None:
     """One task: status, output, error, its steps, runs, recoveries and failed attempts."""
-    data = _store_call(store, lambda s: _task_details(s, task_id, tenant))
+    data = _call_store_at(store, lambda s: _task_details(s, task_id, tenant))
     if as_json:
         _print_json(data)
         return
@@ -344,7 +344,9 @@ def tasks_events(
         with Runtime(store) as runtime:
             after = 0
             while True:
-                batch = runtime.store_call(functools.partial(_events_after, task_id, tenant, after))
+                batch = runtime.run_on_store(
+                    functools.partial(_events_after, task_id, tenant, after)
+                )
                 for ev in batch:
                     after = ev.seq
                     if as_json:
@@ -374,7 +376,7 @@ def tasks_cancel(
     as_json: JsonOpt = False,
 ) -> None:
     """Cancel a task: queued ones at once, running ones at their next step boundary."""
-    task = _store_call(store, lambda s: s.request_cancel(task_id, tenant=tenant))
+    task = _call_store_at(store, lambda s: s.request_cancel(task_id, tenant=tenant))
     if as_json:
         _print_json(task.to_public())
     else:
@@ -404,7 +406,7 @@ def sessions_show(
     as_json: JsonOpt = False,
 ) -> None:
     """A session: its messages in order, its tasks and its context bookkeeping."""
-    data = _store_call(store, lambda s: _session_details(s, session_id, tenant))
+    data = _call_store_at(store, lambda s: _session_details(s, session_id, tenant))
     if as_json:
         _print_json(data)
         return
@@ -454,7 +456,7 @@ def sessions_list(
 ) -> None:
     """List sessions, newest first."""
     _check_limit(limit)
-    sessions: list[types.SessionRecord] = _store_call(
+    sessions: list[types.SessionRecord] = _call_store_at(
         store, lambda s: s.list_sessions(tenant=tenant, limit=limit)
     )
     if as_json:

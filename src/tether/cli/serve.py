@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from tether import errors, redact
-from tether.cli import JsonOpt, StoreOpt, _fail, _print_json, _store_call, app, err, out
+from tether.cli import JsonOpt, StoreOpt, _call_store_at, _fail, _print_json, app, err, out
 from tether.cli.options import check_options
 from tether.cli.spec import build_runtime
 from tether.execution.settings import ExecutionSettings
@@ -141,7 +141,7 @@ def keys_create(
     owner = OPERATOR_TENANT if operator else str(tenant)
     made = api_keys.new_key()
     try:
-        record: ApiKey = _store_call(
+        record: ApiKey = _call_store_at(
             store,
             lambda s: s.create_api_key(
                 owner, made.key_hash, prefix=made.prefix, name=name, operator=operator
@@ -170,7 +170,7 @@ def keys_list(
 ) -> None:
     """List API keys (never the keys themselves), newest first."""
     try:
-        found: list[ApiKey] = _store_call(store, lambda s: s.list_api_keys(tenant=tenant))
+        found: list[ApiKey] = _call_store_at(store, lambda s: s.list_api_keys(tenant=tenant))
     except errors.TetherError as exc:
         raise _fail(exc) from exc
     if as_json:
@@ -196,7 +196,7 @@ def keys_revoke(
 ) -> None:
     """Revoke an API key: requests with it answer 401 from now on."""
     try:
-        record: ApiKey = _store_call(store, lambda s: s.revoke_api_key(key_id))
+        record: ApiKey = _call_store_at(store, lambda s: s.revoke_api_key(key_id))
     except errors.TetherError as exc:
         raise _fail(exc) from exc
     if as_json:

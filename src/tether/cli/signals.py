@@ -7,7 +7,16 @@ from typing import Annotated, Any
 
 import typer
 
-from tether.cli import EXIT_USAGE, JsonOpt, StoreOpt, TenantOpt, _print_json, _store_call, app, err
+from tether.cli import (
+    EXIT_USAGE,
+    JsonOpt,
+    StoreOpt,
+    TenantOpt,
+    _call_store_at,
+    _print_json,
+    app,
+    err,
+)
 from tether.execution import signals
 from tether.store.base import Signal
 
@@ -39,7 +48,7 @@ def signal_cmd(
         except json.JSONDecodeError as exc:
             err.print(f"[red]error[/] --data is not JSON: {exc.msg} at position {exc.pos}")
             raise typer.Exit(EXIT_USAGE) from exc
-    sent: Signal = _store_call(
+    sent: Signal = _call_store_at(
         store, lambda s: signals.send(s, task_id, name, value, tenant=tenant)
     )
     _report(sent, as_json)
@@ -53,7 +62,7 @@ def approve(
     as_json: JsonOpt = False,
 ) -> None:
     """Approve the tool call the task waits on; the tool then runs."""
-    sent: Signal = _store_call(
+    sent: Signal = _call_store_at(
         store, lambda s: signals.decide(s, task_id, approved=True, tenant=tenant)
     )
     _report(sent, as_json)
@@ -70,7 +79,7 @@ def deny(
     """Deny the tool call the task waits on; the model is told the tool did not run, and why."""
     if not reason.strip():
         raise _fail_usage("--reason must say why the call is denied")
-    sent: Signal = _store_call(
+    sent: Signal = _call_store_at(
         store,
         lambda s: signals.decide(s, task_id, approved=False, reason=reason, tenant=tenant),
     )

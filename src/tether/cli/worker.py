@@ -235,14 +235,14 @@ async def _serve(
         _watchdog(
             deadline,
             1,
-            f"worker {w.owner}: drain overran --grace {settings.drain_grace}s by "
+            f"worker {w.instance_id}: drain overran --grace {settings.drain_grace}s by "
             f"{EXIT_MARGIN}s; exiting without waiting further (unreleased leases expire)",
         )
 
     def on_ready(w: Worker) -> None:
         def announce(signum: int) -> None:
             err.print(
-                f"worker {w.owner}: {signal.Signals(signum).name}, draining "
+                f"worker {w.instance_id}: {signal.Signals(signum).name}, draining "
                 f"({len(w.in_flight)} in flight, grace {settings.drain_grace}s)",
                 highlight=False,
             )
@@ -254,7 +254,7 @@ async def _serve(
             signals["count"] += 1
             if signals["count"] > 1:
                 # Only a raw write here: a lock the interrupted code holds would hang us.
-                os.write(2, f"worker {w.owner}: second signal, exiting now\n".encode())
+                os.write(2, f"worker {w.instance_id}: second signal, exiting now\n".encode())
                 os._exit(130)
             with contextlib.suppress(RuntimeError):  # the loop has closed: leaving already
                 loop.call_soon_threadsafe(announce, signum)
@@ -262,7 +262,7 @@ async def _serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
         err.print(
-            f"worker {w.owner} ready: agents {sorted(runtime.workflows)}, concurrency "
+            f"worker {w.instance_id} ready: agents {sorted(runtime.workflows)}, concurrency "
             f"{concurrency}, lease ttl {settings.lease_ttl}s, "
             f"store {redact.url(runtime.store_url)}",
             highlight=False,
@@ -270,7 +270,7 @@ async def _serve(
 
     def on_guard(w: Worker, reason: str) -> None:
         err.print(
-            f"worker {w.owner}: {reason.replace('_', ' ')}, draining "
+            f"worker {w.instance_id}: {reason.replace('_', ' ')}, draining "
             f"({len(w.in_flight)} in flight, grace {settings.drain_grace}s)",
             highlight=False,
         )
@@ -286,7 +286,7 @@ async def _serve(
         on_ready=on_ready,
         on_guard=on_guard,
     )
-    err.print(f"worker {w.owner}: drained, leases released, exiting", highlight=False)
+    err.print(f"worker {w.instance_id}: drained, leases released, exiting", highlight=False)
     # Nothing should hold the exit up now; if anything does, leave anyway.
-    _watchdog(EXIT_MARGIN, 0, f"worker {w.owner}: exit held up by a thread; exiting now")
+    _watchdog(EXIT_MARGIN, 0, f"worker {w.instance_id}: exit held up by a thread; exiting now")
     return 0, w.threads.busy

@@ -130,13 +130,13 @@ class ContextPlanner:
             self._pinned_for = (s, [window.summary_message(s.text, s.messages)])
         return list(self._pinned_for[1])
 
-    def _summary_room(self) -> int:
+    def _summary_tokens_in_request(self) -> int:
         """What a summary of ``summary_tokens`` tokens adds to a request."""
         text = summarize.planned_text(self.budget.summary_tokens)
         return self._cost(window.summary_message(text, 0))
 
-    def _recall_room(self, ledger: Ledger) -> int:
-        """Room kept for recalled memories: with the memory strategy, or while the
+    def _recall_reserve(self, ledger: Ledger) -> int:
+        """Tokens kept for recalled memories: with the memory strategy, or while the
         session has memories."""
         recalls = self.policy.strategy == "memory" or bool(ledger.memory)
         return self.budget.recall_tokens if recalls else 0
@@ -152,12 +152,12 @@ class ContextPlanner:
         for _ in range(MAX_ROUNDS):
             live = [e for e in history if e.seq > self.ledger.folded_upto]
             head = [*self.system, *self._pinned()]
-            recall_room = self.budget.recall_tokens if self.ledger.memory else 0
-            tokens = self.count([*head, *(e.message for e in live)]) + recall_room
+            recall_reserve = self.budget.recall_tokens if self.ledger.memory else 0
+            tokens = self.count([*head, *(e.message for e in live)]) + recall_reserve
             oversized = (
                 self.policy.strategy == "summarize"
                 and self.ledger.summary is not None
-                and self._cost(self._pinned()[0]) > self._summary_room()
+                and self._cost(self._pinned()[0]) > self._summary_tokens_in_request()
             )
             if tokens <= self.budget.budget and not oversized:
                 break
@@ -172,7 +172,7 @@ class ContextPlanner:
         raw = self.counter.count(messages, self.tools)
         tokens = self.ledger.calibration.apply(raw)
         if tokens > self.budget.budget:
-            raise self._exceeded(tokens, "the recalled memories took more room than kept")
+            raise self._exceeded(tokens, "the recalled memories took more tokens than kept")
         pressure = tokens >= self.budget.warn_tokens
         if pressure and not self.ledger.pressure and not self.journal.replaying:
             self.journal.emit(
@@ -238,10 +238,10 @@ class ContextPlanner:
         groups = window.units(live)
         fixed = self.count(self.system)
         if self.policy.strategy == "summarize":
-            fixed += self._summary_room()
+            fixed += self._summary_tokens_in_request()
         elif self.ledger.summary is not None:
             fixed += self._cost(self._pinned()[0])
-        fixed += self._recall_room(self.ledger)
+        fixed += self._recall_reserve(self.ledger)
         cut = window.choose_cut(
             [sum(self._cost(e.message) for e in g) for g in groups],
             [len(g) for g in groups],
@@ -266,15 +266,19 @@ class ContextPlanner:
                 await self._move([e for g in folded for e in g], live, tokens)
             return bool(folded)
         for chunk in summarize.chunks(
-            folded, self.budget.summary_tokens, self.count_request, self._summary_input_room()
+            folded, self.budget.summary_tokens, self.count_request, self._summariser_request_limit()
         ):
             await self._fold(chunk, live, tokens)
         summary = self.ledger.summary
-        if summary is not None and self._cost(self._pinned()[0]) > self._summary_room():
+        if (
+            summary is not None
+            and self._cost(self._pinned()[0]) > self._summary_tokens_in_request()
+        ):
             await self._resummarize(live, tokens)
         return bool(folded)
 
-    def _summary_input_room(self) -> int:
+    def _summariser_request_limit(self) -> int:
+        """The most tokens one summariser request may take (the window less its answer)."""
         return self.budget.window - self.budget.summary_tokens
 
     def _after(self, ledger: Ledger, live: Sequence[Entry]) -> int:
@@ -323,7 +327,7 @@ class ContextPlanner:
             prior,
             self.budget.summary_tokens,
             self.count_request,
-            self._summary_input_room(),
+            self._summariser_request_limit(),
         )
         request = summarize.fold_request(prior, lines, self.budget.summary_tokens)
         lo, hi = entries[0].seq, entries[-1].seq
@@ -369,7 +373,7 @@ class ContextPlanner:
         start = self.ledger
         assert start.summary is not None
         request = summarize.resummary_request(start.summary.text, self.budget.summary_tokens)
-        if self.count_request(request) > self._summary_input_room():
+        if self.count_request(request) > self._summariser_request_limit():
             raise errors.ContextBudgetExceeded(
                 f"the session summary ({len(start.summary.text)} characters) no longer fits a "
                 "summarisation request; raise the context window"
@@ -459,7 +463,7 @@ class ContextPlanner:
         access = self.memory
         query = memory.query_text(live)
         moved = self.ledger.memory_messages
-        room = self.budget.recall_tokens
+        recall_limit = self.budget.recall_tokens
 
         async def execute() -> dict[str, Any]:
             (vector,) = await self.embedder.embed([query])
@@ -468,7 +472,7 @@ class ContextPlanner:
             for item, score in hits:
                 trial = [*kept, memory.Recalled(item.seq, item.role, item.text, score)]
                 message = window.recall_message(moved, [(r.seq, r.role, r.text) for r in trial])
-                if self._cost(message) > room:
+                if self._cost(message) > recall_limit:
                     continue
                 kept = trial
             return {"hits": [r.to_dict() for r in kept]}

@@ -32,7 +32,7 @@ class ContextPolicy:
     - ``compact_to``: a compaction folds until the request is at most this share of
       the budget, so it does not run again on the very next turn.
     - ``summary_tokens``: the most tokens the summary may take (default budget // 5).
-    - ``recall_k`` / ``recall_tokens``: memories recalled per step, and their room
+    - ``recall_k`` / ``recall_tokens``: memories recalled per step, and the tokens kept for them
       (default budget // 5).
     - ``counter`` / ``tokenizer``: a ``TokenCounter``, or the path of a local
       ``tokenizer.json``; default the offline ``EstimateCounter``.

@@ -73,10 +73,10 @@ def chunks(
     groups: Sequence[Sequence[Entry]],
     max_tokens: int,
     count: Callable[[types.ModelRequest], int],
-    room: int,
+    request_limit: int,
 ) -> list[list[Entry]]:
     """Split the units to fold into chunks whose summariser request takes at most
-    ``room`` tokens, counting the prior summary at its largest (``max_tokens``); whole
+    ``request_limit`` tokens, counting the prior summary at its largest (``max_tokens``); whole
     units per chunk. A unit too large alone is a chunk of its own (``lines_for``
     shortens it)."""
     prior = planned_text(max_tokens)
@@ -84,7 +84,10 @@ def chunks(
     current: list[Entry] = []
     for group in groups:
         trial = current + list(group)
-        if current and count(fold_request(prior, [render(e) for e in trial], max_tokens)) > room:
+        if (
+            current
+            and count(fold_request(prior, [render(e) for e in trial], max_tokens)) > request_limit
+        ):
             out.append(current)
             current = list(group)
         else:
@@ -95,7 +98,7 @@ def chunks(
 
 
 def planned_text(tokens: int) -> str:
-    """Text the size of a ``tokens``-token summary, to plan the room a summary takes."""
+    """Text the size of a ``tokens``-token summary, to plan the tokens a summary takes."""
     return "x" * (tokens * 4)
 
 
@@ -104,19 +107,19 @@ def lines_for(
     prior: str | None,
     max_tokens: int,
     count: Callable[[types.ModelRequest], int],
-    room: int,
+    request_limit: int,
 ) -> list[str]:
-    """The transcript lines for ``entries`` that fit a summariser request of ``room``
+    """The transcript lines for ``entries`` that fit a summariser request of ``request_limit``
     tokens, clipping the longest messages (visibly) when they must."""
     clip: int | None = None
     while True:
         lines = [render(e, clip) for e in entries]
-        if count(fold_request(prior, lines, max_tokens)) <= room:
+        if count(fold_request(prior, lines, max_tokens)) <= request_limit:
             return lines
         longest = max(len(render(e)) for e in entries)
         clip = (longest if clip is None else clip) // 2
         if clip < MIN_CLIP:
             raise errors.ContextBudgetExceeded(
-                f"{len(entries)} messages cannot be summarised within {room} tokens even "
+                f"{len(entries)} messages cannot be summarised within {request_limit} tokens even "
                 "when shortened; raise the context window or lower summary_tokens"
             )

@@ -67,7 +67,7 @@ def choose_cut(
     """Fold units from the front until the request is at most ``target`` tokens, as
     long as ``keep_recent`` messages remain; then on until it fits ``budget``,
     whatever ``keep_recent`` says. The newest unit is never folded. ``fixed`` is
-    what the request takes besides the units (system prompt, tools, the room kept
+    what the request takes besides the units (system prompt, tools, the tokens kept
     for the summary or the recalled memories). None when even the newest unit alone
     does not fit."""
     total = fixed + sum(unit_costs)

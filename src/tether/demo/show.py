@@ -84,7 +84,7 @@ def _run(folder: Path, url: str, console: Console) -> int:
     )
 
     with Runtime(url, worker_id=WORKER_ID) as runtime:
-        journal = runtime.store_call(lambda s: s.load_journal(task.id))
+        journal = runtime.run_on_store(lambda s: s.load_journal(task.id))
         console.print(f"[bold]2.[/] the journal holds {len(journal)} committed steps:")
         table = Table("step", "kind", "name", "status")
         for r in journal:
@@ -99,7 +99,7 @@ def _run(folder: Path, url: str, console: Console) -> int:
         runtime.register(librarian, spec=SPEC)
         runtime.observers.add(printer)
         result = runtime.run(task.id)
-        runs = runtime.store_call(lambda s: s.list_runs(task.id))
+        runs = runtime.run_on_store(lambda s: s.list_runs(task.id))
 
     activity = [json.loads(line) for line in (folder / "activity.jsonl").read_text().splitlines()]
     ledger = [json.loads(line) for line in (folder / "effects.jsonl").read_text().splitlines()]

@@ -127,7 +127,7 @@ class TaskRun:
         emitter: Emitter,
         settings: ExecutionSettings,
         retries: retry.Retries,
-        worker: str,
+        instance_id: str,
         in_thread: tools.InThread | None = None,
         on_phase: OnPhase | None = None,
     ) -> None:
@@ -147,7 +147,8 @@ class TaskRun:
         self.emitter = emitter
         self.settings = settings
         self.retries = retries
-        self.worker = worker
+        self.instance_id = instance_id
+        """The worker instance running this task; its steps record it as ``worker``."""
         self._index = 0
         self._attempts_before: dict[int, int] = {}
         for a in attempts:
@@ -321,13 +322,14 @@ class TaskRun:
         ``session_state(answer)``, when given, replaces the session's state with it).
 
         An answer cut off by its token limit is never returned as complete: it is
-        retried with more room (``Retries.truncation_retries``), then fails with
+        retried with a larger ``max_tokens`` (``Retries.truncation_retries``), then fails with
         ``OutputTruncated``."""
-        room = {"max_tokens": request.max_tokens or model.max_output_tokens, "truncations": 0}
+        # the answer's max_tokens, grown after each truncation, and how often it grew
+        growth = {"max_tokens": request.max_tokens or model.max_output_tokens, "truncations": 0}
         index = self._index
 
         async def execute(attempt: int, beat: Heartbeat) -> types.ModelResponse:
-            sent = dataclasses.replace(request, max_tokens=room["max_tokens"])
+            sent = dataclasses.replace(request, max_tokens=growth["max_tokens"])
 
             def delta(text: str) -> None:
                 self.emitter.emit(events.MODEL_DELTA, step=index, attempt=attempt, text=text)
@@ -342,12 +344,12 @@ class TaskRun:
                     step=index,
                     kind="model",
                     step_name=model.name,
-                    max_tokens=room["max_tokens"],
+                    max_tokens=growth["max_tokens"],
                 )
-                grown = _grown_room(room["max_tokens"], model, response)
-                if room["truncations"] < self.retries.truncation_retries and grown is not None:
-                    room["truncations"] += 1
-                    room["max_tokens"] = grown
+                grown = _grown_max_tokens(growth["max_tokens"], model, response)
+                if growth["truncations"] < self.retries.truncation_retries and grown is not None:
+                    growth["truncations"] += 1
+                    growth["max_tokens"] = grown
                     raise errors.OutputTruncated(
                         f"the answer of model {model.name!r} was cut off at max_tokens="
                         f"{sent.max_tokens}; retrying with max_tokens={grown}",
@@ -671,7 +673,7 @@ class TaskRun:
                 attempt=attempt,
                 error=errors.error_record(err),
                 delay=delay,
-                worker=self.worker,
+                worker=self.instance_id,
                 at=types.now(),
             ),
         )
@@ -827,7 +829,7 @@ class TaskRun:
             attempts=attempt,
             started_at=started,
             finished_at=types.now(),
-            worker=self.worker,
+            worker=self.instance_id,
             usage=usage,
         )
         taken = self.emitter.take()
@@ -895,7 +897,7 @@ class TaskContext:
         self, model: Model, request: types.ModelRequest, *, name: str | None = None
     ) -> types.ModelResponse:
         """One journaled model call; its answer joins the session's messages. An answer
-        cut off by its token limit is retried with more room, then fails with
+        cut off by its token limit is retried with a larger ``max_tokens``, then fails with
         ``OutputTruncated``: it is never returned as complete."""
         return await self._run.call_model(model, request, name=name)
 
@@ -937,8 +939,8 @@ def _no_state(value: Any) -> dict[str, Any] | None:
     return None
 
 
-def _grown_room(current: int, model: Model, response: types.ModelResponse) -> int | None:
-    """Twice the output room, within what the model's window leaves after the prompt."""
+def _grown_max_tokens(current: int, model: Model, response: types.ModelResponse) -> int | None:
+    """Twice ``current`` max_tokens, within what the model's window leaves after the prompt."""
     prompt = response.usage.prompt_tokens if response.usage else 0
     ceiling = model.context_window - prompt
     grown = min(current * 2, ceiling)

@@ -77,7 +77,7 @@ class Guard:
                 _log.warning(
                     "worker.memory_limit",
                     extra={
-                        "worker": self.worker.owner,
+                        "worker": self.worker.instance_id,
                         "rss_bytes": int(rss),
                         "max_memory_bytes": self.max_memory,
                         "in_flight": len(self.worker.in_flight),
@@ -90,7 +90,7 @@ class Guard:
         if self.worker.saturated:
             _log.warning(
                 "worker.draining",
-                extra={"worker": self.worker.owner, "reason": THREADS_EXHAUSTED},
+                extra={"worker": self.worker.instance_id, "reason": THREADS_EXHAUSTED},
             )
             return THREADS_EXHAUSTED
         return None

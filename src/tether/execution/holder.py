@@ -38,19 +38,19 @@ def new_incarnation() -> str:
     return f"{uuid.uuid4().hex[:8]}-{HOST_TAG}-{os.getpid()}"
 
 
-def _where(owner: str) -> tuple[str, int] | None:
+def _where(lease_owner: str) -> tuple[str, int] | None:
     """``(host tag, pid)`` of the incarnation in a lease owner ``"{id}/{incarnation}.{n}"``."""
-    incarnation = owner.rpartition("/")[2].partition(".")[0]
+    incarnation = lease_owner.rpartition("/")[2].partition(".")[0]
     parts = incarnation.split("-")
     if len(parts) != 3 or not parts[2].isdigit():
         return None
     return parts[1], int(parts[2])
 
 
-def known_verdict(owner: str, task_id: str) -> bool | None:
+def known_verdict(lease_owner: str, task_id: str) -> bool | None:
     """True: the holder has certainly stopped; False: it certainly still runs the task;
     None: this process cannot tell (another host, an older owner format)."""
-    where = _where(owner)
+    where = _where(lease_owner)
     if where is None or where[0] != HOST_TAG:
         return None
     pid = where[1]
@@ -68,10 +68,10 @@ def known_verdict(owner: str, task_id: str) -> bool | None:
 
 async def holder_stopped(store: Store, task: types.TaskRecord, settings: ExecutionSettings) -> bool:
     """Whether ``task``'s lease holder has stopped renewing (see the module docstring)."""
-    owner = task.lease_owner
-    if owner is None or task.status != "running":
+    lease_owner = task.lease_owner
+    if lease_owner is None or task.status != "running":
         return False
-    known = known_verdict(owner, task.id)
+    known = known_verdict(lease_owner, task.id)
     if known is not None:
         return known
     seen = task.lease_expires_at
@@ -86,7 +86,7 @@ async def holder_stopped(store: Store, task: types.TaskRecord, settings: Executi
             fresh = await store.get_task(task.id)
         except errors.StoreUnavailable:
             return False
-        if fresh.status != "running" or fresh.lease_owner != owner:
+        if fresh.status != "running" or fresh.lease_owner != lease_owner:
             return False  # it ended, or someone else has it now
         if fresh.lease_expires_at != seen:
             return False  # renewed: its holder is alive

@@ -82,7 +82,7 @@ class TaskRunner:
         store: Store,
         workflows: Mapping[str, Workflow],
         *,
-        worker: str,
+        instance_id: str,
         settings: ExecutionSettings,
         observers: events.Observer,
         committer: Committer,
@@ -96,7 +96,9 @@ class TaskRunner:
         """Why a task released at a step boundary leaves (``drain``, ``memory_limit``,
         ``threads_exhausted``): the ``reason`` of its ``task.released`` event."""
         self.workflows = workflows
-        self.worker = worker
+        self.instance_id = instance_id
+        """The worker instance's name (``execution.worker.Worker.instance_id``) that signs
+        steps, runs and events."""
         self.settings = settings
         self.observers = observers
         self.committer = committer
@@ -107,13 +109,13 @@ class TaskRunner:
         meanwhile carries the task's tenant, session, task and worker ids."""
         task = claim.task
         with obslog.bind(
-            tenant=task.tenant, session=task.session_id, task=task.id, worker=self.worker
+            tenant=task.tenant, session=task.session_id, task=task.id, worker=self.instance_id
         ):
             return await self._run(claim)
 
     async def _run(self, claim: Claim) -> types.TaskRecord | None:
         task, lease = claim.task, claim.lease
-        emitter = Emitter(task, self.observers, self.worker)
+        emitter = Emitter(task, self.observers, self.instance_id)
         keeper = LeaseKeeper(
             self.store, lease, self.settings, emitter, cancel_requested=task.cancel_requested
         )
@@ -159,7 +161,7 @@ class TaskRunner:
             emitter=emitter,
             settings=self.settings,
             retries=workflow.retries,
-            worker=self.worker,
+            instance_id=self.instance_id,
             in_thread=self.threads.run if self.threads is not None else None,
             on_phase=self._on_phase,
         )
@@ -266,7 +268,7 @@ class TaskRunner:
             session_id=emitter.task.session_id,
             task_id=emitter.task.id,
             agent=emitter.task.agent,
-            worker=self.worker,
+            worker=self.instance_id,
             data=data,
         )
         taken = emitter.take()

@@ -6,7 +6,7 @@ for one task in-process.
 
 Leases. A worker has a stable id (``worker_id``, by default from the host and its
 slot, see ``identity``) and an incarnation (one per ``Worker`` object). Each claim
-is made under an owner of its own, ``"{worker_id}/{incarnation}.{n}"``: the store
+is made under a lease owner of its own, ``"{worker_id}/{incarnation}.{n}"``: the store
 hands a claimer every running task whose lease owner is the claimer itself (so that
 a restarted worker takes its leases back), and a fresh owner per claim keeps a live
 worker from claiming its own in-flight tasks again. A new incarnation takes back,
@@ -52,9 +52,11 @@ MAX_CLAIMS_AT_ONCE = 8
 INCARNATION_SEPARATOR = "/"
 
 
-def stable_id(owner: str) -> str:
-    """The worker id part of a lease owner (the owner itself when it has no incarnation)."""
-    return owner.partition(INCARNATION_SEPARATOR)[0]
+def worker_id_of(name: str) -> str:
+    """The stable worker id in a worker instance's name (``"{worker_id}/{incarnation}"``,
+    what steps, runs and events record as ``worker``) or in a lease owner (the instance's
+    name plus ``.n``); ``name`` itself when it has no incarnation."""
+    return name.partition(INCARNATION_SEPARATOR)[0]
 
 
 class _Boundaries:
@@ -100,8 +102,10 @@ class Worker:
         self.store = store
         self.worker_id = worker_id
         self.incarnation = incarnation or holder.new_incarnation()
-        self.owner = f"{worker_id}{INCARNATION_SEPARATOR}{self.incarnation}"
-        """How this worker signs its steps and events; each lease adds ``.n`` to it."""
+        self.instance_id = f"{worker_id}{INCARNATION_SEPARATOR}{self.incarnation}"
+        """This running worker's name, ``"{worker_id}/{incarnation}"``: it signs its steps,
+        runs and events with it (their ``worker`` field), and each claim's lease owner is
+        it plus ``.n``."""
         self._claims = itertools.count(1)
         self.concurrency = concurrency
         self.settings = settings or ExecutionSettings()
@@ -112,7 +116,7 @@ class Worker:
         self.runner = TaskRunner(
             store,
             workflows,
-            worker=self.owner,
+            instance_id=self.instance_id,
             settings=self.settings,
             observers=observers or events.Observers(),
             committer=committer or Committer(store),
@@ -148,7 +152,7 @@ class Worker:
             _log.error(
                 "worker.threads_exhausted",
                 extra={
-                    "worker": self.owner,
+                    "worker": self.instance_id,
                     "abandoned": self.threads.abandoned,
                     "size": self.threads.size,
                     "detail": "every sync tool thread runs a call that was given up; this "
@@ -216,7 +220,9 @@ class Worker:
         try:
             running = await self.store.list_tasks(status="running", limit=1_000_000)
         except errors.StoreUnavailable as exc:
-            _log.warning("worker.take_back_failed", extra={"worker": self.owner, "error": str(exc)})
+            _log.warning(
+                "worker.take_back_failed", extra={"worker": self.instance_id, "error": str(exc)}
+            )
             return []
         mine = [
             t
@@ -231,7 +237,7 @@ class Worker:
             if not gone:
                 _log.warning(
                     "worker.id_in_use",
-                    extra={"worker": self.owner, "task": task.id, "holder": task.lease_owner},
+                    extra={"worker": self.instance_id, "task": task.id, "holder": task.lease_owner},
                 )
         resumed: list[str] = []
         for task in (t for t, gone in zip(mine, stopped, strict=True) if gone):
@@ -244,11 +250,11 @@ class Worker:
         return resumed
 
     def _is_earlier_self(self, task: types.TaskRecord) -> bool:
-        owner = task.lease_owner
+        lease_owner = task.lease_owner
         return (
-            owner is not None
+            lease_owner is not None
             and task.id not in self._running
-            and stable_id(owner) == self.worker_id
+            and worker_id_of(lease_owner) == self.worker_id
         )
 
     async def _claim(self, task_id: str | None = None) -> Claim | None:
@@ -264,14 +270,14 @@ class Worker:
                 and await holder.holder_stopped(self.store, task, self.settings)
             ):
                 return await self._claim_as(task.lease_owner or "", task_id)
-        return await self._claim_as(f"{self.owner}.{next(self._claims)}", task_id)
+        return await self._claim_as(f"{self.instance_id}.{next(self._claims)}", task_id)
 
-    async def _claim_as(self, owner: str, task_id: str | None) -> Claim | None:
-        """Claim as ``owner``: a fresh owner of this worker's, or an earlier incarnation's
-        (whose running task the store then hands back as a ``resume``)."""
+    async def _claim_as(self, lease_owner: str, task_id: str | None) -> Claim | None:
+        """Claim as ``lease_owner``: a fresh one of this worker's, or an earlier
+        incarnation's (whose running task the store then hands back as a ``resume``)."""
         try:
             return await self.store.claim_task(
-                owner,
+                lease_owner,
                 lease_ttl=self.settings.lease_ttl,
                 agents=self.agents,
                 task_id=task_id,
@@ -281,7 +287,7 @@ class Worker:
             return None
 
     async def _claim_failed(self, exc: errors.StoreUnavailable) -> None:
-        _log.warning("worker.claim_failed", extra={"worker": self.owner, "error": str(exc)})
+        _log.warning("worker.claim_failed", extra={"worker": self.instance_id, "error": str(exc)})
         await asyncio.sleep(self.settings.poll_interval)
         return None
 
@@ -363,7 +369,7 @@ class Worker:
                 _log.warning(
                     "task.released_mid_step",
                     extra={
-                        "worker": self.owner,
+                        "worker": self.instance_id,
                         "task": task_id,
                         "grace": grace,
                         "detail": "no step boundary within the grace; the step runs again "

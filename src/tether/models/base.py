@@ -16,7 +16,7 @@ class Model(Protocol):
     context_window: int
     """Tokens the model accepts, prompt and output together."""
     max_output_tokens: int
-    """Default room reserved for the answer."""
+    """Default ``max_tokens`` reserved for the answer (when a request sets none)."""
 
     async def complete(self, request: types.ModelRequest) -> types.ModelResponse: ...
 

@@ -42,9 +42,9 @@ def test_sleep_until_parks_the_task_and_a_short_sleep_does_not(tmp_path: Path) -
         due, woke = result.output
         assert woke >= due, "a durable sleep must never end early"
         assert seen == ["waiting:None:sleep"]
-        runs = runtime.store_call(lambda s: s.list_runs(task.id))
+        runs = runtime.run_on_store(lambda s: s.list_runs(task.id))
         assert [r.reason for r in runs] == ["start", "wake"]  # one park: the long sleep only
-        steps = runtime.store_call(lambda s: s.load_journal(task.id))
+        steps = runtime.run_on_store(lambda s: s.load_journal(task.id))
         assert [(st.kind, st.name) for st in steps] == [
             ("sleep", "sleep"),
             ("custom", "due"),

@@ -87,8 +87,8 @@ def test_interrupted_task_resumes_and_replays(tmp_path: Path) -> None:
         result = rt2.run(task.id)
         assert result.status == "completed"
         assert result.output == ["A", "B", "C"]
-        journal = rt2.store_call(lambda s: s.load_journal(task.id))
-        runs = rt2.store_call(lambda s: s.list_runs(task.id))
+        journal = rt2.run_on_store(lambda s: s.load_journal(task.id))
+        runs = rt2.run_on_store(lambda s: s.list_runs(task.id))
     assert calls == ["a", "b", "c"], "a and b must replay, only c runs"
     assert [r.name for r in journal] == ["a", "b", "c"]
     assert [r.reason for r in runs] == ["start", "resume"]
@@ -190,8 +190,8 @@ def test_agent_tool_errors_go_back_to_the_model(tmp_path: Path) -> None:
         rt.register(agent)
         task = rt.submit("calc", "go")
         result = rt.run(task.id)
-        messages = rt.store_call(lambda s: s.list_messages(task.session_id))
-        journal = rt.store_call(lambda s: s.load_journal(task.id))
+        messages = rt.run_on_store(lambda s: s.list_messages(task.session_id))
+        journal = rt.run_on_store(lambda s: s.load_journal(task.id))
     assert result.status == "completed" and result.output == "finished"
     tool_messages = [m.message.content or "" for m in messages if m.message.role == "tool"]
     assert tool_messages[0].startswith("Error (UnknownTool)")

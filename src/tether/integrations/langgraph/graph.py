@@ -174,7 +174,7 @@ class _Steps:
             error=errors.error_record(error) if error is not None else None,
             started_at=started.started,
             finished_at=types.now(),
-            worker=self.ctx.worker,
+            worker=self.ctx.instance_id,
         )
         try:
             await self.ctx.commit_record(record)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from tether import errors, types
-from tether.execution.worker import stable_id
+from tether.execution.worker import worker_id_of
 from tether.observe import process
 from tether.server import keys, sse
 from tether.server.console import (
@@ -119,7 +119,7 @@ async def overview(viewer: Who, state: State) -> HTMLResponse:
     )
     merged: dict[str, views.WorkerLeases] = {}
     for w in found.workers:
-        name = stable_id(w.worker)
+        name = worker_id_of(w.worker)
         had = merged.get(name)
         expiry = min(filter(None, [w.next_expiry, had.next_expiry if had else None]), default=None)
         merged[name] = views.WorkerLeases(name, w.leases + (had.leases if had else 0), expiry)
