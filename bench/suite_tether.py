@@ -53,12 +53,17 @@ class Finished:
 
 
 async def run_tasks(
-    store: Store, n_sessions: int, steps: int, concurrency: int
+    store: Store,
+    n_sessions: int,
+    steps: int,
+    concurrency: int,
+    observer: events.Observer | None = None,
 ) -> tuple[float, int]:
     """Submit one task of about ``steps`` steps in each of ``n_sessions`` new sessions, run
     them with one in-process worker; the seconds from the first submit to the end (the
     peers' suites also time their submissions: DBOS's ``start_workflow``, LangGraph's
-    ``invoke``), and the steps taken."""
+    ``invoke``), and the steps taken. ``observer`` also hears the run's events (the
+    smoke test's injected delay)."""
     started = time.perf_counter()
     for _ in range(n_sessions):
         await store.submit_task(
@@ -72,7 +77,7 @@ async def run_tasks(
         worker_id="bench-inproc",
         concurrency=concurrency,
         settings=SETTINGS,
-        observers=events.Observers([finished]),
+        observers=events.Observers([finished, *([observer] if observer else [])]),
         committer=Committer(store),
     )
     serving = asyncio.ensure_future(worker.serve())
@@ -92,7 +97,9 @@ async def run_tasks(
     return elapsed, finished.steps
 
 
-async def per_step(url: str, measure: Any, sizes: common.Sizes) -> dict[str, Any]:
+async def per_step(
+    url: str, measure: Any, sizes: common.Sizes, observer: events.Observer | None = None
+) -> dict[str, Any]:
     store = open_store(url)
     await store.open()
     try:
@@ -104,7 +111,7 @@ async def per_step(url: str, measure: Any, sizes: common.Sizes) -> dict[str, Any
         wl.CLOCK.start()
         total = max(sizes.lengths) + sizes.window + 2
         common.progress(f"one session, {total} steps")
-        await run_tasks(store, 1, total, 1)
+        await run_tasks(store, 1, total, 1, observer)
         wl.CLOCK.stop()
         overhead = {str(n): wl.CLOCK.overhead_at(n, sizes.window) for n in sizes.lengths}
         wl.HOOKS.clear()
@@ -116,7 +123,11 @@ async def per_step(url: str, measure: Any, sizes: common.Sizes) -> dict[str, Any
         await store.close()
 
 
-async def throughput(url: str, sizes: common.Sizes) -> dict[str, float]:
+async def throughput(
+    url: str, sizes: common.Sizes, measured: dict[str, tuple[int, float]] | None = None
+) -> dict[str, float]:
+    """Steps per second by concurrent sessions: the steps taken over the seconds from the
+    first submission to the last task's end (both put in ``measured`` when given)."""
     store = open_store(url)
     await store.open()
     out: dict[str, float] = {}
@@ -129,6 +140,8 @@ async def throughput(url: str, sizes: common.Sizes) -> dict[str, float]:
                 out["error"] = f"{sessions} sessions: {exc}"  # type: ignore[assignment]
                 break
             out[str(sessions)] = taken / elapsed
+            if measured is not None:
+                measured[str(sessions)] = (taken, elapsed)
     finally:
         await store.close()
     return out

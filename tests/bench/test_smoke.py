@@ -1,10 +1,15 @@
-"""The tether part of the benchmark harness still runs (tiny sizes, SQLite, no timings
-asserted): cost and bytes per step, throughput, and the table built from them."""
+"""The tether part of the benchmark harness computes its figures from what really
+happened (tiny sizes, SQLite): bytes per step from the database file and the step rows
+in it, steps/s from the steps the store holds over the measured window, and the overhead
+from real timings (a known delay injected between steps shows up in it). No wall-clock
+limit is asserted."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -12,6 +17,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import common, report, suite_tether  # noqa: E402
+from tether.observe import events  # noqa: E402
 
 TINY = common.Sizes(
     lengths=(2, 6),
@@ -25,30 +31,103 @@ TINY = common.Sizes(
 )
 
 
-def test_tether_per_step_and_throughput_run_and_fill_the_table(tmp_path: Path) -> None:
+def _rows(path: Path, table: str) -> int:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    finally:
+        conn.close()
+
+
+class _Delay:
+    """Sleeps ``seconds`` (blocking the loop) after each step's commit: time between one
+    step's work and the next that the overhead figure must count."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_event(self, event: events.TaskEvent) -> None:
+        if event.name == events.STEP_COMPLETED:
+            time.sleep(self.seconds)
+
+
+def test_bytes_per_step_are_the_database_files_growth_over_its_step_rows(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "bench.db"
-    url = f"sqlite:///{path}"
+    seen: list[tuple[int, int, int]] = []  # (step rows, message rows, payload bytes)
 
-    async def go() -> dict[str, object]:
-        result: dict[str, object] = {"system": "tether", "backend": "sqlite"}
-        result.update(
-            await suite_tether.per_step(url, lambda: common.sqlite_payload_bytes(str(path)), TINY)
-        )
-        result["steps_per_s"] = await suite_tether.throughput(url, TINY)
-        return result
+    def measure() -> int:
+        stored = common.sqlite_payload_bytes(str(path))
+        seen.append((_rows(path, "steps"), _rows(path, "messages"), stored))
+        return stored
 
-    result = asyncio.run(go())
-    overhead = result["overhead_ms"]
+    result = asyncio.run(suite_tether.per_step(f"sqlite:///{path}", measure, TINY))
     stored = result["bytes_per_step"]
-    assert isinstance(overhead, dict) and isinstance(stored, dict)
-    assert set(overhead) == set(stored) == {"2", "6"}
-    # every step appends a ~500-byte message: what is stored per step is at least that
-    assert all(v is not None and v >= common.MESSAGE_BYTES for v in stored.values())
-    assert all(v is not None and v >= 0 for v in overhead.values())
-    throughput = result["steps_per_s"]
-    assert isinstance(throughput, dict) and set(throughput) == {"1", "4"}
-    assert all(v > 0 for v in throughput.values())
+    assert set(stored) == {"2", "6"}
+    # snapshots in the order the history grows: 2, 2+3, 6, 6+3
+    assert len(seen) == 4
+    for length, (a, b) in zip(("2", "6"), ((seen[0], seen[1]), (seen[2], seen[3])), strict=True):
+        steps, messages = b[0] - a[0], b[1] - a[1]
+        assert steps == TINY.window, "the window is the number of steps really committed"
+        assert messages == TINY.window, "each step of the workload appends one message"
+        assert stored[length] == (b[2] - a[2]) / steps
+        # each step stores its ~500-byte message and its journal row: more than the
+        # message, and less than the message copied into both (payload version 2)
+        assert common.MESSAGE_BYTES <= stored[length] < 2 * common.MESSAGE_BYTES + 1000
 
-    text = report.markdown([result], {"size": "tiny"})
-    assert "| overhead per step, history 10 (ms, median) |" in text
-    assert "| steps/s, 50 concurrent sessions |" in text
+
+def test_steps_per_second_are_the_stores_steps_over_the_measured_window(tmp_path: Path) -> None:
+    path = tmp_path / "bench.db"
+    measured: dict[str, tuple[int, float]] = {}
+    throughput = asyncio.run(suite_tether.throughput(f"sqlite:///{path}", TINY, measured))
+    assert set(throughput) == set(measured) == {"1", "4"}
+    for sessions, (steps, seconds) in measured.items():
+        assert throughput[sessions] == steps / seconds
+    # the steps counted from events are the journal's rows, every round together
+    assert sum(steps for steps, _ in measured.values()) == _rows(path, "steps")
+    # one task per session, each of the same known length
+    assert measured["4"][0] == 4 * measured["1"][0]
+    assert _rows(path, "tasks") == 1 + 4
+
+
+def test_overhead_counts_a_delay_injected_between_steps(tmp_path: Path) -> None:
+    delay = 0.03
+
+    def run(name: str, observer: events.Observer | None) -> dict[str, float | None]:
+        path = tmp_path / name
+        figures = asyncio.run(
+            suite_tether.per_step(
+                f"sqlite:///{path}", lambda: common.sqlite_payload_bytes(str(path)), TINY, observer
+            )
+        )
+        return figures["overhead_ms"]  # type: ignore[no-any-return]
+
+    plain = run("plain.db", None)
+    delayed = run("delayed.db", _Delay(delay))
+    assert set(plain) == set(delayed) == {"2", "6"}
+    for length in ("2", "6"):
+        base, slowed = plain[length], delayed[length]
+        assert base is not None and slowed is not None
+        assert base >= 0
+        # every gap between two steps holds one injected delay (sleep waits at least it)
+        assert slowed >= delay * 1000
+
+
+def test_the_table_shows_the_figures_measured() -> None:
+    result: dict[str, object] = {
+        "system": "tether",
+        "backend": "sqlite",
+        "overhead_ms": {"10": 1.25, "100": 1.5},
+        "bytes_per_step": {"10": 1234.0, "100": 1240.0},
+        "steps_per_s": {"1": 321.0, "50": 654.0},
+    }
+    rows = {
+        line.split(" | ")[0].strip("| "): line.split(" | ")[1]
+        for line in report.markdown([result], {"size": "tiny"}).splitlines()
+        if line.startswith("| ") and " | " in line
+    }
+    assert rows["steps/s, 1 session"] == "321"
+    assert rows["steps/s, 50 concurrent sessions"] == "654"
+    assert rows["overhead per step, history 10 (ms, median)"].startswith("1.2")
+    assert rows["stored bytes per step, history 100"].replace(",", "") == "1240"
