@@ -97,4 +97,7 @@ class Observers:
             try:
                 observer.on_event(event)
             except Exception:  # an observer must never break a task
-                _log.exception("observer %r failed on %s", observer, event.name)
+                _log.exception(
+                    "observer.failed",
+                    extra={"observer": repr(observer), "event_name": event.name},
+                )

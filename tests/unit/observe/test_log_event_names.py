@@ -15,7 +15,12 @@ import pytest
 import tether
 
 SRC = Path(tether.__file__).parent
-CHECKED = ["execution", "server", "runtime.py", "agent.py"]
+CHECKED = sorted(
+    p.name
+    for p in SRC.iterdir()
+    if (p.is_dir() and not p.name.startswith("_")) or (p.suffix == ".py")
+)
+"""Every module and folder of the package (observers, stores, integrations included)."""
 LEVELS = {"debug", "info", "warning", "error", "exception", "critical"}
 EVENT = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 
