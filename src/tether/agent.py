@@ -16,7 +16,7 @@ import pydantic
 
 from tether import errors, retry, types
 from tether.context import memory, truncation
-from tether.context.manager import ContextPlanner
+from tether.context.planner import ContextPlanner
 from tether.context.policy import ContextPolicy
 from tether.context.window import Entry
 from tether.execution import approvals, structured, tool_calls

@@ -16,7 +16,7 @@ from tether import types
 from tether.context import memory, summarize
 from tether.context.embedders import HashedEmbedder
 from tether.context.ledger import Ledger
-from tether.context.manager import ContextPlanner
+from tether.context.planner import ContextPlanner
 from tether.context.policy import ContextPolicy
 from tether.context.window import Entry
 from tether.models.scripted import ScriptedModel, estimate_tokens
