@@ -8,6 +8,8 @@ import sys
 import types
 from pathlib import Path
 
+import pytest
+
 import tether
 from tether.testing import StandInModelServer
 
@@ -169,3 +171,18 @@ def test_design_example_runs_as_written(tmp_path: Path) -> None:
     task_id = keys[0].split(":")[0]
     assert keys == [f"{task_id}:{i}" for i in range(1, 21, 2)]
     assert (tmp_path / "tether.db").exists()
+
+
+def test_runtime_store_call_is_a_deprecated_name_of_run_on_store(tmp_path: Path) -> None:
+    runtime = tether.Runtime(f"sqlite:///{tmp_path / 'd.db'}")
+
+    @runtime.workflow
+    async def noop(ctx: tether.TaskContext, input: str) -> str:
+        return input
+
+    with runtime:
+        task = runtime.submit("noop", "go")
+        with pytest.warns(DeprecationWarning, match="run_on_store"):
+            old = runtime.store_call(lambda s: s.get_task(task.id))
+        assert old == runtime.run_on_store(lambda s: s.get_task(task.id))
+        assert old.id == task.id
