@@ -176,7 +176,7 @@ def cut(engine: str, url: str, out: Path) -> dict[str, Any]:
         with Runtime(store=url, worker_id="fixture-cut:submit") as runtime:
             runtime.register(workload.summarizer, spec=workload.SPECS["summarizer"])
             summarized = next(
-                s for s in runtime.store_call(lambda s: s.list_sessions(limit=1000))
+                s for s in runtime.run_on_store(lambda s: s.list_sessions(limit=1000))
                 if s.agent == "summarizer"
             )  # fmt: skip
             queued = runtime.submit("summarizer", QUEUED, tenant=TENANTS[0], session=summarized.id)
