@@ -152,26 +152,29 @@ def list_rows(
     return [_row(r) for r in (yield Query(sql, params))]
 
 
+def blobs_of(row: CheckpointRow) -> Query:
+    """The blobs at the checkpoint's channel versions. An OR of whole keys: one
+    primary-key seek per channel on both engines (SQLite answers ``(channel, version)
+    IN (…)`` by scanning every blob of the thread)."""
+    pairs = [(c, version_text(v)) for c, v in row.channel_versions.items()]
+    keys = " OR ".join(f"(channel = :c{i} AND version = :v{i})" for i in range(len(pairs)))
+    return Query(
+        "SELECT channel, version, type, blob FROM langgraph_blobs"
+        f" WHERE thread_id = :thread AND checkpoint_ns = :ns AND ({keys})",
+        {
+            "thread": row.thread_id,
+            "ns": row.checkpoint_ns,
+            **{f"c{i}": c for i, (c, _) in enumerate(pairs)},
+            **{f"v{i}": v for i, (_, v) in enumerate(pairs)},
+        },
+    )
+
+
 def load(checkpoints: Sequence[CheckpointRow]) -> Program[list[StoredCheckpoint]]:
     """Each checkpoint with the blobs of its channel versions and its pending writes."""
     loaded: list[StoredCheckpoint] = []
     for row in checkpoints:
-        found: list[rows.Row] = []
-        if row.channel_versions:
-            pairs = [(c, version_text(v)) for c, v in row.channel_versions.items()]
-            # an OR of whole keys: one primary-key seek per channel on both engines (SQLite
-            # answers ``(channel, version) IN (…)`` by scanning the thread's blobs)
-            keys = " OR ".join(f"(channel = :c{i} AND version = :v{i})" for i in range(len(pairs)))
-            found = yield Query(
-                "SELECT channel, version, type, blob FROM langgraph_blobs"
-                f" WHERE thread_id = :thread AND checkpoint_ns = :ns AND ({keys})",
-                {
-                    "thread": row.thread_id,
-                    "ns": row.checkpoint_ns,
-                    **{f"c{i}": c for i, (c, _) in enumerate(pairs)},
-                    **{f"v{i}": v for i, (_, v) in enumerate(pairs)},
-                },
-            )
+        found = (yield blobs_of(row)) if row.channel_versions else []
         blobs = [
             Blob(b["channel"], b["version"], b["type"], _blob(b["blob"]))
             for b in found
