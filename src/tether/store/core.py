@@ -24,13 +24,14 @@ every promise on both drivers.
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from tether import types
 from tether.store import (
     api_keys,
     appends,
+    base,
     checkpoint_rules,
     console_sql,
     ids,
@@ -45,13 +46,17 @@ from tether.store import (
     waits,
 )
 from tether.store import doctor as checks
-from tether.store.base import ApiKey, Claim, Finding, MemoryHit, MemoryItem, Signal
+from tether.store.base import ApiKey, Finding, MemoryHit, MemoryItem, Signal
 from tether.store.dialect import Dialect
 from tether.store.program import Program, T
 
 
-class StoreCore(abc.ABC):
-    """The store's rules over a driver; subclasses implement the abstract methods."""
+class StoreCore(base.Store):
+    """The store's rules over a driver. A driver implements ``_apply`` and ``_query``,
+    and the ``Store`` methods this class leaves to it (``open``, ``close``,
+    ``identity``, ``migrate``, ``claim_task``, ``commit_steps``, ``wait_for_work``):
+    as explicit members of the ``Store`` protocol, mypy holds them abstract here and
+    checks every signature of this class and its drivers against ``Store``."""
 
     dialect: ClassVar[Dialect]
 
@@ -70,38 +75,6 @@ class StoreCore(abc.ABC):
     async def _query(self, program: Program[T], *, snapshot: bool = True) -> T:
         """Run a read-only ``program``; ``snapshot=False`` says it is one statement, so
         needs no transaction of its own for a consistent view (SQLite skips BEGIN)."""
-
-    # ---- engine pieces -----------------------------------------------------------
-
-    @abc.abstractmethod
-    async def open(self, *, check: bool = True) -> None: ...
-
-    @abc.abstractmethod
-    async def close(self) -> None: ...
-
-    @abc.abstractmethod
-    async def identity(self) -> str: ...
-
-    @abc.abstractmethod
-    async def migrate(self, *, dry_run: bool = False) -> list[str]: ...
-
-    @abc.abstractmethod
-    async def claim_task(
-        self,
-        worker: str,
-        *,
-        lease_ttl: float,
-        agents: Collection[str] | None = None,
-        task_id: str | None = None,
-    ) -> Claim | None: ...
-
-    @abc.abstractmethod
-    async def commit_steps(
-        self, commits: Sequence[types.StepCommit]
-    ) -> list[types.CommitResult | BaseException]: ...
-
-    @abc.abstractmethod
-    async def wait_for_work(self, timeout: float) -> bool: ...
 
     # ---- schema ----------------------------------------------------------------
 
