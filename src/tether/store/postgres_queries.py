@@ -348,10 +348,4 @@ def _rejected(step: types.StepRecord, exc: psycopg.IntegrityError) -> errors.Tet
 
 
 async def consume_signal(conn: Connection, task_id: str, step: int, seq: int, now: float) -> None:
-    cur = await conn.execute(
-        "UPDATE signals SET consumed_step = %s, consumed_at = %s"
-        " WHERE task_id = %s AND seq = %s AND consumed_step IS NULL",
-        (step, now, task_id, seq),
-    )
-    if cur.rowcount != 1:
-        raise waits.already_consumed(task_id, step, seq)
+    await run(conn, waits.consume(task_id, step, seq, now))

@@ -265,10 +265,4 @@ def _commit_one(
 
 
 def consume_signal(conn: sqlite3.Connection, task_id: str, step: int, seq: int, now: float) -> None:
-    cur = conn.execute(
-        "UPDATE signals SET consumed_step = ?, consumed_at = ?"
-        " WHERE task_id = ? AND seq = ? AND consumed_step IS NULL",
-        (step, now, task_id, seq),
-    )
-    if cur.rowcount != 1:
-        raise waits.already_consumed(task_id, step, seq)
+    run(conn, waits.consume(task_id, step, seq, now))
