@@ -8,7 +8,7 @@ import pytest
 from contract_support import StoreCase, claim, commit, step, submit
 
 from tether import errors, types
-from tether.store import Store
+from tether.store import Store, rows
 
 
 def test_commits_assign_session_seqs_and_journal_them(store: StoreCase) -> None:
@@ -216,5 +216,23 @@ def test_storage_per_step_does_not_grow_with_the_session(store: StoreCase) -> No
         assert abs(late - early) <= early * 0.10, (early, late)
         with pytest.raises(errors.NotFound):
             await s.step_storage_bytes(task.id, 500)
+
+    store.run(body)
+
+
+def test_a_steps_stored_bytes_are_its_values_as_text_on_every_engine(store: StoreCase) -> None:
+    """The same step measures the same on both engines: each stored value counted as its
+    text (numbers as Python writes them), plus its messages' payloads."""
+
+    async def body(s: Store) -> None:
+        task = await submit(s)
+        got = await claim(s)
+        done = commit(got.lease, 0, "héllo")
+        [result] = await s.commit_steps([done])
+        assert isinstance(result, types.CommitResult)
+        values = rows.step_values(done.step, result.message_seqs, done.messages)
+        payloads = [rows.dumps(m.to_dict(), "message") for m in done.messages]
+        expected = sum(len(str(v).encode()) for v in (*values, *payloads) if v is not None)
+        assert await s.step_storage_bytes(task.id, 0) == expected
 
     store.run(body)

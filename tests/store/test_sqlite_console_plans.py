@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 from tether import types
-from tether.store import console_sql, open_store, sqlite_queries, views
+from tether.store import console_sql, dialect, open_store, views
 
 
 def _plan(conn: sqlite3.Connection, sql: str, params: object) -> str:
@@ -33,12 +33,13 @@ def _store(tmp_path: Path) -> Path:
 def test_a_page_of_steps_and_its_messages_are_seeks(tmp_path: Path) -> None:
     conn = sqlite3.connect(_store(tmp_path))
     try:
-        page, count = console_sql.journal_page("t", 99, 100)
+        page, count = console_sql.journal_queries("t", 99, 100)
         assert "SEARCH steps USING PRIMARY KEY (task_id=? AND idx>?)" in _plan(
             conn, page.sql, page.params
         )
         assert "SEARCH steps USING PRIMARY KEY (task_id=?)" in _plan(conn, count.sql, count.params)
-        messages = _plan(conn, sqlite_queries.MESSAGES_BY_SEQS, ("[1,2]", "s"))
+        at = dialect.SQLITE.messages("s", [1, 2])
+        messages = _plan(conn, at.sql, at.params)
         assert "SEARCH m USING PRIMARY KEY (session_id=? AND seq=?)" in messages
         assert messages.index("SCAN j") < messages.index("SEARCH m")  # json_each outside
     finally:

@@ -1,7 +1,8 @@
 """The Store protocol: every durable operation tether needs, in domain words.
 
-Nothing here is engine-specific. ``SQLiteStore`` and ``PostgresStore`` implement
-it; ``tests/contract/`` states what each method promises and runs on both.
+Nothing here is engine-specific. ``StoreCore`` (``core``) implements it once, over
+two thin drivers, ``SQLiteStore`` and ``PostgresStore``; ``tests/contract/`` states
+what each method promises and runs on both.
 
 Rules every implementation keeps:
 - Every write made on behalf of a running task carries its ``Lease``; the write is
@@ -364,8 +365,9 @@ class Store(Protocol):
     # ---- measurement -------------------------------------------------------
 
     async def step_storage_bytes(self, task_id: str, index: int) -> int:
-        """Bytes stored for one step (journal row plus its messages), as the engine
-        reports them, so tests and benchmarks can check storage does not grow."""
+        """Bytes stored for one step (its journal row's values plus its messages'
+        payloads, each value counted as its text: the same figure on every engine), so
+        tests can check storage does not grow."""
 
     # ---- API keys ----------------------------------------------------------
 

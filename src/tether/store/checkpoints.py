@@ -1,4 +1,5 @@
-"""LangGraph checkpoints in tether's store: the rows, and what each engine promises.
+"""LangGraph checkpoints in tether's store: the rows, and what a store promises about them
+(``Checkpoints``; written once for both engines in ``checkpoint_rules``).
 
 The LangGraph saver (``tether.integrations.langgraph``) serialises checkpoints with
 LangGraph's serializer and hands the store opaque bytes; the store keeps them in the
@@ -89,7 +90,7 @@ def sort_writes(writes: Sequence[Write]) -> tuple[Write, ...]:
 
 
 class Checkpoints(Protocol):
-    """One engine's LangGraph checkpoint tables, reached through its ``Store``."""
+    """A store's LangGraph checkpoint tables, reached through ``Store.checkpoints()``."""
 
     async def put(
         self, row: CheckpointRow, blobs: Sequence[Blob], *, lease: types.Lease | None

@@ -1,21 +1,23 @@
-"""The console's read queries, written once for both engines, and their rows shaped.
+"""The console's read-only views (``Store.page_tasks``, ``journal_page``,
+``session_events``, ``overview``), written once for both engines as programs
+(``program``): their queries, and their rows shaped.
 
-Statements use ``:name`` parameters (SQLite's style); ``postgres_style`` rewrites them
-for psycopg. Every query is bounded: pages by ``LIMIT`` on an index (keyset on
-``tasks.position``, ``steps (task_id, idx)``), the overview by the window's first task
-position (``tasks_by_created``) and fixed caps on its lists.
+Every query is bounded: pages by ``LIMIT`` on an index (keyset on ``tasks.position``,
+``steps (task_id, idx)``), the overview by the window's first task position
+(``tasks_by_created``) and fixed caps on its lists.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from tether import errors
-from tether.store import rows, views
-from tether.store.program import postgres_style as postgres_style
+from tether import errors, types
+from tether.store import reads, rows, views
+from tether.store.dialect import Dialect
+from tether.store.program import DB_NOW, Program, Query
+from tether.store.transitions import task_row
 
 LIST_CAP = 50
 """Longest list the overview returns (stuck tasks, recent runs)."""
@@ -44,12 +46,6 @@ _LAST_BEFORE = (
 def check_limit(limit: int) -> None:
     if not 1 <= limit <= views.MAX_PAGE:
         raise errors.InvalidInput(f"a page holds 1 to {views.MAX_PAGE} rows, {limit} were asked")
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    sql: str
-    params: dict[str, Any]
 
 
 def _tenant(params: dict[str, Any], tenant: str | None, column: str = "tenant") -> str:
@@ -96,7 +92,48 @@ def shape_task_page(found: list[Any], limit: int) -> views.TaskPage:
     )
 
 
-def journal_page(task_id: str, after_index: int, limit: int) -> tuple[Query, Query]:
+def page_tasks(query: views.TaskQuery, before: int | None, limit: int) -> Program[views.TaskPage]:
+    return shape_task_page((yield task_page(query, before, limit)), limit)
+
+
+def journal_page(
+    dialect: Dialect, task_id: str, tenant: str | None, after_index: int, limit: int
+) -> Program[views.JournalPage]:
+    task = yield from task_row(task_id, tenant)
+    page, count = journal_queries(task_id, after_index, limit)
+    found = yield page
+    steps = yield from reads.steps_with_messages(dialect, task["session_id"], found)
+    last = yield count
+    return views.JournalPage(steps=steps, total=int(last[0]["n"]) if last else 0)
+
+
+def session_events(
+    session_id: str, name: str, tenant: str | None, limit: int
+) -> Program[list[types.EventRecord]]:
+    """The session's events named ``name``, oldest first."""
+    check_limit(limit)
+    yield from reads.session_row(session_id, tenant)
+    found = yield Query(
+        "SELECT e.* FROM tasks t JOIN events e ON e.task_id = t.id"
+        " WHERE t.session_id = :session AND e.name = :name ORDER BY e.at, e.seq LIMIT :limit",
+        {"session": session_id, "name": name, "limit": limit},
+    )
+    return [rows.event(r) for r in found]
+
+
+def overview(tenant: str | None, since: float) -> Program[views.Overview]:
+    """The overview of the window from ``since`` to the store's clock now."""
+    clock = yield Query(f"SELECT {DB_NOW} AS now")
+    now = float(clock[0]["now"])
+    first = (yield window_start(since))[0]["first"]
+    parts = overview_queries(NO_POSITION if first is None else int(first), since, now, tenant)
+    found: dict[str, list[rows.Row]] = {}
+    for name, query in parts.items():
+        found[name] = yield query
+    return shape_overview(since, now, found)
+
+
+def journal_queries(task_id: str, after_index: int, limit: int) -> tuple[Query, Query]:
     """The page of steps, and the task's step count (its highest index + 1; no row: 0)."""
     check_limit(limit)
     params = {"task": task_id, "after": after_index, "limit": limit}
@@ -114,18 +151,9 @@ def journal_page(task_id: str, after_index: int, limit: int) -> tuple[Query, Que
     )
 
 
-def session_events(session_id: str, name: str, limit: int) -> Query:
-    check_limit(limit)
-    return Query(
-        "SELECT e.* FROM tasks t JOIN events e ON e.task_id = t.id"
-        " WHERE t.session_id = :session AND e.name = :name ORDER BY e.at, e.seq LIMIT :limit",
-        {"session": session_id, "name": name, "limit": limit},
-    )
-
-
 def window_start(since: float) -> Query:
     """The first task position of the window (tasks created at ``since`` or later); its
-    ``first`` is NULL for an empty window (pass ``NO_POSITION`` on to ``overview``)."""
+    ``first`` is NULL for an empty window (``NO_POSITION`` then)."""
     return Query(f"SELECT ({_FIRST_SINCE}) AS first", {"since": since})
 
 
@@ -133,7 +161,7 @@ def _capped(column: str) -> str:
     return f"CASE WHEN {column} >= {FUNNEL_CAP} THEN {FUNNEL_CAP} ELSE {column} END"
 
 
-def overview(first: int, since: float, now: float, tenant: str | None) -> dict[str, Query]:
+def overview_queries(first: int, since: float, now: float, tenant: str | None) -> dict[str, Query]:
     """The overview's queries, by part; ``first`` comes from ``window_start``."""
     p: dict[str, Any] = {
         "first": first,

@@ -1,6 +1,6 @@
 """``Store.doctor``'s checks, engine-neutral: the SQL each engine runs and what a result means.
 
-An engine's ``doctor()`` (see ``tether.store.base.Store.doctor``) does, in order:
+``Store.doctor`` (``report``, a program run by either engine) does, in order:
 
 1. ``schema_findings`` on its ``schema_migrations`` rows: a store newer than the code,
    an edited migration, or pending migrations are findings (and with no schema at
@@ -27,7 +27,7 @@ from tether.store.program import DB_NOW, Program, Query
 
 __all__ = [
     "CHECKS", "LIMIT", "PAYLOAD_TABLES", "Check", "data_findings", "payload_findings",
-    "schema_findings",
+    "report", "schema_findings",
 ]  # fmt: skip
 
 LIMIT = 20
@@ -313,6 +313,16 @@ def payload_findings(versions: Mapping[str, Mapping[int, int]]) -> list[Finding]
             )
         )
     return out
+
+
+def report(
+    url: str, shipped: Sequence[migrations.Migration], tables_sql: str
+) -> Program[list[Finding]]:
+    """Every finding, steps 1 to 3; ``tables_sql`` lists the engine's tables."""
+    found = schema_findings(url, (yield from migrations.applied(tables_sql)), shipped)
+    if found and found[0].check == "schema":
+        return found
+    return found + (yield from data_findings(tables_sql))
 
 
 def data_findings(tables_sql: str) -> Program[list[Finding]]:

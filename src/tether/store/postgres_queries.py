@@ -18,7 +18,6 @@ how concurrent writers are kept apart:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,7 +27,7 @@ from psycopg import sql
 
 from tether import errors, types
 from tether.store import commits as commit_rules
-from tether.store import console_sql, leases, rows, views, waits
+from tether.store import leases, rows, waits
 from tether.store import postgres_connection as connection
 from tether.store.base import Claim
 from tether.store.program import DB_NOW, Notify, Program, T, postgres_style
@@ -95,12 +94,6 @@ async def fetch_all(conn: Connection, query: str, params: Any = None) -> list[di
     return await cur.fetchall()
 
 
-async def db_now(conn: Connection) -> float:
-    row = await fetch_one(conn, f"SELECT {connection.NOW} AS now")
-    assert row is not None
-    return float(row["now"])
-
-
 async def notify_work(conn: Connection, agent: str) -> None:
     """Tell idle workers a task may be claimable (delivered when the transaction commits)."""
     await conn.execute("SELECT pg_notify(%s, %s)", (connection.WORK_CHANNEL, agent))
@@ -129,36 +122,6 @@ async def run(conn: Connection, program: Program[T]) -> T:
             step = program.send(found)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
-
-
-async def session_row(
-    conn: Connection, session_id: str, tenant: str | None, *, lock: bool = False
-) -> dict[str, Any]:
-    row = await fetch_one(
-        conn, "SELECT * FROM sessions WHERE id = %s" + (_LOCK if lock else ""), (session_id,)
-    )
-    if row is None or (tenant is not None and row["tenant"] != tenant):
-        raise errors.NotFound("no such session", tenant=tenant, session=session_id)
-    return row
-
-
-async def task_row(
-    conn: Connection, task_id: str, tenant: str | None = None, *, lock: bool = False
-) -> dict[str, Any]:
-    row = await fetch_one(
-        conn, "SELECT * FROM tasks WHERE id = %s" + (_LOCK if lock else ""), (task_id,)
-    )
-    if row is None or (tenant is not None and row["tenant"] != tenant):
-        raise errors.NotFound("no such task", tenant=tenant, task=task_id)
-    return row
-
-
-async def fence(conn: Connection, lease: types.Lease, task_id: str) -> dict[str, Any]:
-    """Lock the task row; return it if ``lease`` still holds the task, else ``LeaseLost``."""
-    leases.same_task(lease, task_id)
-    row = await task_row(conn, task_id, lock=True)
-    leases.check(lease, row)
-    return row
 
 
 async def claim(
@@ -381,90 +344,8 @@ def _rejected(step: types.StepRecord, exc: psycopg.IntegrityError) -> errors.Tet
     return commit_rules.step_rejected(step, exc, duplicate=duplicate)
 
 
-async def step_storage_bytes(conn: Connection, task_id: str, index: int) -> int:
-    """Bytes of the step's row (every column, as stored) plus its messages' payloads."""
-    size = sql.SQL(" + ").join(
-        sql.SQL("COALESCE(pg_column_size({}), 0)").format(sql.Identifier(c))
-        for c in rows.STEP_COLUMNS
-    )
-    task = await task_row(conn, task_id)
-    query = sql.SQL("SELECT {} AS size, message_seqs FROM steps WHERE task_id = %s AND idx = %s")
-    cur = await conn.execute(query.format(size), (task_id, index))
-    row = await cur.fetchone()
-    if row is None:
-        raise errors.NotFound("no such step in the journal", task=task_id, step=index)
-    seqs = [int(s) for s in json.loads(row["message_seqs"])]
-    payloads = await fetch_one(
-        conn,
-        "SELECT COALESCE(SUM(pg_column_size(payload)), 0) AS size FROM messages"
-        " WHERE session_id = %s AND seq = ANY(%s)",
-        (task["session_id"], seqs),
-    )
-    return int(row["size"]) + (int(payloads["size"]) if payloads is not None else 0)
-
-
 # ---- durable waits (rules in ``waits``) ---------------------------------------------
 
 
 async def consume_signal(conn: Connection, task_id: str, step: int, seq: int, now: float) -> None:
-    cur = await conn.execute(
-        "UPDATE signals SET consumed_step = %s, consumed_at = %s"
-        " WHERE task_id = %s AND seq = %s AND consumed_step IS NULL",
-        (step, now, task_id, seq),
-    )
-    if cur.rowcount != 1:
-        raise waits.already_consumed(task_id, step, seq)
-
-
-# ---- console views (read-only; SQL in ``console_sql``) -------------------------------
-
-
-async def _all(conn: Connection, q: console_sql.Query) -> list[dict[str, Any]]:
-    return await fetch_all(conn, console_sql.postgres_style(q.sql), q.params)
-
-
-async def page_tasks(
-    conn: Connection, query: views.TaskQuery, before: int | None, limit: int
-) -> views.TaskPage:
-    found = await _all(conn, console_sql.task_page(query, before, limit))
-    return console_sql.shape_task_page(found, limit)
-
-
-async def journal_page(
-    conn: Connection, task_id: str, tenant: str | None, after_index: int, limit: int
-) -> views.JournalPage:
-    task = await task_row(conn, task_id, tenant)
-    page, count = console_sql.journal_page(task_id, after_index, limit)
-    found = await _all(conn, page)
-    payloads = [rows.step_payload_of(r) for r in found]
-    seqs = rows.referenced_seqs(found, payloads)
-    messages = (
-        await fetch_all(
-            conn,
-            "SELECT * FROM messages WHERE session_id = %s AND seq = ANY(%s)",
-            (task["session_id"], seqs),
-        )
-        if seqs
-        else []
-    )
-    last = await _all(conn, count)
-    total = int(last[0]["n"]) if last else 0
-    return views.JournalPage(steps=rows.journal(found, payloads, messages), total=total)
-
-
-async def session_events(
-    conn: Connection, session_id: str, name: str, tenant: str | None, limit: int
-) -> list[types.EventRecord]:
-    await session_row(conn, session_id, tenant)
-    found = await _all(conn, console_sql.session_events(session_id, name, limit))
-    return [rows.event(r) for r in found]
-
-
-async def overview(conn: Connection, tenant: str | None, since: float) -> views.Overview:
-    now = await db_now(conn)
-    first = (await _all(conn, console_sql.window_start(since)))[0]["first"]
-    parts = console_sql.overview(
-        console_sql.NO_POSITION if first is None else int(first), since, now, tenant
-    )
-    found = {name: await _all(conn, q) for name, q in parts.items()}
-    return console_sql.shape_overview(since, now, found)
+    await run(conn, waits.consume(task_id, step, seq, now))

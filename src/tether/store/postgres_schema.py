@@ -14,31 +14,18 @@ from collections.abc import Sequence
 import psycopg.errors
 
 from tether import errors, types
+from tether.store import dialect as dialects
 from tether.store import migrations
 from tether.store import postgres_queries as queries
 
-ENGINE = "postgres"
+ENGINE = dialects.POSTGRES.engine
 
 MIGRATION_LOCK = 0x7E74_4E52  # "tether" migrations: one advisory lock key for every tether
 
 
 async def applied(conn: queries.Connection) -> dict[int, migrations.Applied]:
     """The rows of ``schema_migrations``, by version (none on a fresh database)."""
-    # an MVCC read of the catalog, not ``to_regclass``: after waiting on the advisory
-    # lock, the backend's catalog cache may not have seen the table another migrator made
-    exists = await queries.fetch_one(
-        conn,
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
-        " AND tablename = 'schema_migrations') AS present",
-    )
-    if exists is None or not exists["present"]:
-        return {}
-    found = await queries.fetch_all(conn, "SELECT version, name, checksum FROM schema_migrations")
-    return {r["version"]: migrations.Applied(r["version"], r["name"], r["checksum"]) for r in found}
-
-
-async def version(conn: queries.Connection) -> int:
-    return max(await applied(conn), default=0)
+    return await queries.run(conn, migrations.applied(dialects.POSTGRES.tables))
 
 
 async def identity(conn: queries.Connection) -> str:

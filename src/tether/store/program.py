@@ -5,22 +5,24 @@ SQLite runs programs synchronously on its connection thread; PostgreSQL awaits e
 statement on a pooled connection. A rule written as a program does not care which:
 it sees rows (indexable by column name) and decides. Statements use ``:name``
 parameters (SQLite's own style; PostgreSQL's driver rewrites them to ``%(name)s``) and
-only SQL both engines speak; what differs per engine stays in the engine's module.
+only SQL both engines speak; what differs per engine is asked of the engine's
+``Dialect`` (``dialect``), which a program takes as an argument.
 ``:db_now`` is the store's clock: PostgreSQL's (``clock_timestamp()``, so that workers
 whose clocks disagree agree on lease times), the process's on SQLite (one machine).
 ``Notify`` asks the engine to wake idle workers when the transaction commits
 (PostgreSQL's ``NOTIFY``; SQLite's workers poll, so it does nothing there).
 
-The hot path (claims, step commits) stays in each engine's query module, where each
-engine's statements are tuned; the rules they share are functions (``leases``).
+``StoreCore`` (``core``) runs one program per ``Store`` method. The hot path (claims,
+step commits) stays in each engine's query module, where each engine's statements are
+tuned; the rules they share are functions and programs (``leases``, ``commits``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Awaitable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from tether.store import rows
 
@@ -51,6 +53,12 @@ class Notify:
 
 Program = Generator[Query | Notify, list[rows.Row], T]
 """A rule as a program: yields statements, receives their rows, returns its answer."""
+
+
+class Runner(Protocol):
+    """A driver's way to run a program (``StoreCore._apply``, ``StoreCore._query``)."""
+
+    def __call__(self, program: Program[T], /) -> Awaitable[T]: ...
 
 
 def one(found: list[rows.Row]) -> rows.Row | None:

@@ -4,9 +4,13 @@ and an unknown id, or another tenant's, is ``NotFound`` alike."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+
 from tether import errors, types
 from tether.store import rows, vectors, waits
 from tether.store.base import MemoryItem, Signal
+from tether.store.dialect import Dialect
 from tether.store.program import Program, Query, one
 from tether.store.transitions import task_row
 
@@ -63,6 +67,55 @@ def tasks(
         {**given, "limit": limit},
     )
     return [rows.task(r) for r in found]
+
+
+def journal(dialect: Dialect, task_id: str) -> Program[list[types.StepRecord]]:
+    """The task's whole journal, each step's output as recorded (``NotFound`` for an
+    unknown task)."""
+    task = yield from task_row(task_id)
+    found = yield Query("SELECT * FROM steps WHERE task_id = :id ORDER BY idx", {"id": task_id})
+    return (yield from steps_with_messages(dialect, task["session_id"], found))
+
+
+def steps_with_messages(
+    dialect: Dialect, session_id: str, found: Sequence[rows.Row]
+) -> Program[list[types.StepRecord]]:
+    """Step records of these ``steps`` rows, with the session's messages their outputs
+    refer to read in one statement (a step stores references, not copies)."""
+    payloads = [rows.step_payload_of(r) for r in found]
+    seqs = rows.referenced_seqs(found, payloads)
+    messages = (yield dialect.messages(session_id, seqs)) if seqs else []
+    return rows.journal(found, payloads, messages)
+
+
+def step_bytes(dialect: Dialect, task_id: str, index: int) -> Program[int]:
+    """Bytes of one step's stored values: every column of its row plus its messages'
+    payloads, each value counted as its text (numbers as Python writes them), so that
+    both engines report the same figure for the same step."""
+    task = yield from task_row(task_id)
+    row = one(
+        (
+            yield Query(
+                "SELECT * FROM steps WHERE task_id = :id AND idx = :idx",
+                {"id": task_id, "idx": index},
+            )
+        )
+    )
+    if row is None:
+        raise errors.NotFound("no such step in the journal", task=task_id, step=index)
+    seqs = [int(s) for s in json.loads(row["message_seqs"])]
+    messages = (yield dialect.messages(task["session_id"], seqs)) if seqs else []
+    return sum(_text_bytes(row[c]) for c in rows.STEP_COLUMNS) + sum(
+        _text_bytes(m["payload"]) for m in messages
+    )
+
+
+def _text_bytes(value: object) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bytes | bytearray | memoryview):
+        return len(value)
+    return len(str(value).encode("utf-8"))
 
 
 def attempts(task_id: str) -> Program[list[types.StepAttempt]]:

@@ -1,4 +1,5 @@
-"""The SQLite write path: claiming, fencing and group commit, as functions on a connection.
+"""SQLite's own statements: running a store program (``run``), and the hot path tuned
+for SQLite (claiming and group commit), as functions on a connection.
 
 Each function runs on the store's connection thread inside a transaction its caller
 opened (``sqlite_connection.write``); ``SQLiteStore`` is the async face over them.
@@ -12,7 +13,7 @@ from typing import Any
 
 from tether import errors, types
 from tether.store import commits as commit_rules
-from tether.store import console_sql, leases, rows, views, waits
+from tether.store import leases, rows, waits
 from tether.store.base import Claim
 from tether.store.program import DB_NOW, Notify, Program, T
 
@@ -28,14 +29,6 @@ _CANDIDATES: tuple[str, ...] = (
         "  WHERE o.session_id = t.session_id AND o.status = 'queued' AND o.position < t.position)"
     ),
 )
-
-
-MESSAGES_BY_SEQS = (
-    "SELECT m.* FROM json_each(?) j CROSS JOIN messages m ON m.session_id = ? AND m.seq = j.value"
-)
-"""A session's messages at the seqs of a JSON array. CROSS JOIN keeps ``json_each``
-outside: one primary-key seek per seq, where a plain JOIN let SQLite scan the whole
-session's messages for each seq (slow on a long session)."""
 
 
 def run(conn: sqlite3.Connection, program: Program[T]) -> T:
@@ -58,29 +51,12 @@ def run(conn: sqlite3.Connection, program: Program[T]) -> T:
         return done.value  # type: ignore[no-any-return]
 
 
-def session_row(conn: sqlite3.Connection, session_id: str, tenant: str | None) -> sqlite3.Row:
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM sessions WHERE id = ?", (session_id,)
-    ).fetchone()
-    if row is None or (tenant is not None and row["tenant"] != tenant):
-        raise errors.NotFound("no such session", tenant=tenant, session=session_id)
-    return row
-
-
 def task_row(conn: sqlite3.Connection, task_id: str, tenant: str | None = None) -> sqlite3.Row:
     row: sqlite3.Row | None = conn.execute(
         "SELECT * FROM tasks WHERE id = ?", (task_id,)
     ).fetchone()
     if row is None or (tenant is not None and row["tenant"] != tenant):
         raise errors.NotFound("no such task", tenant=tenant, task=task_id)
-    return row
-
-
-def fence(conn: sqlite3.Connection, lease: types.Lease, task_id: str) -> sqlite3.Row:
-    """The task row if ``lease`` still holds the task (running, same epoch); else ``LeaseLost``."""
-    leases.same_task(lease, task_id)
-    row = task_row(conn, task_id)
-    leases.check(lease, row)
     return row
 
 
@@ -285,81 +261,8 @@ def _commit_one(
     return types.CommitResult(message_seqs=seqs)
 
 
-def step_storage_bytes(conn: sqlite3.Connection, task_id: str, index: int) -> int:
-    """Bytes of the step's row (every column, as stored) plus its messages' payloads."""
-    size = " + ".join(f"COALESCE(length(CAST({c} AS BLOB)), 0)" for c in rows.STEP_COLUMNS)
-    task = task_row(conn, task_id)
-    row = conn.execute(
-        f"SELECT {size} AS size, message_seqs FROM steps WHERE task_id = ? AND idx = ?",
-        (task_id, index),
-    ).fetchone()
-    if row is None:
-        raise errors.NotFound("no such step in the journal", task=task_id, step=index)
-    payloads: int = conn.execute(
-        "SELECT COALESCE(SUM(length(CAST(m.payload AS BLOB))), 0) FROM json_each(?) j"
-        " JOIN messages m ON m.session_id = ? AND m.seq = j.value",
-        (row["message_seqs"], task["session_id"]),
-    ).fetchone()[0]
-    return int(row["size"]) + payloads
-
-
 # ---- durable waits (rules in ``waits``) ---------------------------------------------
 
 
 def consume_signal(conn: sqlite3.Connection, task_id: str, step: int, seq: int, now: float) -> None:
-    cur = conn.execute(
-        "UPDATE signals SET consumed_step = ?, consumed_at = ?"
-        " WHERE task_id = ? AND seq = ? AND consumed_step IS NULL",
-        (step, now, task_id, seq),
-    )
-    if cur.rowcount != 1:
-        raise waits.already_consumed(task_id, step, seq)
-
-
-# ---- console views (read-only; SQL in ``console_sql``) -------------------------------
-
-
-def page_tasks(
-    conn: sqlite3.Connection, query: views.TaskQuery, before: int | None, limit: int
-) -> views.TaskPage:
-    q = console_sql.task_page(query, before, limit)
-    return console_sql.shape_task_page(conn.execute(q.sql, q.params).fetchall(), limit)
-
-
-def journal_page(
-    conn: sqlite3.Connection, task_id: str, tenant: str | None, after_index: int, limit: int
-) -> views.JournalPage:
-    task = task_row(conn, task_id, tenant)
-    page, count = console_sql.journal_page(task_id, after_index, limit)
-    found = conn.execute(page.sql, page.params).fetchall()
-    payloads = [rows.step_payload_of(r) for r in found]
-    seqs = rows.referenced_seqs(found, payloads)
-    messages = (
-        conn.execute(
-            MESSAGES_BY_SEQS, (rows.dumps(seqs, "message seqs"), task["session_id"])
-        ).fetchall()
-        if seqs
-        else []
-    )
-    last = conn.execute(count.sql, count.params).fetchone()
-    total = 0 if last is None else int(last["n"])
-    return views.JournalPage(steps=rows.journal(found, payloads, messages), total=total)
-
-
-def session_events(
-    conn: sqlite3.Connection, session_id: str, name: str, tenant: str | None, limit: int
-) -> list[types.EventRecord]:
-    session_row(conn, session_id, tenant)
-    q = console_sql.session_events(session_id, name, limit)
-    return [rows.event(r) for r in conn.execute(q.sql, q.params)]
-
-
-def overview(conn: sqlite3.Connection, tenant: str | None, since: float) -> views.Overview:
-    now = types.now()
-    start = console_sql.window_start(since)
-    first = conn.execute(start.sql, start.params).fetchone()["first"]
-    parts = console_sql.overview(
-        console_sql.NO_POSITION if first is None else int(first), since, now, tenant
-    )
-    found = {name: conn.execute(q.sql, q.params).fetchall() for name, q in parts.items()}
-    return console_sql.shape_overview(since, now, found)
+    run(conn, waits.consume(task_id, step, seq, now))

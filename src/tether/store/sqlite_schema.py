@@ -12,26 +12,17 @@ import sqlite3
 from collections.abc import Sequence
 
 from tether import errors, types
+from tether.store import dialect as dialects
 from tether.store import migrations
 from tether.store import sqlite_connection as connection
+from tether.store import sqlite_queries as queries
 
-ENGINE = "sqlite"
+ENGINE = dialects.SQLITE.engine
 
 
 def applied(conn: sqlite3.Connection) -> dict[int, migrations.Applied]:
     """The rows of ``schema_migrations``, by version (none on a fresh file)."""
-    exists = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-    ).fetchone()
-    if exists is None:
-        return {}
-    rows = conn.execute("SELECT version, name, checksum FROM schema_migrations").fetchall()
-    return {r["version"]: migrations.Applied(r["version"], r["name"], r["checksum"]) for r in rows}
-
-
-def version(conn: sqlite3.Connection) -> int:
-    with connection.read(conn):
-        return max(applied(conn), default=0)
+    return queries.run(conn, migrations.applied(dialects.SQLITE.tables))
 
 
 def statements(script: str) -> list[str]:

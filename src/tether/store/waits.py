@@ -105,6 +105,18 @@ def already_consumed(task_id: str, step: int, seq: int) -> errors.Conflict:
     )
 
 
+def consume(task_id: str, step: int, seq: int, now: float) -> Program[None]:
+    """Mark signal ``seq`` consumed by ``step`` (in that step's commit); a signal is
+    consumed once, so a second consumer's commit fails with ``already_consumed``."""
+    found = yield Query(
+        "UPDATE signals SET consumed_step = :step, consumed_at = :now"
+        " WHERE task_id = :id AND seq = :seq AND consumed_step IS NULL RETURNING seq",
+        {"step": step, "now": now, "id": task_id, "seq": seq},
+    )
+    if len(found) != 1:
+        raise already_consumed(task_id, step, seq)
+
+
 def received_event(name: str, seq: int, woke: bool) -> types.NewEvent:
     """The task's ``signal.received`` event, written with the signal."""
     return types.NewEvent(events.SIGNAL_RECEIVED, {"name": name, "seq": seq, "woke": woke})

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tether import errors
 from tether import redact as redact_text
+from tether.store.program import Program, Query
 
 NAME_PATTERN = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9]+(?:_[a-z0-9]+)*)\.sql$")
 
@@ -44,6 +45,17 @@ class Applied:
     version: int
     name: str
     checksum: str
+
+
+def applied(tables_sql: str) -> Program[dict[int, Applied]]:
+    """The rows of ``schema_migrations``, by version (none on a fresh store), as a program
+    (``program``) run by either engine; ``tables_sql`` lists the engine's tables. (On
+    PostgreSQL, ``pg_tables`` is an MVCC read of the catalog: after waiting on the
+    migration lock it sees a table another migrator made, where ``to_regclass`` may not.)"""
+    if "schema_migrations" not in {r["name"] for r in (yield Query(tables_sql))}:
+        return {}
+    found = yield Query("SELECT version, name, checksum FROM schema_migrations")
+    return {r["version"]: Applied(r["version"], r["name"], r["checksum"]) for r in found}
 
 
 def checksum(sql: str) -> str:
