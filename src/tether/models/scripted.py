@@ -157,7 +157,7 @@ class RequestCounts:
     def __init__(self, size: int = 256) -> None:
         self._size = size
         self._known: dict[int, tuple[tuple[types.Message, ...], int, int]] = {}
-        self._tools: tuple[Sequence[types.ToolSpec], int] | None = None
+        self._tools: dict[int, tuple[Sequence[types.ToolSpec], int]] = {}
         self._lock = threading.Lock()
 
     def messages(self, messages: Sequence[types.Message]) -> tuple[int, int]:
@@ -185,12 +185,18 @@ class RequestCounts:
 
     def tools(self, tools: Sequence[types.ToolSpec]) -> int:
         """Tokens of the tools offered (``estimate_tokens`` without messages or overhead),
-        reused while the same sequence of tools (the same object) is offered."""
-        known = self._tools
+        reused while the same sequence of tools (the same object: an agent's task run
+        offers one) is offered."""
+        key = id(tools)
+        with self._lock:
+            known = self._tools.get(key)
         if known is not None and known[0] is tools:
             return known[1]
         tokens = estimate_tokens((), tools) - REPLY_OVERHEAD
-        self._tools = (tools, tokens)
+        with self._lock:
+            self._tools[key] = (tools, tokens)
+            if len(self._tools) > self._size:
+                del self._tools[next(iter(self._tools))]
         return tokens
 
 

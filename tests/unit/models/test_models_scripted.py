@@ -134,6 +134,9 @@ def test_request_counts_carried_on_equal_a_count_from_scratch() -> None:
     assert counts.messages(()) == (0, 0)
     tools = (types.ToolSpec(name="note", description="Write.", parameters={"type": "object"}),)
     assert counts.tools(tools) == counts.tools(tools) == estimate_tokens((), tools) - 3
+    more = (*tools, types.ToolSpec(name="add", description="Add.", parameters={}))
+    assert counts.tools(more) == estimate_tokens((), more) - 3  # another task's tools
+    assert counts.tools(()) == 0
 
 
 def test_usage_uses_the_estimates() -> None:
