@@ -18,7 +18,6 @@ Every compaction emits ``context.compacted`` with what moved. The package above
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
@@ -34,9 +33,6 @@ from tether.observe import events
 OVERFLOW_BUMP = 1.25
 """After the model server refused a request our count said fits, count 25% higher."""
 MAX_ROUNDS = 8
-_MESSAGE = operator.attrgetter("message")
-"""An ``Entry``'s message: a request's messages are taken from the history at C speed,
-as every turn takes them from the whole live history."""
 
 Complete = Callable[[types.ModelRequest], Awaitable[types.ModelResponse]]
 
@@ -157,7 +153,7 @@ class ContextPlanner:
             live = [e for e in history if e.seq > self.ledger.folded_upto]
             head = [*self.system, *self._pinned()]
             recall_room = self.budget.recall_tokens if self.ledger.memory else 0
-            tokens = self.count([*head, *map(_MESSAGE, live)]) + recall_room
+            tokens = self.count(head + [e.message for e in live]) + recall_room
             oversized = (
                 self.policy.strategy == "summarize"
                 and self.ledger.summary is not None
@@ -172,7 +168,7 @@ class ContextPlanner:
             raise self._exceeded(tokens, f"{MAX_ROUNDS} compactions did not make it fit")
         if self.ledger.memory:
             head.append(await self._recall(live))
-        messages = (*head, *map(_MESSAGE, live))
+        messages = tuple(head + [e.message for e in live])
         raw = self.counter.count(messages, self.tools)
         tokens = self.ledger.calibration.apply(raw)
         if tokens > self.budget.budget:
@@ -224,7 +220,7 @@ class ContextPlanner:
         self.ledger = replace(self.ledger, calibration=bumped)
         live = [e for e in history if e.seq > self.ledger.folded_upto]
         head = [*self.system, *self._pinned()]
-        tokens = self.count([*head, *map(_MESSAGE, live)])
+        tokens = self.count(head + [e.message for e in live])
         return await self._compact(live, tokens, force=True)
 
     def _exceeded(self, tokens: int, why: str) -> errors.ContextBudgetExceeded:
