@@ -106,6 +106,7 @@ class ContextPlanner:
         self.embedder = embedder or policy.make_embedder()
         self.start = Ledger.from_dict(session_state).for_task(journal.task_id)
         self.ledger = self.start
+        self._start_record: dict[str, Any] | None = None
         if policy.strategy == "memory" and memory_access is None:
             raise errors.InvalidInput("the memory strategy needs the session's memory access")
 
@@ -143,7 +144,9 @@ class ContextPlanner:
 
     def _commit(self, new: Ledger) -> dict[str, Any]:
         self.ledger = new
-        return new.stamped(self.journal.task_id, self.start).to_dict()
+        if self._start_record is None:  # the same for every write of this task run
+            self._start_record = self.start.start_record()
+        return new.stamped(self.journal.task_id, self._start_record).to_dict()
 
     # ---- the request ----------------------------------------------------------------
 
