@@ -52,3 +52,12 @@ def test_tether_per_step_and_throughput_run_and_fill_the_table(tmp_path: Path) -
     text = report.markdown([result], {"size": "tiny"})
     assert "| overhead per step, history 10 (ms, median) |" in text
     assert "| steps/s, 50 concurrent sessions |" in text
+
+
+def test_cpu_per_step_splits_the_run_by_thread(tmp_path: Path) -> None:
+    from bench import cpu_per_step
+
+    result = asyncio.run(cpu_per_step.measure(2, 3, tmp_path))
+    assert result["steps"] == 2 * 3
+    threads = result["threads_us_per_step"]
+    assert isinstance(threads, dict) and {"MainThread", "tether-sqlite"} <= set(threads)
