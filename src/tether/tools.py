@@ -9,13 +9,12 @@ tool's own side effects can be deduplicated.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import functools
 import inspect
 import json
 import typing
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, overload
 
@@ -67,15 +66,22 @@ def current_step() -> ToolContext:
     return ctx
 
 
-@contextlib.contextmanager
-def running_step(ctx: ToolContext) -> Iterator[ToolContext]:
+class running_step:
     """Make ``ctx`` what ``current_step()`` returns while the block runs (this task and
-    the tasks and threads it starts, which copy the context)."""
-    token = _running.set(ctx)
-    try:
-        yield ctx
-    finally:
-        _running.reset(token)
+    the tasks and threads it starts, which copy the context). A class rather than a
+    generator context manager: every step enters one."""
+
+    __slots__ = ("_ctx", "_token")
+
+    def __init__(self, ctx: ToolContext) -> None:
+        self._ctx = ctx
+
+    def __enter__(self) -> ToolContext:
+        self._token = _running.set(self._ctx)
+        return self._ctx
+
+    def __exit__(self, *exc: object) -> None:
+        _running.reset(self._token)
 
 
 class Tool:

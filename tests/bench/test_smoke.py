@@ -131,3 +131,15 @@ def test_the_table_shows_the_figures_measured() -> None:
     assert rows["steps/s, 50 concurrent sessions"] == "654"
     assert rows["overhead per step, history 10 (ms, median)"].startswith("1.2")
     assert rows["stored bytes per step, history 100"].replace(",", "") == "1240"
+
+
+def test_cpu_per_step_splits_the_run_by_thread(tmp_path: Path) -> None:
+    from bench import cpu_per_step
+
+    result = asyncio.run(cpu_per_step.measure(2, 3, tmp_path))
+    assert result["sessions"] == 2 and result["steps"] == 2 * 3
+    threads = result["threads_us_per_step"]
+    assert isinstance(threads, dict) and {"MainThread", "tether-sqlite"} <= set(threads)
+    # per-thread figures come from /proc in clock ticks (10 ms): a tiny run may read 0
+    assert isinstance(result["cpu_us_per_step"], int) and result["cpu_us_per_step"] > 0
+    assert all(t["user_us"] >= 0 and t["sys_us"] >= 0 for t in threads.values())

@@ -130,9 +130,15 @@ class Ledger:
             return Ledger.from_dict(self.task["start"])
         return replace(self, task=None)
 
-    def stamped(self, task_id: str, start: Ledger) -> Ledger:
-        """This ledger as written by ``task_id``, which started from ``start``."""
-        return replace(self, task={"id": task_id, "start": replace(start, task=None).to_dict()})
+    def stamped(self, task_id: str, start: Ledger | dict[str, Any]) -> Ledger:
+        """This ledger as written by ``task_id``, which started from ``start`` (or from
+        ``start.start_record()``, which a task run makes once for its many writes)."""
+        record = start.start_record() if isinstance(start, Ledger) else start
+        return replace(self, task={"id": task_id, "start": record})
+
+    def start_record(self) -> dict[str, Any]:
+        """This ledger as a task's starting point is recorded (``stamped``)."""
+        return replace(self, task=None).to_dict()
 
     # ---- JSON ---------------------------------------------------------------------
 

@@ -106,6 +106,7 @@ class ContextPlanner:
         self.embedder = embedder or policy.make_embedder()
         self.start = Ledger.from_dict(session_state).for_task(journal.task_id)
         self.ledger = self.start
+        self._start_record: dict[str, Any] | None = None
         if policy.strategy == "memory" and memory_access is None:
             raise errors.InvalidInput("the memory strategy needs the session's memory access")
 
@@ -143,7 +144,9 @@ class ContextPlanner:
 
     def _commit(self, new: Ledger) -> dict[str, Any]:
         self.ledger = new
-        return new.stamped(self.journal.task_id, self.start).to_dict()
+        if self._start_record is None:  # the same for every write of this task run
+            self._start_record = self.start.start_record()
+        return new.stamped(self.journal.task_id, self._start_record).to_dict()
 
     # ---- the request ----------------------------------------------------------------
 
@@ -153,7 +156,7 @@ class ContextPlanner:
             live = [e for e in history if e.seq > self.ledger.folded_upto]
             head = [*self.system, *self._pinned()]
             recall_reserve = self.budget.recall_tokens if self.ledger.memory else 0
-            tokens = self.count([*head, *(e.message for e in live)]) + recall_reserve
+            tokens = self.count(head + [e.message for e in live]) + recall_reserve
             oversized = (
                 self.policy.strategy == "summarize"
                 and self.ledger.summary is not None
@@ -168,7 +171,7 @@ class ContextPlanner:
             raise self._exceeded(tokens, f"{MAX_ROUNDS} compactions did not make it fit")
         if self.ledger.memory:
             head.append(await self._recall(live))
-        messages = (*head, *(e.message for e in live))
+        messages = tuple(head + [e.message for e in live])
         raw = self.counter.count(messages, self.tools)
         tokens = self.ledger.calibration.apply(raw)
         if tokens > self.budget.budget:
@@ -220,7 +223,7 @@ class ContextPlanner:
         self.ledger = replace(self.ledger, calibration=bumped)
         live = [e for e in history if e.seq > self.ledger.folded_upto]
         head = [*self.system, *self._pinned()]
-        tokens = self.count([*head, *(e.message for e in live)])
+        tokens = self.count(head + [e.message for e in live])
         return await self._compact(live, tokens, force=True)
 
     def _exceeded(self, tokens: int, why: str) -> errors.ContextBudgetExceeded:

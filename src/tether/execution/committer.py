@@ -34,7 +34,9 @@ class Committer:
         self._pending.append((commit, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
-        return await asyncio.shield(future)
+        # Awaited bare, not shielded: a caller cancelled meanwhile cancels only its own
+        # future (the batch skips a done future) and its step is written all the same.
+        return await future
 
     async def _flush(self) -> None:
         while self._pending:

@@ -329,7 +329,11 @@ class TaskRun:
         index = self._index
 
         async def execute(attempt: int, beat: Heartbeat) -> types.ModelResponse:
-            sent = dataclasses.replace(request, max_tokens=growth["max_tokens"])
+            sent = (
+                request
+                if request.max_tokens == growth["max_tokens"]
+                else dataclasses.replace(request, max_tokens=growth["max_tokens"])
+            )
 
             def delta(text: str) -> None:
                 self.emitter.emit(events.MODEL_DELTA, step=index, attempt=attempt, text=text)

@@ -10,16 +10,16 @@ from typing import Any
 
 from tether import types
 
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr
+)
+"""The canonical JSON of what a fingerprint hashes: made once, as ``json.dumps`` with
+these options would build an encoder on every call."""
+
 
 def fingerprint(kind: str, name: str, inputs: Any) -> str:
     """A short stable hash of a step's kind, name and JSON-able inputs."""
-    blob = json.dumps(
-        [kind, name, inputs],
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        default=repr,
-    )
+    blob = _CANONICAL.encode([kind, name, inputs])
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -30,10 +30,7 @@ def describe(inputs: Any, limit: int = 160) -> str:
 
 
 def _message_line(message: types.Message) -> bytes:
-    text = json.dumps(
-        message.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr
-    )
-    return text.encode() + b"\n"
+    return _CANONICAL.encode(message.to_dict()).encode() + b"\n"
 
 
 class RequestFingerprints:

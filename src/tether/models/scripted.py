@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import operator
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -115,12 +117,16 @@ def reply_index(messages: Sequence[types.Message]) -> int:
     return count
 
 
-def tool_call_id(messages: Sequence[types.Message], position: int, name: str) -> str:
+def tool_call_id(
+    messages: Sequence[types.Message], position: int, name: str, assistants: int | None = None
+) -> str:
     """A tool call id that depends only on the request and the call's position:
-    a hash of the message count, the assistant-message count, the last message and
-    the position, so ids do not repeat within a conversation."""
+    a hash of the message count, the assistant-message count (``assistants``, counted
+    here when not given), the last message and the position, so ids do not repeat
+    within a conversation."""
     last = messages[-1] if messages else None
-    assistants = sum(1 for m in messages if m.role == "assistant")
+    if assistants is None:
+        assistants = sum(1 for m in messages if m.role == "assistant")
     key = "|".join(
         (
             str(len(messages)),
@@ -133,6 +139,65 @@ def tool_call_id(messages: Sequence[types.Message], position: int, name: str) ->
         )
     )
     return "call_" + hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+
+
+class RequestCounts:
+    """``estimate_tokens`` and the assistant-message count of requests, in O(messages
+    new since an earlier request of the same conversation).
+
+    An agent's next request repeats the previous one's messages (the same objects) and
+    adds a few: the counts of that prefix are carried on instead of counting the whole
+    history again, so the model's own time per call stays flat as a session grows (a
+    benchmark's instant model is not what it measures). A conversation is known by the
+    identity of its first message: the entry holds its messages, so that identity is not
+    reused while it is kept; the least recently used of ``size`` entries is dropped.
+    Any request that does not extend a known one is counted from its start: the counts
+    are the same either way."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._known: dict[int, tuple[tuple[types.Message, ...], int, int]] = {}
+        self._tools: dict[int, tuple[Sequence[types.ToolSpec], int]] = {}
+        self._lock = threading.Lock()
+
+    def messages(self, messages: Sequence[types.Message]) -> tuple[int, int]:
+        """(tokens of ``messages`` as ``estimate_tokens`` counts them, without the
+        request's ``REPLY_OVERHEAD``; how many are assistant messages)."""
+        held = tuple(messages)
+        if not held:
+            return 0, 0
+        key = id(held[0])
+        with self._lock:
+            known = self._known.pop(key, None)
+        start, tokens, assistants = 0, 0, 0
+        if known is not None:
+            prefix, known_tokens, known_assistants = known
+            if len(prefix) <= len(held) and all(map(operator.is_, prefix, held)):
+                start, tokens, assistants = len(prefix), known_tokens, known_assistants
+        for message in held[start:]:
+            tokens += _message_tokens(message)
+            assistants += message.role == "assistant"
+        with self._lock:
+            self._known[key] = (held, tokens, assistants)
+            if len(self._known) > self._size:
+                del self._known[next(iter(self._known))]
+        return tokens, assistants
+
+    def tools(self, tools: Sequence[types.ToolSpec]) -> int:
+        """Tokens of the tools offered (``estimate_tokens`` without messages or overhead),
+        reused while the same sequence of tools (the same object: an agent's task run
+        offers one) is offered."""
+        key = id(tools)
+        with self._lock:
+            known = self._tools.get(key)
+        if known is not None and known[0] is tools:
+            return known[1]
+        tokens = estimate_tokens((), tools) - REPLY_OVERHEAD
+        with self._lock:
+            self._tools[key] = (tools, tokens)
+            if len(self._tools) > self._size:
+                del self._tools[next(iter(self._tools))]
+        return tokens
 
 
 class ScriptedModel:
@@ -159,6 +224,7 @@ class ScriptedModel:
             for position, item in enumerate(script):
                 _check_reply(item, name, f"script[{position}]")
         self._script = script
+        self._counts = RequestCounts()
         self.name = name
         self.context_window = context_window
         self.max_output_tokens = max_output_tokens
@@ -219,7 +285,8 @@ class ScriptedModel:
     def reply(self, request: types.ModelRequest) -> types.ModelResponse:
         """The answer to ``request``: the same request always gets the same answer."""
         chosen = self._choose(request)
-        prompt = estimate_tokens(request.messages, request.tools)
+        tokens, assistants = self._counts.messages(request.messages)
+        prompt = REPLY_OVERHEAD + tokens + self._counts.tools(request.tools)
         if isinstance(chosen, types.ModelResponse):
             response = chosen
             if response.usage is None:
@@ -240,7 +307,7 @@ class ScriptedModel:
                 content=None,
                 tool_calls=tuple(
                     types.ToolCall(
-                        id=tool_call_id(request.messages, position, tool_name),
+                        id=tool_call_id(request.messages, position, tool_name, assistants),
                         name=tool_name,
                         arguments=arguments,
                     )

@@ -10,11 +10,10 @@ short answer.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,13 +26,20 @@ _sink: contextvars.ContextVar[Sink | None] = contextvars.ContextVar(
 )
 
 
-@contextlib.contextmanager
-def deltas_to(sink: Sink) -> Iterator[None]:
-    token = _sink.set(sink)
-    try:
-        yield
-    finally:
-        _sink.reset(token)
+class deltas_to:
+    """Send the text pieces of the code inside (a model step) to ``sink``. A class
+    rather than a generator context manager: every model step enters one."""
+
+    __slots__ = ("_sink", "_token")
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+
+    def __enter__(self) -> None:
+        self._token = _sink.set(self._sink)
+
+    def __exit__(self, *exc: object) -> None:
+        _sink.reset(self._token)
 
 
 def emit(text: str) -> None:

@@ -52,18 +52,24 @@ _RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict
 _FIXED = frozenset({"ts", "level", "logger"})
 
 
-@contextlib.contextmanager
-def bind(**ids: Any) -> Iterator[None]:
+class bind:
     """Bind ids (tenant, session, task, step, attempt, worker) to every record logged inside.
 
-    Nested binds add to the outer ones; a value of ``None`` unbinds a key.
+    Nested binds add to the outer ones; a value of ``None`` unbinds a key. A class
+    rather than a generator context manager: every step enters one.
     """
-    merged = {**_bound.get(), **ids}
-    token = _bound.set({k: v for k, v in merged.items() if v is not None})
-    try:
-        yield
-    finally:
-        _bound.reset(token)
+
+    __slots__ = ("_ids", "_token")
+
+    def __init__(self, **ids: Any) -> None:
+        self._ids = ids
+
+    def __enter__(self) -> None:
+        merged = {**_bound.get(), **self._ids}
+        self._token = _bound.set({k: v for k, v in merged.items() if v is not None})
+
+    def __exit__(self, *exc: object) -> None:
+        _bound.reset(self._token)
 
 
 def bound_ids() -> dict[str, Any]:

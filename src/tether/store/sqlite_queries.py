@@ -100,19 +100,19 @@ def _insert_messages(
 
 
 def insert_events(conn: sqlite3.Connection, task_id: str, events: Sequence[types.NewEvent]) -> None:
-    """Append events with the task's next event seqs."""
+    """Append events with the task's next event seqs (each row reads the last one in a
+    scalar subquery of the statement that inserts it: no read before; an ``INSERT …
+    SELECT`` from the same table would go through a temporary table)."""
     if not events:
         return
-    last: int = conn.execute(
-        "SELECT COALESCE(MAX(seq), 0) FROM events WHERE task_id = ?", (task_id,)
-    ).fetchone()[0]
     conn.executemany(
-        "INSERT INTO events (task_id, seq, name, at, step, data, payload_version)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO events (task_id, seq, name, at, step, data, payload_version) VALUES"
+        " (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE task_id = ?1),"
+        " ?2, ?3, ?4, ?5, ?6)",
         [
-            (task_id, last + i, e.name, e.at, e.step, rows.dumps(e.data, f"data of event {e.name}"),
+            (task_id, e.name, e.at, e.step, rows.dumps(e.data, f"data of event {e.name}"),
              types.PAYLOAD_VERSION)
-            for i, e in enumerate(events, start=1)
+            for e in events
         ],
     )  # fmt: skip
 
@@ -174,24 +174,63 @@ def claim(
 def commit_batch(
     conn: sqlite3.Connection, commits: Sequence[types.StepCommit]
 ) -> list[types.CommitResult | BaseException]:
-    """Group commit inside one transaction: each commit under its own savepoint, so a
-    fenced or rejected commit is rolled back alone and reported in its place."""
-    results: list[types.CommitResult | BaseException] = []
+    """Group commit inside one transaction (``BEGIN IMMEDIATE``, opened by the caller);
+    a fenced or rejected commit is rolled back alone and reported in its place.
+
+    The usual rejections (a lost lease, a step journaled already) come before a commit
+    writes anything, or from the statement that would have been its first write, which
+    SQLite undoes by itself: so the batch runs without savepoints (a savepoint makes
+    SQLite copy each page it changes to a journal of its own first). A commit that fails
+    after it wrote (a signal consumed already) rolls the transaction back; the batch then
+    runs again in a new one, each commit under its own savepoint."""
     now = types.now()
+    try:
+        return [_commit_or_error(conn, commit, now, isolated=False) for commit in commits]
+    except _Undo:
+        conn.execute("ROLLBACK")
+        conn.execute("BEGIN IMMEDIATE")
+    results: list[types.CommitResult | BaseException] = []
     for commit in commits:
         conn.execute("SAVEPOINT step_commit")
-        try:
-            results.append(_commit_one(conn, commit, now))
-        except (errors.TetherError, errors.LeaseLost) as exc:
+        result = _commit_or_error(conn, commit, now, isolated=True)
+        if isinstance(result, BaseException):
             conn.execute("ROLLBACK TO step_commit")
-            results.append(exc)
-        except sqlite3.IntegrityError as exc:
-            conn.execute("ROLLBACK TO step_commit")
-            results.append(
-                commit_rules.step_rejected(commit.step, exc, duplicate="UNIQUE" in str(exc))
-            )
         conn.execute("RELEASE step_commit")
+        results.append(result)
     return results
+
+
+class _Undo(Exception):
+    """A commit failed after it wrote: the batch's transaction is rolled back and the
+    batch runs again, each commit under its own savepoint."""
+
+
+def _commit_or_error(
+    conn: sqlite3.Connection,
+    commit: types.StepCommit,
+    now: float,
+    *,
+    isolated: bool,
+) -> types.CommitResult | BaseException:
+    """One commit, or the error it is rejected with. A failure after the commit wrote
+    raises ``_Undo`` unless the commit is ``isolated`` (under a savepoint of its own,
+    which the caller rolls back)."""
+    try:
+        head = _journal_step(conn, commit)
+    except (errors.TetherError, errors.LeaseLost) as exc:
+        return exc
+    except sqlite3.IntegrityError as exc:
+        return commit_rules.step_rejected(commit.step, exc, duplicate="UNIQUE" in str(exc))
+    if isinstance(head, types.CommitResult):
+        return head
+    try:
+        return _write_rest(conn, commit, head, now)
+    except (errors.TetherError, errors.LeaseLost, sqlite3.IntegrityError) as exc:
+        if not isolated:
+            raise _Undo from exc
+        if isinstance(exc, sqlite3.IntegrityError):
+            return commit_rules.step_rejected(commit.step, exc, duplicate="UNIQUE" in str(exc))
+        return exc
 
 
 _INSERT_STEP = (
@@ -204,13 +243,13 @@ _FENCE_FOR_COMMIT = (
 )
 
 
-def _commit_one(
-    conn: sqlite3.Connection, commit: types.StepCommit, now: float
-) -> types.CommitResult:
-    """One step's commit in as few statements as it takes: the fence and the session's
-    ``last_seq`` in one read; the step row first (so that a step journaled already is
-    found by its primary key before anything is written); then its messages, one update
-    of the session (``last_seq`` and state), its events, the task's ``updated_at``."""
+def _journal_step(
+    conn: sqlite3.Connection, commit: types.StepCommit
+) -> tuple[str, int, tuple[int, ...]] | types.CommitResult:
+    """The fence and the session's ``last_seq`` in one read, then the step row (so that a
+    step journaled already is found by its primary key before anything is written):
+    ``(session_id, last_seq, the messages' seqs)``, or the result of the same commit
+    applied already. When it raises, nothing of the commit is written."""
     step, lease = commit.step, commit.lease
     leases.same_task(lease, step.task_id)
     task = conn.execute(_FENCE_FOR_COMMIT, (step.task_id,)).fetchone()
@@ -241,6 +280,21 @@ def _commit_one(
             if done is not None:
                 return done
         raise
+    return session_id, last, seqs
+
+
+def _write_rest(
+    conn: sqlite3.Connection,
+    commit: types.StepCommit,
+    head: tuple[str, int, tuple[int, ...]],
+    now: float,
+) -> types.CommitResult:
+    """The rest of a commit whose step row is written: the signal it consumes, its
+    messages, one update of the session (``last_seq`` and state), its events, the
+    task's ``updated_at``."""
+    step = commit.step
+    session_id, last, seqs = head
+    n = len(commit.messages)
     if commit.signal_seq is not None:
         consume_signal(conn, step.task_id, step.index, commit.signal_seq, now)
     if n:

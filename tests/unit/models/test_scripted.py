@@ -108,6 +108,37 @@ def test_estimate_tokens_is_the_documented_formula() -> None:
     assert estimate_tokens(()) == 3
 
 
+def test_request_counts_carried_on_equal_a_count_from_scratch() -> None:
+    """An extended request reuses its prefix's counts; a diverging one, another
+    conversation, or a request of the same length with other messages is counted anew:
+    every answer equals ``estimate_tokens`` and a plain count of assistant messages."""
+    counts = scripted.RequestCounts(size=2)
+    call = types.ToolCall(id="c1", name="note", arguments='{"text": "abc"}')
+    turns = [msg("user", "go"), msg("assistant", None, tool_calls=(call,))]
+    turns += [msg("tool", "x" * 37, tool_call_id="c1", name="note"), msg("assistant", "ok")]
+    other = [msg("user", "another conversation"), msg("assistant", "hi")]
+    asked = [
+        (SYSTEM, *turns[:1]),
+        (SYSTEM, *turns[:3]),
+        (SYSTEM, *turns),  # extends the last one
+        (SYSTEM, turns[0], msg("assistant", "a different answer")),  # diverges
+        tuple(other),
+        (SYSTEM, *turns[:2]),  # shorter than the known prefix
+        (*other, msg("user", "more")),
+        (SYSTEM, *turns),
+    ]
+    for messages in asked:
+        tokens, assistants = counts.messages(messages)
+        assert tokens + scripted.REPLY_OVERHEAD == estimate_tokens(messages)
+        assert assistants == sum(m.role == "assistant" for m in messages)
+    assert counts.messages(()) == (0, 0)
+    tools = (types.ToolSpec(name="note", description="Write.", parameters={"type": "object"}),)
+    assert counts.tools(tools) == counts.tools(tools) == estimate_tokens((), tools) - 3
+    more = (*tools, types.ToolSpec(name="add", description="Add.", parameters={}))
+    assert counts.tools(more) == estimate_tokens((), more) - 3  # another task's tools
+    assert counts.tools(()) == 0
+
+
 def test_usage_uses_the_estimates() -> None:
     req = request(msg("user", "what is up"))
     usage = ScriptedModel("abcdefgh").reply(req).usage
