@@ -270,13 +270,8 @@ class PostgresStore:
     ) -> list[types.CommitResult | BaseException]:
         if not commits:
             return []
-        try:  # optimistically: no savepoints, all or nothing (two round trips per commit)
-            return list(await self._tx(lambda conn: queries.commit_all(conn, commits)))
-        except queries.Rejected as rejected:
-            if len(commits) == 1:
-                return [rejected.error]
-        # one was fenced or rejected, and nothing was written: again, each commit alone
-        return await self._tx(lambda conn: queries.commit_batch(conn, commits))
+        # one round trip: the batch opens and commits its own transaction, pipelined
+        return await self._run(lambda conn: queries.commit_steps(conn, commits))
 
     async def record_attempt(self, lease: types.Lease, attempt: types.StepAttempt) -> None:
         await self._apply(appends.attempt(lease, attempt))

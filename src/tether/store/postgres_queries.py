@@ -220,160 +220,214 @@ class SessionBusy(Exception):
     transaction is rolled back and claiming tries again (the task stays queued)."""
 
 
-async def commit_batch(
+async def commit_steps(
     conn: Connection, commits: Sequence[types.StepCommit]
 ) -> list[types.CommitResult | BaseException]:
-    """Group commit inside one transaction: each commit under its own savepoint, so a
-    fenced or rejected commit is rolled back alone and reported in its place."""
-    results: list[types.CommitResult | BaseException] = []
-    now = types.now()
-    for commit in commits:
-        try:
-            async with conn.transaction():
-                results.append(await _commit_one(conn, commit, now))
-        except (errors.TetherError, errors.LeaseLost) as exc:
-            results.append(exc)
-        except psycopg.IntegrityError as exc:
-            results.append(_rejected(commit.step, exc))
-    return results
+    """Group commit in one round trip (``connection.one_exchange``): BEGIN, one
+    ``_FENCE`` locking every task of the batch, one ``_WRITE_STEP`` per commit, COMMIT.
+
+    Each write checks its own lease, journal index and signal in SQL and writes nothing
+    when one fails, so a fenced or repeated commit is reported in its place (from the
+    fence's row and the write's answer) without taking the others down, and without
+    savepoints. Only a statement that fails outright (a check constraint, a race on a
+    key) aborts the batch: it is rolled back and each commit then runs alone, in its
+    own round trip, so the failure is reported for its commit only."""
+    try:
+        return await _commit_together(conn, commits)
+    except psycopg.Error as exc:
+        if connection.is_unavailable(exc) or len(commits) == 1:
+            raise
+    return [r for c in commits for r in await _commit_alone(conn, c)]
 
 
-class Rejected(Exception):
-    """A commit's failure in ``commit_all``, raised to roll its transaction back."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-async def commit_all(
-    conn: Connection, commits: Sequence[types.StepCommit]
-) -> list[types.CommitResult]:
-    """Group commit without savepoints (two round trips fewer per commit): the first
-    fenced or rejected commit raises ``Rejected``, carrying the error to report, which
-    rolls the whole transaction back; the caller then runs ``commit_batch``. Losing a
-    lease is rare, so the common batch pays for no savepoints."""
-    now = types.now()
-    done: list[types.CommitResult] = []
-    for commit in commits:
-        try:
-            done.append(await _commit_one(conn, commit, now))
-        except (errors.TetherError, errors.LeaseLost) as exc:
-            raise Rejected(exc) from exc
-        except psycopg.IntegrityError as exc:
-            raise Rejected(_rejected(commit.step, exc)) from exc
-    return done
+async def _commit_alone(
+    conn: Connection, commit: types.StepCommit
+) -> list[types.CommitResult | BaseException]:
+    try:
+        return await _commit_together(conn, [commit])
+    except psycopg.IntegrityError as exc:
+        return [_rejected(commit.step, exc)]
 
 
-_FENCE_FOR_COMMIT = (
-    "UPDATE tasks SET updated_at = %(now)s WHERE id = %(task)s"
-    " RETURNING status, lease_epoch, session_id"
+_FENCE = (
+    "SELECT id, status, lease_epoch, session_id FROM tasks WHERE id = ANY(%(ids)s)"
+    " ORDER BY id FOR NO KEY UPDATE"
 )
-"""The fence of a step commit: lock the task row (the update's ``FOR NO KEY UPDATE``
-lock) and read its status and epoch, checked before anything else is written (a stale
-lease's touch is rolled back with its transaction or savepoint)."""
+"""The fence of a batch: lock the task rows (in one order, so two batches cannot
+deadlock on each other) and read their status and epoch, for the report of a commit
+whose lease is lost. The writes run after it in statements of their own: under READ
+COMMITTED a statement that waited for a row lock sees other rows as of its first
+snapshot, so a step or a message another commit had just written would look absent;
+a later statement sees everything committed before it began."""
 
-_READ_FOR_COMMIT = (
-    "SELECT s.last_seq,"
-    " (SELECT COALESCE(MAX(e.seq), 0) FROM events e WHERE e.task_id = %(task)s) AS last_event,"
-    " d.fingerprint AS done_fingerprint, d.message_seqs AS done_seqs"
-    " FROM sessions s LEFT JOIN steps d ON d.task_id = %(task)s AND d.idx = %(idx)s"
-    " WHERE s.id = %(sid)s"
-)
-"""What the write needs, read once the task row is locked, in a statement of its own:
-under READ COMMITTED an ``UPDATE … FROM`` that waited for the lock re-checks only the
-locked row, and would see the session's ``last_seq`` and the journal as they were
-before the other commit (a step journaled meanwhile would look absent). A statement
-after the lock sees everything committed before it."""
+_STEP_TYPES = (
+    "text", "integer", "text", "text", "text", "text", "text", "text", "integer",
+    "double precision", "double precision", "text", "text", "text", "integer",
+)  # fmt: skip
+"""The types of ``rows.STEP_COLUMNS``: the step row is a ``SELECT`` (written only
+when the commit may go on), whose parameters take no type from the columns."""
 
 _WRITE_STEP = sql.SQL(
-    "WITH sess AS ("
-    " UPDATE sessions SET last_seq = %(new_last)s, state = COALESCE(%(state)s, state),"
-    " updated_at = %(now)s WHERE id = %(sid)s AND last_seq = %(last)s AND %(touch)s"
-    " RETURNING id"
+    "WITH held AS ("
+    " SELECT session_id FROM tasks"
+    " WHERE id = %(task_id)s AND status = 'running' AND lease_epoch = %(epoch)s"
+    "), done AS ("
+    " SELECT fingerprint, message_seqs FROM steps WHERE task_id = %(task_id)s AND idx = %(idx)s"
+    "), go AS ("
+    " SELECT session_id FROM held WHERE NOT EXISTS (SELECT 1 FROM done)"
+    " AND (%(signal)s::bigint IS NULL OR EXISTS (SELECT 1 FROM signals"
+    "  WHERE task_id = %(task_id)s AND seq = %(signal)s::bigint AND consumed_step IS NULL))"
+    "), sess AS ("
+    " UPDATE sessions SET last_seq = last_seq + %(n)s::integer,"
+    " state = COALESCE(%(state)s::text, state), updated_at = %(now)s::double precision"
+    " WHERE id = (SELECT session_id FROM go) AND %(touch)s::boolean"
+    " RETURNING last_seq - %(n)s::integer AS base"
     "), msgs AS ("
     " INSERT INTO messages (session_id, seq, task_id, payload, payload_version, created_at)"
-    " SELECT %(sid)s, m.seq, %(task)s, m.payload, %(version)s, %(now)s"
-    " FROM unnest(%(mseqs)s::bigint[], %(mpayloads)s::text[]) AS m(seq, payload)"
+    " SELECT go.session_id, sess.base + m.ord, %(task_id)s, m.payload, %(version)s, %(now)s"
+    " FROM go, sess, unnest(%(mpayloads)s::text[]) WITH ORDINALITY AS m(payload, ord)"
     "), ev AS ("
     " INSERT INTO events (task_id, seq, name, at, step, data, payload_version)"
-    " SELECT %(task)s, %(last_event)s + e.ord, e.name, e.at, e.step, e.data, %(version)s"
-    " FROM unnest(%(enames)s::text[], %(eats)s::double precision[], %(esteps)s::integer[],"
+    " SELECT %(task_id)s,"
+    " COALESCE((SELECT MAX(seq) FROM events WHERE task_id = %(task_id)s), 0) + e.ord,"
+    " e.name, e.at, e.step, e.data, %(version)s"
+    " FROM go, unnest(%(enames)s::text[], %(eats)s::double precision[], %(esteps)s::integer[],"
     " %(edatas)s::text[]) WITH ORDINALITY AS e(name, at, step, data, ord)"
+    "), sig AS ("
+    " UPDATE signals SET consumed_step = %(idx)s, consumed_at = %(now)s"
+    " WHERE task_id = %(task_id)s AND seq = %(signal)s::bigint AND consumed_step IS NULL"
+    " AND EXISTS (SELECT 1 FROM go) RETURNING 1"
+    "), touched AS ("
+    " UPDATE tasks SET updated_at = %(now)s WHERE id = %(task_id)s AND EXISTS (SELECT 1 FROM go)"
+    " RETURNING 1"
     "), step AS ("
-    " INSERT INTO steps ({columns}) VALUES ({values})"
-    ") SELECT (SELECT COUNT(*) FROM sess) AS touched"
+    " INSERT INTO steps ({columns}) SELECT {values} FROM go RETURNING 1"
+    ") SELECT (SELECT COUNT(*) FROM step) AS wrote, (SELECT base FROM sess) AS base,"
+    " (SELECT fingerprint FROM done) AS done_fingerprint,"
+    " (SELECT message_seqs FROM done) AS done_seqs"
 ).format(
     columns=sql.SQL(", ").join(sql.Identifier(c) for c in rows.STEP_COLUMNS),
-    values=sql.SQL(", ").join(sql.Placeholder(c) for c in rows.STEP_COLUMNS),
-)
-"""A step's whole write in one statement: the session's counter and state, its
-messages, its events and the step row (the primary key rejects a second step at an
-index). The session is updated only where its ``last_seq`` is still the one the fence
-read: one running task per session means nothing else appends to it meanwhile, and
-were that ever broken the commit fails instead of reusing seqs."""
-
-
-async def _commit_one(conn: Connection, commit: types.StepCommit, now: float) -> types.CommitResult:
-    """One step's commit in three round trips (``_FENCE_FOR_COMMIT``, ``_READ_FOR_COMMIT``,
-    ``_WRITE_STEP``),
-    plus one to consume a signal, and one to compare a retried commit's messages."""
-    step, lease = commit.step, commit.lease
-    leases.same_task(lease, step.task_id)
-    fence = await fetch_one(conn, _FENCE_FOR_COMMIT, {"now": now, "task": step.task_id})
-    if fence is None:
-        raise errors.NotFound("no such task", task=step.task_id)
-    leases.check(lease, fence)
-    session_id: str = fence["session_id"]
-    task = await fetch_one(
-        conn, _READ_FOR_COMMIT, {"task": step.task_id, "idx": step.index, "sid": session_id}
-    )
-    if task is None:
-        raise errors.NotFound("no such session", task=step.task_id)
-    if task["done_fingerprint"] is not None:
-        done = await run(
-            conn,
-            commit_rules.already_committed(
-                commit, session_id, task["done_fingerprint"], task["done_seqs"]
-            ),
+    values=sql.SQL(", ").join(
+        sql.SQL(
+            "CASE WHEN %(n)s::integer > 0 THEN (SELECT array_to_json(ARRAY("
+            "SELECT base + g FROM sess, generate_series(1, %(n)s::integer) AS g ORDER BY g"
+            "))::text) ELSE %(message_seqs)s::text END"
         )
-        if done is not None:
-            return done
-    last = int(task["last_seq"])
+        if c == "message_seqs"
+        else sql.SQL("{}::{}").format(sql.Placeholder(c), sql.SQL(t))
+        for c, t in zip(rows.STEP_COLUMNS, _STEP_TYPES, strict=True)
+    ),
+)
+"""A step's whole write in one statement, written only where the commit may go on
+(``go``): the lease still holds the task (as the fence found it, now locked), no step
+is journaled at that index yet, and the signal it consumes (if any) is still there.
+Then the session's counter and state (the counter's ``UPDATE`` hands out the message
+seqs under the session row's lock), its messages, its events, the signal, the task's
+``updated_at`` and the step row. It answers whether it wrote, the first seq's
+predecessor, and the step already journaled at that index (a retried commit)."""
+
+
+async def _commit_together(
+    conn: Connection, commits: Sequence[types.StepCommit]
+) -> list[types.CommitResult | BaseException]:
+    now = types.now()
+    results: list[types.CommitResult | BaseException | None] = [None] * len(commits)
+    planned: list[tuple[int, dict[str, Any]]] = []
+    for i, commit in enumerate(commits):
+        try:
+            planned.append((i, _write_params(commit, now)))
+        except errors.TetherError as exc:  # a value that is not JSON, a lease of another task
+            results[i] = exc
+    if planned:
+        ids = sorted({commits[i].step.task_id for i, _ in planned})
+        writes: list[psycopg.AsyncCursor[Any]] = []
+        async with connection.one_exchange(conn):
+            fence = conn.cursor()
+            await fence.execute(_FENCE, {"ids": ids})
+            for _, params in planned:
+                write = conn.cursor()
+                await write.execute(_WRITE_STEP, params)
+                writes.append(write)
+        fenced = {row["id"]: row for row in await fence.fetchall()}
+        for (i, _), write in zip(planned, writes, strict=True):
+            answer = await write.fetchone()
+            assert answer is not None
+            results[i] = await _outcome(
+                conn, commits[i], fenced.get(commits[i].step.task_id), answer
+            )
+    return [r for r in results if r is not None]
+
+
+def _write_params(commit: types.StepCommit, now: float) -> dict[str, Any]:
+    step = commit.step
+    leases.same_task(commit.lease, step.task_id)
     n = len(commit.messages)
-    seqs = tuple(range(last + 1, last + 1 + n)) if n else step.message_seqs
     values = dict(
-        zip(rows.STEP_COLUMNS, rows.step_values(step, seqs, commit.messages), strict=True)
+        zip(
+            rows.STEP_COLUMNS,
+            rows.step_values(step, step.message_seqs, commit.messages),
+            strict=True,
+        )
     )
     state = (
         None if commit.session_state is None else rows.dumps(commit.session_state, "session state")
     )
-    payloads = [
-        rows.dumps(m.to_dict(), f"message {q}") for q, m in zip(seqs, commit.messages, strict=False)
-    ]
-    written = await fetch_one(
-        conn,
-        _WRITE_STEP,
-        {
-            **values, "new_last": last + n, "state": state, "now": now, "sid": session_id,
-            "last": last, "touch": bool(n) or state is not None, "task": step.task_id,
-            "version": types.PAYLOAD_VERSION, "mseqs": list(seqs) if n else [],
-            "mpayloads": payloads,
-            "last_event": int(task["last_event"]),
-            "enames": [e.name for e in commit.events], "eats": [e.at for e in commit.events],
-            "esteps": [e.step for e in commit.events],
-            "edatas": [rows.dumps(e.data, f"data of event {e.name}") for e in commit.events],
-        },
-    )  # fmt: skip
-    if (bool(n) or state is not None) and (written is None or written["touched"] != 1):
-        raise errors.StoreUnavailable(
-            f"session {session_id} gained messages while task {step.task_id} committed step "
-            f"{step.index}; the commit was rolled back, retry it",
-            task=step.task_id,
+    return {
+        **values, "epoch": commit.lease.epoch, "signal": commit.signal_seq, "n": n,
+        "state": state, "now": now, "touch": bool(n) or state is not None,
+        "version": types.PAYLOAD_VERSION,
+        "mpayloads": [rows.dumps(m.to_dict(), f"message {i} of step {step.index}")
+                      for i, m in enumerate(commit.messages)],
+        "enames": [e.name for e in commit.events], "eats": [e.at for e in commit.events],
+        "esteps": [e.step for e in commit.events],
+        "edatas": [rows.dumps(e.data, f"data of event {e.name}") for e in commit.events],
+    }  # fmt: skip
+
+
+async def _outcome(
+    conn: Connection,
+    commit: types.StepCommit,
+    fence: dict[str, Any] | None,
+    answer: dict[str, Any],
+) -> types.CommitResult | BaseException:
+    """What one commit of a batch is told, from its task's fenced row and its write's
+    ``answer``."""
+    step = commit.step
+    if fence is None:
+        return errors.NotFound("no such task", task=step.task_id)
+    try:
+        leases.check(commit.lease, fence)
+    except errors.LeaseLost as lost:
+        return lost
+    if answer["wrote"]:
+        n = len(commit.messages)
+        base = answer["base"]
+        return types.CommitResult(
+            message_seqs=tuple(range(base + 1, base + 1 + n)) if n else step.message_seqs
         )
+    if answer["done_fingerprint"] is not None:  # read after the batch's COMMIT, in autocommit
+        done = await run(
+            conn,
+            commit_rules.already_committed(
+                commit, fence["session_id"], answer["done_fingerprint"], answer["done_seqs"]
+            ),
+        )
+        return done if done is not None else _journaled(step)
     if commit.signal_seq is not None:
-        await consume_signal(conn, step.task_id, step.index, commit.signal_seq, now)
-    return types.CommitResult(message_seqs=seqs)
+        return waits.already_consumed(step.task_id, step.index, commit.signal_seq)
+    return errors.StoreCorrupt(
+        f"the commit of step {step.index} of task {step.task_id} wrote nothing and no rule "
+        "said why; report this",
+        task=step.task_id,
+        step=step.index,
+    )
+
+
+def _journaled(step: types.StepRecord) -> errors.TetherError:
+    """Another step is journaled at this index: the ``Conflict`` its primary key gives."""
+    return commit_rules.step_rejected(
+        step, LookupError(f"steps ({step.task_id}, {step.index}) exists"), duplicate=True
+    )
 
 
 def _rejected(step: types.StepRecord, exc: psycopg.IntegrityError) -> errors.TetherError:
@@ -401,19 +455,6 @@ async def step_storage_bytes(conn: Connection, task_id: str, index: int) -> int:
         (task["session_id"], seqs),
     )
     return int(row["size"]) + (int(payloads["size"]) if payloads is not None else 0)
-
-
-# ---- durable waits (rules in ``waits``) ---------------------------------------------
-
-
-async def consume_signal(conn: Connection, task_id: str, step: int, seq: int, now: float) -> None:
-    cur = await conn.execute(
-        "UPDATE signals SET consumed_step = %s, consumed_at = %s"
-        " WHERE task_id = %s AND seq = %s AND consumed_step IS NULL",
-        (step, now, task_id, seq),
-    )
-    if cur.rowcount != 1:
-        raise waits.already_consumed(task_id, step, seq)
 
 
 # ---- console views (read-only; SQL in ``console_sql``) -------------------------------
