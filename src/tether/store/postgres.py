@@ -213,7 +213,7 @@ class PostgresStore:
         names = None if agents is None else sorted(set(agents))
         for _ in range(_CLAIM_TRIES):
             try:
-                return await self._tx(
+                return await self._run(  # its own transaction, pipelined
                     lambda conn: queries.claim(conn, worker, lease_ttl, names, task_id)
                 )
             except queries.SessionBusy:

@@ -85,25 +85,31 @@ class CountingConnection(psycopg.AsyncConnection[DictRow]):
 
 
 @contextlib.asynccontextmanager
-async def one_exchange(conn: Connection) -> AsyncIterator[None]:
-    """One transaction in one round trip: BEGIN, the statements the block executes and
-    COMMIT go out as one pipeline, and their results come back together once the block
-    is left (a cursor is read after it, never inside: a read inside would send what is
-    queued and wait). So no statement may depend on an earlier one's result in Python:
-    whatever depends on it is written into the SQL. When any statement fails the
-    server skips the rest, COMMIT included; the transaction is then rolled back here
-    and the error raised."""
+async def pipelined_transaction(conn: Connection) -> AsyncIterator[psycopg.AsyncPipeline]:
+    """A transaction sent as a pipeline: BEGIN, the statements the block executes and
+    COMMIT go out together and their results come back together once the block is
+    left, in one round trip. A cursor is read after the block; reading one inside
+    needs ``sync`` first (one round trip more), so a statement that depends on an
+    earlier one's result in Python costs a round trip, and what can be written into
+    the SQL instead should be. When a statement fails the server skips the rest,
+    COMMIT included: the transaction is then rolled back here and the error raised."""
     COUNTS.transactions += 1
     try:
-        async with conn.pipeline():
+        async with conn.pipeline() as pipe:
             await conn.execute("BEGIN")
-            yield
+            yield pipe
             await conn.execute("COMMIT")
     except BaseException:
         if not conn.broken and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             with contextlib.suppress(psycopg.Error):
                 await conn.rollback()
         raise
+
+
+async def sync(pipe: psycopg.AsyncPipeline) -> None:
+    """Send what the pipeline holds and wait for its results (one round trip)."""
+    COUNTS.round_trips += 1
+    await pipe.sync()
 
 
 NOW = "extract(epoch from clock_timestamp())::double precision"

@@ -60,6 +60,23 @@ _PICK = (
     " FROM tasks t WHERE {condition}{only} ORDER BY {order} LIMIT 1"
     f"{_LOCK} OF t SKIP LOCKED"
 )
+
+
+def _pick(only: str) -> str:
+    """One statement for every kind of candidate, in ``_CANDIDATES``' order: the kinds are
+    branches of a ``UNION ALL`` under ``LIMIT 1``, and PostgreSQL runs a branch only when
+    the ones before it found nothing, so no row but the one taken is locked."""
+    picks = (
+        _PICK.format(condition=condition, only=only, order=order)
+        for condition, order in _CANDIDATES
+    )
+    return (
+        "SELECT * FROM ("
+        + " UNION ALL ".join(f"SELECT * FROM ({p}) AS u{i}" for i, p in enumerate(picks))
+        + ") AS picked LIMIT 1"
+    )
+
+
 _TAKE = (
     "WITH sess AS ("
     " UPDATE sessions SET last_seq = last_seq + 1, updated_at = %(now)s"
@@ -172,8 +189,9 @@ async def claim(
     task of a free session; oldest first within each), skipping rows other claimers
     hold, and take it.
 
-    One round trip per kind of candidate looked at (the pick that finds one also reads
-    the clock and the journal's length), then one for ``_TAKE``.
+    Two round trips, pipelined: BEGIN and the pick (every kind of candidate in one
+    statement, which also reads the clock and the journal's length); then ``_TAKE``
+    and COMMIT (or COMMIT alone when nothing was found).
     A claim that would give a session a second running task fails on the unique index
     and rolls the whole transaction back (``SessionBusy``)."""
     if agents is not None and not agents:
@@ -184,32 +202,36 @@ async def claim(
         only += " AND t.agent = ANY(%(agents)s)"
     if task_id is not None:
         only += " AND t.id = %(task_id)s"
-    row: dict[str, Any] | None = None
-    for condition, order in _CANDIDATES:
-        pick = _PICK.format(condition=condition, only=only, order=order)
-        row = await fetch_one(conn, pick, params)
-        if row is not None:
-            break
-    if row is None:
-        return None
-    reason = leases.claim_reason(row, worker)
-    now = float(row["db_now"])
-    tid: str = row["id"]
-    epoch: int = row["lease_epoch"] + 1
-    expires = now + lease_ttl
-    needs_input = row["input_seq"] is None
-    user = types.Message(role="user", content=row["input"]).to_dict() if needs_input else None
-    take = {
-        "worker": worker, "expires": expires, "epoch": epoch, "runs": row["runs"] + 1,
-        "now": now, "id": tid, "from_step": int(row["steps_done"]), "reason": reason,
-        "sid": row["session_id"], "needs_input": needs_input,
-        "input": rows.dumps(user, f"input message of task {tid}") if needs_input else None,
-        "version": types.PAYLOAD_VERSION,
-    }  # fmt: skip
+    tid = ""
     try:
-        updated = await fetch_one(conn, _TAKE, take)
+        async with connection.pipelined_transaction(conn) as pipe:
+            pick = conn.cursor()
+            await pick.execute(_pick(only), params)
+            await connection.sync(pipe)
+            row = await pick.fetchone()
+            if row is None:
+                return None
+            reason = leases.claim_reason(row, worker)
+            now = float(row["db_now"])
+            tid = row["id"]
+            epoch: int = row["lease_epoch"] + 1
+            expires = now + lease_ttl
+            needs_input = row["input_seq"] is None
+            user = (
+                types.Message(role="user", content=row["input"]).to_dict() if needs_input else None
+            )
+            take = {
+                "worker": worker, "expires": expires, "epoch": epoch, "runs": row["runs"] + 1,
+                "now": now, "id": tid, "from_step": int(row["steps_done"]), "reason": reason,
+                "sid": row["session_id"], "needs_input": needs_input,
+                "input": rows.dumps(user, f"input message of task {tid}") if needs_input else None,
+                "version": types.PAYLOAD_VERSION,
+            }  # fmt: skip
+            taking = conn.cursor()
+            await taking.execute(_TAKE, take)
     except psycopg.errors.UniqueViolation as exc:
         raise SessionBusy(tid) from exc
+    updated = await taking.fetchone()
     assert updated is not None
     lease = types.Lease(task_id=tid, owner=worker, epoch=epoch, expires_at=expires)
     return Claim(task=rows.task(updated), lease=lease, reason=reason)
@@ -341,7 +363,7 @@ async def _commit_together(
     if planned:
         ids = sorted({commits[i].step.task_id for i, _ in planned})
         writes: list[psycopg.AsyncCursor[Any]] = []
-        async with connection.one_exchange(conn):
+        async with connection.pipelined_transaction(conn):
             fence = conn.cursor()
             await fence.execute(_FENCE, {"ids": ids})
             for _, params in planned:
