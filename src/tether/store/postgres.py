@@ -114,8 +114,8 @@ class PostgresStore:
         return await self._run(job)
 
     async def _apply(self, program: Program[T]) -> T:
-        """Run a store program (``program``) in one write transaction."""
-        return await self._tx(lambda conn: queries.run(conn, program))
+        """Run a store program (``program``) in one write transaction (pipelined)."""
+        return await self._run(lambda conn: queries.apply(conn, program))
 
     async def _query(self, program: Program[T]) -> T:
         """Run a read-only store program."""

@@ -148,6 +148,50 @@ async def run(conn: Connection, program: Program[T]) -> T:
         return done.value  # type: ignore[no-any-return]
 
 
+_BLIND = ("INSERT", "UPDATE", "DELETE", "SAVEPOINT", "RELEASE")
+"""Statements that return no rows unless they say ``RETURNING``: ``apply`` sends them on
+without waiting, and the program receives [] as it would after waiting."""
+
+
+def _blind(text: str) -> bool:
+    head = text.lstrip().split(None, 1)[0].upper()
+    return head in _BLIND and "RETURNING" not in text.upper()
+
+
+async def apply(conn: Connection, program: Program[T]) -> T:
+    """Run a store program in one write transaction of its own, pipelined: BEGIN goes out
+    with the first statement, a statement that returns no rows (and ``Notify``) is sent
+    without waiting for its answer, and COMMIT goes out with whatever is still queued;
+    only a statement whose rows the program reads waits (one round trip each). An error
+    in a statement sent without waiting is raised at the next wait or at COMMIT: the
+    transaction is rolled back either way, as with ``run``."""
+    async with connection.pipelined_transaction(conn) as pipe:
+        try:
+            step = next(program)
+            while True:
+                found: list[Any] = []
+                if isinstance(step, Notify):
+                    await notify_work(conn, step.agent)
+                else:
+                    text = step.sql.replace(DB_NOW, connection.NOW)
+                    text = postgres_style(text) + (_LOCK if step.lock else "")
+                    if step.many:
+                        async with conn.cursor() as many:
+                            await many.executemany(text, step.many)
+                    elif _blind(text):
+                        await conn.cursor().execute(text, step.params)
+                    else:
+                        cur = conn.cursor()
+                        await cur.execute(text, step.params)
+                        await connection.sync(pipe)
+                        if cur.description is not None:
+                            found = await cur.fetchall()
+                step = program.send(found)
+        except StopIteration as done:
+            result: T = done.value
+    return result
+
+
 async def session_row(
     conn: Connection, session_id: str, tenant: str | None, *, lock: bool = False
 ) -> dict[str, Any]:
