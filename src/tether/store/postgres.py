@@ -31,7 +31,7 @@ from tether.store import doctor as checks
 from tether.store import postgres_connection as connection
 from tether.store import postgres_queries as queries
 from tether.store import postgres_schema as schema
-from tether.store.base import ApiKey, Claim, Finding, MemoryHit, MemoryItem, Signal
+from tether.store.base import ApiKey, Claim, Finding, MemoryHit, MemoryItem, Signal, TaskStart
 from tether.store.checkpoints_postgres import PostgresCheckpoints
 from tether.store.postgres_listener import Listener
 from tether.store.program import Program
@@ -264,6 +264,9 @@ class PostgresStore:
             return rows.journal(found, payloads, messages)
 
         return await self._run(read)
+
+    async def read_task_start(self, task: types.TaskRecord) -> TaskStart:
+        return await self._run(lambda conn: queries.read_task_start(conn, task))
 
     async def commit_steps(
         self, commits: Sequence[types.StepCommit]

@@ -28,10 +28,10 @@ from psycopg import sql
 
 from tether import errors, types
 from tether.store import commits as commit_rules
-from tether.store import console_sql, leases, rows, views, waits
+from tether.store import console_sql, leases, reads, rows, views, waits
 from tether.store import postgres_connection as connection
-from tether.store.base import Claim
-from tether.store.program import DB_NOW, Notify, Program, T, postgres_style
+from tether.store.base import Claim, TaskStart
+from tether.store.program import DB_NOW, Notify, Program, Query, T, postgres_style
 
 Connection = connection.Connection
 
@@ -134,8 +134,7 @@ async def run(conn: Connection, program: Program[T]) -> T:
             if isinstance(step, Notify):
                 await notify_work(conn, step.agent)
             else:
-                text = step.sql.replace(DB_NOW, connection.NOW)
-                text = postgres_style(text) + (_LOCK if step.lock else "")
+                text = _text(step)
                 if step.many:
                     async with conn.cursor() as many:
                         await many.executemany(text, step.many)
@@ -173,8 +172,7 @@ async def apply(conn: Connection, program: Program[T]) -> T:
                 if isinstance(step, Notify):
                     await notify_work(conn, step.agent)
                 else:
-                    text = step.sql.replace(DB_NOW, connection.NOW)
-                    text = postgres_style(text) + (_LOCK if step.lock else "")
+                    text = _text(step)
                     if step.many:
                         async with conn.cursor() as many:
                             await many.executemany(text, step.many)
@@ -190,6 +188,78 @@ async def apply(conn: Connection, program: Program[T]) -> T:
         except StopIteration as done:
             result: T = done.value
     return result
+
+
+def _journal(task_id: str, session_id: str) -> Program[list[types.StepRecord]]:
+    """``load_journal`` as a program: the steps, then the messages they refer to."""
+    found = yield Query("SELECT * FROM steps WHERE task_id = :id ORDER BY idx", {"id": task_id})
+    payloads = [rows.step_payload_of(r) for r in found]
+    seqs = rows.referenced_seqs(found, payloads)
+    messages = (
+        (
+            yield Query(
+                "SELECT * FROM messages WHERE session_id = :sid AND seq = ANY(:seqs)",
+                {"sid": session_id, "seqs": seqs},
+            )
+        )
+        if seqs
+        else []
+    )
+    return rows.journal(found, payloads, messages)
+
+
+async def read_task_start(conn: Connection, task: types.TaskRecord) -> TaskStart:
+    """The reads of a claimed task before its first step (``Store.read_task_start``) as
+    programs run side by side: two round trips, the second only for what the first
+    read names (the journal's messages, the session's rows after its check)."""
+    found = await run_together(
+        conn,
+        [
+            _journal(task.id, task.session_id),
+            reads.attempts(task.id) if task.runs > 1 else _nothing(),
+            reads.session(task.session_id, None),
+            reads.messages(task.session_id, None, 0, task.input_seq, None),
+        ],
+    )
+    return TaskStart(journal=found[0], attempts=found[1], session=found[2], history=found[3])
+
+
+def _nothing() -> Program[list[Any]]:
+    return []
+    yield  # a generator that reads nothing
+
+
+async def run_together(conn: Connection, programs: Sequence[Program[Any]]) -> list[Any]:
+    """Run read-only programs side by side in autocommit, one round trip a round: each
+    round sends the next statement of every program not yet done, pipelined, then
+    hands each its rows. Their answers, in order."""
+    answers: list[Any] = [None] * len(programs)
+    pending: dict[int, Query | Notify] = {}
+    for i, program in enumerate(programs):
+        try:
+            pending[i] = next(program)
+        except StopIteration as done:
+            answers[i] = done.value
+    while pending:
+        cursors: dict[int, psycopg.AsyncCursor[Any]] = {}
+        async with conn.pipeline():
+            for i, step in pending.items():
+                assert isinstance(step, Query) and not step.many, "reads only"
+                cursors[i] = conn.cursor()
+                await cursors[i].execute(_text(step), step.params)
+        pending = {}
+        for i, cur in cursors.items():
+            found = await cur.fetchall() if cur.description is not None else []
+            try:
+                pending[i] = programs[i].send(found)
+            except StopIteration as done:
+                answers[i] = done.value
+    return answers
+
+
+def _text(step: Query) -> str:
+    text = postgres_style(step.sql.replace(DB_NOW, connection.NOW))
+    return text + (_LOCK if step.lock else "")
 
 
 async def session_row(

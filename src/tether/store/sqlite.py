@@ -35,7 +35,7 @@ from tether.store import doctor as checks
 from tether.store import sqlite_connection as connection
 from tether.store import sqlite_queries as queries
 from tether.store import sqlite_schema as schema
-from tether.store.base import ApiKey, Claim, Finding, MemoryItem, Signal
+from tether.store.base import ApiKey, Claim, Finding, MemoryItem, Signal, TaskStart
 from tether.store.checkpoints_sqlite import SQLiteCheckpoints
 from tether.store.program import Program
 
@@ -265,6 +265,14 @@ class SQLiteStore:
             return rows.journal(found, payloads, messages)
 
         return await self._read(read)
+
+    async def read_task_start(self, task: types.TaskRecord) -> TaskStart:
+        return TaskStart(
+            journal=await self.load_journal(task.id),
+            attempts=await self.list_attempts(task.id) if task.runs > 1 else [],
+            session=await self.get_session(task.session_id),
+            history=await self.list_messages(task.session_id, upto_seq=task.input_seq),
+        )
 
     async def commit_steps(
         self, commits: Sequence[types.StepCommit]
