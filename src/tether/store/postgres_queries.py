@@ -18,6 +18,7 @@ how concurrent writers are kept apart:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -258,8 +259,14 @@ async def run_together(conn: Connection, programs: Sequence[Program[Any]]) -> li
 
 
 def _text(step: Query) -> str:
-    text = postgres_style(step.sql.replace(DB_NOW, connection.NOW))
-    return text + (_LOCK if step.lock else "")
+    return _postgres_text(step.sql, step.lock)
+
+
+@functools.lru_cache(maxsize=1024)
+def _postgres_text(text: str, lock: bool) -> str:
+    """A program's statement in psycopg's dialect, rewritten once per text (a regular
+    expression's rewrite at every execute cost about a tenth of a millisecond)."""
+    return postgres_style(text.replace(DB_NOW, connection.NOW)) + (_LOCK if lock else "")
 
 
 async def session_row(
@@ -461,6 +468,8 @@ Then the session's counter and state (the counter's ``UPDATE`` hands out the mes
 seqs under the session row's lock), its messages, its events, the signal, the task's
 ``updated_at`` and the step row. It answers whether it wrote, the first seq's
 predecessor, and the step already journaled at that index (a retried commit)."""
+_WRITE_STEP_TEXT = _WRITE_STEP.as_string(None)
+"""Rendered once: psycopg renders a composed query again at every execute."""
 
 
 async def _commit_together(
@@ -482,7 +491,7 @@ async def _commit_together(
             await fence.execute(_FENCE, {"ids": ids})
             for _, params in planned:
                 write = conn.cursor()
-                await write.execute(_WRITE_STEP, params)
+                await write.execute(_WRITE_STEP_TEXT, params)
                 writes.append(write)
         fenced = {row["id"]: row for row in await fence.fetchall()}
         for (i, _), write in zip(planned, writes, strict=True):
