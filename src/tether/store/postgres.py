@@ -28,6 +28,7 @@ from tether.store import (
     waits,
 )
 from tether.store import doctor as checks
+from tether.store import postgres_commits as commit_path
 from tether.store import postgres_connection as connection
 from tether.store import postgres_queries as queries
 from tether.store import postgres_schema as schema
@@ -274,7 +275,7 @@ class PostgresStore:
         if not commits:
             return []
         # one round trip: the batch opens and commits its own transaction, pipelined
-        return await self._run(lambda conn: queries.commit_steps(conn, commits))
+        return await self._run(lambda conn: commit_path.commit_steps(conn, commits))
 
     async def record_attempt(self, lease: types.Lease, attempt: types.StepAttempt) -> None:
         await self._apply(appends.attempt(lease, attempt))
