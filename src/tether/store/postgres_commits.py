@@ -26,8 +26,9 @@ Connection = connection.Connection
 async def commit_steps(
     conn: Connection, commits: Sequence[types.StepCommit]
 ) -> list[types.CommitResult | BaseException]:
-    """Group commit in one round trip (``connection.one_exchange``): BEGIN, one
-    ``_FENCE`` locking every task of the batch, one ``_WRITE_STEP`` per commit, COMMIT.
+    """Group commit in one round trip (``connection.pipelined_transaction``): BEGIN,
+    ``_GENERIC_PLANS``, one ``_FENCE`` locking every task of the batch whose lease
+    holds, one ``_WRITE_STEP`` per commit, COMMIT.
 
     Each write checks its own lease, journal index and signal in SQL and writes nothing
     when one fails, so a fenced or repeated commit is reported in its place (from the
