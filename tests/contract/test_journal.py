@@ -236,3 +236,34 @@ def test_a_steps_stored_bytes_are_its_values_as_text_on_every_engine(store: Stor
         assert await s.step_storage_bytes(task.id, 0) == expected
 
     store.run(body)
+
+
+def test_a_claimed_task_reads_its_start_in_one_call(store: StoreCase) -> None:
+    """``read_task_start`` gives what the four reads it replaces give: the journal (with
+    the outputs its messages hold), the attempts on a later run, the session, and the
+    messages up to the task's input (not the ones its own steps appended)."""
+
+    async def body(s: Store) -> None:
+        task = await submit(s)
+        got = await claim(s)
+        first = await s.read_task_start(got.task)
+        assert (first.journal, first.attempts) == ([], [])
+        assert [m.seq for m in first.history] == [1]
+        await s.record_attempt(
+            got.lease, types.StepAttempt(task.id, 0, 1, {"message": "try"}, 0.5, "w1", 5.0)
+        )
+        out = types.Message(role="assistant", content="a").to_dict()
+        first_step = dataclasses.replace(
+            commit(got.lease, 0, "a"), step=step(task.id, 0, output=out)
+        )
+        await s.commit_steps([first_step, commit(got.lease, 1)])
+        await s.expire_lease(task.id)
+        again = await claim(s, "w2")
+        start = await s.read_task_start(again.task)
+        assert start.journal == await s.load_journal(task.id)
+        assert start.journal[0].output == out
+        assert start.attempts == await s.list_attempts(task.id) != []
+        assert start.session == await s.get_session(task.session_id)
+        assert start.history == await s.list_messages(task.session_id, upto_seq=1)
+
+    store.run(body)

@@ -22,8 +22,8 @@ from tether.execution.context import TaskContext
 from tether.execution.runner import FunctionWorkflow
 from tether.execution.settings import ExecutionSettings
 from tether.execution.worker import Worker
-from tether.store import migrations, open_store
-from tether.store.base import MemoryItem
+from tether.store import counts, migrations, open_store
+from tether.store.base import Claim, MemoryItem
 from tether.store.postgres import PostgresStore
 
 T = TypeVar("T")
@@ -364,5 +364,45 @@ def test_vector_memory_is_fenced_and_searchable(pg_url: str) -> None:
         await s.claim_task("w2", lease_ttl=60)
         with pytest.raises(errors.LeaseLost):
             await s.add_memory(claim.lease, task.session_id, items)
+
+    run(pg_url, body)
+
+
+def test_a_batch_commits_in_one_round_trip_and_a_refused_step_spares_the_others(
+    pg_url: str,
+) -> None:
+    """Group commit is pipelined (BEGIN, fence, one write per commit, COMMIT in one round
+    trip); a step the schema refuses aborts that transaction, and the batch is then
+    written commit by commit, so only the refused one fails."""
+
+    def commit(claim: Claim, index: int, kind: str = "model") -> types.StepCommit:
+        return types.StepCommit(
+            lease=claim.lease,
+            step=types.StepRecord(
+                task_id=claim.task.id, index=index, kind=kind, name="m",  # type: ignore[arg-type]
+                fingerprint=f"fp{index}", status="completed", output=None,
+                started_at=1.0, finished_at=2.0,
+            ),
+            messages=(types.Message(role="assistant", content=f"step {index}"),),
+        )  # fmt: skip
+
+    async def body(s: PostgresStore) -> None:
+        claims = []
+        for worker in ("w1", "w2", "w3"):
+            await s.submit_task(new_task())
+            claim = await s.claim_task(worker, lease_ttl=60)
+            assert claim is not None
+            claims.append(claim)
+        before = counts.POSTGRES.snapshot()
+        first = await s.commit_steps([commit(c, 0) for c in claims])
+        assert counts.POSTGRES.round_trips - before.round_trips == 1
+        assert all(isinstance(r, types.CommitResult) for r in first)
+        a, b, c = claims
+        results = await s.commit_steps([commit(a, 1), commit(b, 1, kind="bogus"), commit(c, 1)])
+        assert isinstance(results[0], types.CommitResult)
+        assert isinstance(results[1], errors.InvalidInput)
+        assert results[2] == types.CommitResult(message_seqs=(3,))
+        assert [len(await s.load_journal(x.task.id)) for x in claims] == [2, 1, 2]
+        assert len(await s.list_messages(b.task.session_id)) == 2  # input + step 0
 
     run(pg_url, body)

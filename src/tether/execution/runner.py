@@ -119,10 +119,9 @@ class TaskRunner:
         keeper = LeaseKeeper(
             self.store, lease, self.settings, emitter, cancel_requested=task.cancel_requested
         )
-        journal = await self.store.load_journal(task.id)
-        attempts = await self.store.list_attempts(task.id) if task.runs > 1 else []
-        session = await self.store.get_session(task.session_id)
-        history = await self.store.list_messages(task.session_id, upto_seq=task.input_seq)
+        start = await self.store.read_task_start(task)  # one call (PostgreSQL: 2 round trips)
+        journal, attempts, session = start.journal, start.attempts, start.session
+        history = start.history
         started = types.now()
         session_age = started - session.created_at
         emitter.emit(

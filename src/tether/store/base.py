@@ -39,6 +39,18 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskStart:
+    """What a claimed task reads before its first step (``Store.read_task_start``)."""
+
+    journal: list[types.StepRecord]
+    attempts: list[types.StepAttempt]
+    """Its recorded step attempts; [] on a first run (``runs == 1``), which has none."""
+    session: types.SessionRecord
+    history: list[types.StoredMessage]
+    """The session's messages up to and including the task's input (``input_seq``)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Signal:
     """A named JSON message sent to a task from outside; a wait consumes it once."""
 
@@ -313,6 +325,11 @@ class Store(Protocol):
 
     async def load_journal(self, task_id: str) -> list[types.StepRecord]:
         """The task's steps in index order."""
+
+    async def read_task_start(self, task: types.TaskRecord) -> TaskStart:
+        """What the claimed ``task`` reads before its first step, in one call (on
+        PostgreSQL one or two round trips): ``load_journal``, ``list_attempts`` (on a
+        later run only), ``get_session`` and ``list_messages`` up to its input."""
 
     async def commit_steps(
         self, commits: Sequence[types.StepCommit]

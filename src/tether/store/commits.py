@@ -1,5 +1,5 @@
 """A step commit's rules shared by both engines' write paths (each engine writes the
-step its own, tuned way: ``sqlite_queries``, ``postgres_queries``): when a retried
+step its own, tuned way: ``sqlite_queries``, ``postgres_commits``): when a retried
 commit is one already applied, and what a rejected step record is told."""
 
 from __future__ import annotations

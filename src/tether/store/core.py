@@ -46,9 +46,9 @@ from tether.store import (
     waits,
 )
 from tether.store import doctor as checks
-from tether.store.base import ApiKey, Finding, MemoryHit, MemoryItem, Signal
+from tether.store.base import ApiKey, Finding, MemoryHit, MemoryItem, Signal, TaskStart
 from tether.store.dialect import Dialect
-from tether.store.program import Program, T
+from tether.store.program import Program, T, in_turn, nothing
 
 
 class StoreCore(base.Store):
@@ -75,6 +75,11 @@ class StoreCore(base.Store):
     async def _query(self, program: Program[T], *, snapshot: bool = True) -> T:
         """Run a read-only ``program``; ``snapshot=False`` says it is one statement, so
         needs no transaction of its own for a consistent view (SQLite skips BEGIN)."""
+
+    async def _query_together(self, programs: Sequence[Program[Any]]) -> list[Any]:
+        """Run read-only ``programs`` and return their answers in order: by default one
+        after the other in one read (PostgreSQL sends them side by side, pipelined)."""
+        return await self._query(in_turn(programs))
 
     # ---- schema ----------------------------------------------------------------
 
@@ -169,6 +174,17 @@ class StoreCore(base.Store):
 
     async def load_journal(self, task_id: str) -> list[types.StepRecord]:
         return await self._query(reads.journal(self.dialect, task_id))
+
+    async def read_task_start(self, task: types.TaskRecord) -> TaskStart:
+        journal, attempts, session, history = await self._query_together(
+            [
+                reads.session_journal(self.dialect, task.id, task.session_id),
+                reads.attempts(task.id) if task.runs > 1 else nothing(),
+                reads.session(task.session_id, None),
+                reads.messages(task.session_id, None, 0, task.input_seq, None),
+            ]
+        )
+        return TaskStart(journal=journal, attempts=attempts, session=session, history=history)
 
     async def record_attempt(self, lease: types.Lease, attempt: types.StepAttempt) -> None:
         await self._apply(appends.attempt(lease, attempt))

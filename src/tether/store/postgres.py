@@ -12,11 +12,12 @@ promise on both engines.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tether import errors, types
 from tether.store import dialect as dialects
 from tether.store import leases, migrations
+from tether.store import postgres_commits as commit_path
 from tether.store import postgres_connection as connection
 from tether.store import postgres_queries as queries
 from tether.store import postgres_schema as schema
@@ -100,14 +101,18 @@ class PostgresStore(StoreCore):
         return await self._run(job)
 
     async def _apply(self, program: Program[T]) -> T:
-        """Run a store program (``program``) in one write transaction."""
-        return await self._tx(lambda conn: queries.run(conn, program))
+        """Run a store program (``program``) in one write transaction (pipelined)."""
+        return await self._run(lambda conn: queries.apply(conn, program))
 
     async def _query(self, program: Program[T], *, snapshot: bool = True) -> T:
         """Run a read-only store program in autocommit (``_run``: under READ COMMITTED a
         transaction would give its statements no common snapshot, so ``snapshot`` changes
         nothing here)."""
         return await self._run(lambda conn: queries.run(conn, program))
+
+    async def _query_together(self, programs: Sequence[Program[Any]]) -> list[Any]:
+        """Side by side in autocommit: one round trip for every program's next statement."""
+        return await self._run(lambda conn: queries.run_together(conn, programs))
 
     # ---- schema ----------------------------------------------------------------
 
@@ -133,7 +138,7 @@ class PostgresStore(StoreCore):
         names = None if agents is None else sorted(set(agents))
         for _ in range(_CLAIM_TRIES):
             try:
-                return await self._tx(
+                return await self._run(  # its own transaction, pipelined
                     lambda conn: queries.claim(conn, worker, lease_ttl, names, task_id)
                 )
             except queries.SessionBusy:
@@ -145,13 +150,8 @@ class PostgresStore(StoreCore):
     ) -> list[types.CommitResult | BaseException]:
         if not commits:
             return []
-        try:  # optimistically: no savepoints, all or nothing (two round trips per commit)
-            return list(await self._tx(lambda conn: queries.commit_all(conn, commits)))
-        except queries.Rejected as rejected:
-            if len(commits) == 1:
-                return [rejected.error]
-        # one was fenced or rejected, and nothing was written: again, each commit alone
-        return await self._tx(lambda conn: queries.commit_batch(conn, commits))
+        # one round trip: the batch opens and commits its own transaction, pipelined
+        return await self._run(lambda conn: commit_path.commit_steps(conn, commits))
 
     # ---- waiting -----------------------------------------------------------------
 

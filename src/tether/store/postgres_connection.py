@@ -37,30 +37,79 @@ COUNTS = counts.POSTGRES
 
 
 class CountingCursor(psycopg.AsyncCursor[DictRow]):
-    """The pool's cursor: counts each statement sent (``COUNTS``)."""
+    """The pool's cursor: counts each statement sent (``COUNTS``); inside a pipeline
+    (``CountingConnection.pipelined``) the pipeline counts the one round trip."""
 
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
         COUNTS.statements += 1
-        COUNTS.round_trips += 1
+        COUNTS.round_trips += not _in_pipeline(self.connection)
         return await super().execute(*args, **kwargs)
 
     async def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
         params = list(params_seq)
         COUNTS.statements += len(params)
-        COUNTS.round_trips += 1
+        COUNTS.round_trips += not _in_pipeline(self.connection)
         await super().executemany(query, params, **kwargs)
 
 
+def _in_pipeline(conn: Any) -> bool:
+    return bool(getattr(conn, "pipelined", 0))
+
+
 class CountingConnection(psycopg.AsyncConnection[DictRow]):
-    """The pool's connection: counts a transaction's (or savepoint's) two commands."""
+    """The pool's connection: counts a transaction's (or savepoint's) two commands, and
+    a pipeline's one round trip (its statements go out together, their results come
+    back together)."""
+
+    pipelined = 0
+    """How deep in ``pipeline()`` blocks the connection is (0: not in one)."""
 
     @contextlib.asynccontextmanager
     async def transaction(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         COUNTS.statements += 2
-        COUNTS.round_trips += 2
+        COUNTS.round_trips += 0 if self.pipelined else 2
         COUNTS.transactions += 1
         async with super().transaction(*args, **kwargs) as tx:
             yield tx
+
+    @contextlib.asynccontextmanager
+    async def pipeline(self) -> AsyncIterator[psycopg.AsyncPipeline]:
+        self.pipelined += 1
+        try:
+            async with super().pipeline() as pipe:
+                yield pipe
+        finally:
+            self.pipelined -= 1
+            if not self.pipelined:
+                COUNTS.round_trips += 1
+
+
+@contextlib.asynccontextmanager
+async def pipelined_transaction(conn: Connection) -> AsyncIterator[psycopg.AsyncPipeline]:
+    """A transaction sent as a pipeline: BEGIN, the statements the block executes and
+    COMMIT go out together and their results come back together once the block is
+    left, in one round trip. A cursor is read after the block; reading one inside
+    needs ``sync`` first (one round trip more), so a statement that depends on an
+    earlier one's result in Python costs a round trip, and what can be written into
+    the SQL instead should be. When a statement fails the server skips the rest,
+    COMMIT included: the transaction is then rolled back here and the error raised."""
+    COUNTS.transactions += 1
+    try:
+        async with conn.pipeline() as pipe:
+            await conn.execute("BEGIN")
+            yield pipe
+            await conn.execute("COMMIT")
+    except BaseException:
+        if not conn.broken and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            with contextlib.suppress(psycopg.Error):
+                await conn.rollback()
+        raise
+
+
+async def sync(pipe: psycopg.AsyncPipeline) -> None:
+    """Send what the pipeline holds and wait for its results (one round trip)."""
+    COUNTS.round_trips += 1
+    await pipe.sync()
 
 
 NOW = "extract(epoch from clock_timestamp())::double precision"

@@ -1,8 +1,11 @@
-"""The PostgreSQL write path: claiming, fencing and group commit, as functions on a connection.
+"""The PostgreSQL write path: claiming, fencing and running store programs, as functions
+on a connection (the step commit is ``postgres_commits``).
 
-Each function runs inside a transaction its caller opened; ``PostgresStore`` is the
-async face over them. The semantics are those of ``sqlite_queries``; what differs is
-how concurrent writers are kept apart:
+``PostgresStore`` is the async face over them. A claim and a write program open their
+own transaction, sent as a pipeline (``postgres_connection.pipelined_transaction``), so
+a round trip is spent only where Python needs a statement's rows; ``run`` runs inside
+its caller's transaction or in autocommit. The semantics are those of
+``sqlite_queries``; what differs is how concurrent writers are kept apart:
 
 - every fenced write locks its task row (``FOR NO KEY UPDATE``) before checking the
   epoch, so a claim cannot bump the epoch between the check and the write;
@@ -18,6 +21,7 @@ how concurrent writers are kept apart:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,12 +29,11 @@ import psycopg
 import psycopg.errors
 from psycopg import sql
 
-from tether import errors, types
-from tether.store import commits as commit_rules
-from tether.store import leases, rows, waits
+from tether import types
+from tether.store import leases, rows
 from tether.store import postgres_connection as connection
 from tether.store.base import Claim
-from tether.store.program import DB_NOW, Notify, Program, T, postgres_style
+from tether.store.program import DB_NOW, Notify, Program, Query, T, postgres_style
 
 Connection = connection.Connection
 
@@ -59,6 +62,23 @@ _PICK = (
     " FROM tasks t WHERE {condition}{only} ORDER BY {order} LIMIT 1"
     f"{_LOCK} OF t SKIP LOCKED"
 )
+
+
+def _pick(only: str) -> str:
+    """One statement for every kind of candidate, in ``_CANDIDATES``' order: the kinds are
+    branches of a ``UNION ALL`` under ``LIMIT 1``, and PostgreSQL runs a branch only when
+    the ones before it found nothing, so no row but the one taken is locked."""
+    picks = (
+        _PICK.format(condition=condition, only=only, order=order)
+        for condition, order in _CANDIDATES
+    )
+    return (
+        "SELECT * FROM ("
+        + " UNION ALL ".join(f"SELECT * FROM ({p}) AS u{i}" for i, p in enumerate(picks))
+        + ") AS picked LIMIT 1"
+    )
+
+
 _TAKE = (
     "WITH sess AS ("
     " UPDATE sessions SET last_seq = last_seq + 1, updated_at = %(now)s"
@@ -110,8 +130,7 @@ async def run(conn: Connection, program: Program[T]) -> T:
             if isinstance(step, Notify):
                 await notify_work(conn, step.agent)
             else:
-                text = step.sql.replace(DB_NOW, connection.NOW)
-                text = postgres_style(text) + (_LOCK if step.lock else "")
+                text = _text(step)
                 if step.many:
                     async with conn.cursor() as many:
                         await many.executemany(text, step.many)
@@ -122,6 +141,88 @@ async def run(conn: Connection, program: Program[T]) -> T:
             step = program.send(found)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+
+
+_BLIND = ("INSERT", "UPDATE", "DELETE", "SAVEPOINT", "RELEASE")
+"""Statements that return no rows unless they say ``RETURNING``: ``apply`` sends them on
+without waiting, and the program receives [] as it would after waiting."""
+
+
+def _blind(text: str) -> bool:
+    head = text.lstrip().split(None, 1)[0].upper()
+    return head in _BLIND and "RETURNING" not in text.upper()
+
+
+async def apply(conn: Connection, program: Program[T]) -> T:
+    """Run a store program in one write transaction of its own, pipelined: BEGIN goes out
+    with the first statement, a statement that returns no rows (and ``Notify``) is sent
+    without waiting for its answer, and COMMIT goes out with whatever is still queued;
+    only a statement whose rows the program reads waits (one round trip each). An error
+    in a statement sent without waiting is raised at the next wait or at COMMIT: the
+    transaction is rolled back either way, as with ``run``."""
+    async with connection.pipelined_transaction(conn) as pipe:
+        try:
+            step = next(program)
+            while True:
+                found: list[Any] = []
+                if isinstance(step, Notify):
+                    await notify_work(conn, step.agent)
+                else:
+                    text = _text(step)
+                    if step.many:
+                        async with conn.cursor() as many:
+                            await many.executemany(text, step.many)
+                    elif _blind(text):
+                        await conn.cursor().execute(text, step.params)
+                    else:
+                        cur = conn.cursor()
+                        await cur.execute(text, step.params)
+                        await connection.sync(pipe)
+                        if cur.description is not None:
+                            found = await cur.fetchall()
+                step = program.send(found)
+        except StopIteration as done:
+            result: T = done.value
+    return result
+
+
+async def run_together(conn: Connection, programs: Sequence[Program[Any]]) -> list[Any]:
+    """Run read-only programs side by side in autocommit, one round trip a round: each
+    round sends the next statement of every program not yet done, pipelined, then
+    hands each its rows. Their answers, in order."""
+    answers: list[Any] = [None] * len(programs)
+    pending: dict[int, Query | Notify] = {}
+    for i, program in enumerate(programs):
+        try:
+            pending[i] = next(program)
+        except StopIteration as done:
+            answers[i] = done.value
+    while pending:
+        cursors: dict[int, psycopg.AsyncCursor[Any]] = {}
+        async with conn.pipeline():
+            for i, step in pending.items():
+                assert isinstance(step, Query) and not step.many, "reads only"
+                cursors[i] = conn.cursor()
+                await cursors[i].execute(_text(step), step.params)
+        pending = {}
+        for i, cur in cursors.items():
+            found = await cur.fetchall() if cur.description is not None else []
+            try:
+                pending[i] = programs[i].send(found)
+            except StopIteration as done:
+                answers[i] = done.value
+    return answers
+
+
+def _text(step: Query) -> str:
+    return _postgres_text(step.sql, step.lock)
+
+
+@functools.lru_cache(maxsize=1024)
+def _postgres_text(text: str, lock: bool) -> str:
+    """A program's statement in psycopg's dialect, rewritten once per text (a regular
+    expression's rewrite at every execute cost about a tenth of a millisecond)."""
+    return postgres_style(text.replace(DB_NOW, connection.NOW)) + (_LOCK if lock else "")
 
 
 async def claim(
@@ -135,8 +236,9 @@ async def claim(
     task of a free session; oldest first within each), skipping rows other claimers
     hold, and take it.
 
-    One round trip per kind of candidate looked at (the pick that finds one also reads
-    the clock and the journal's length), then one for ``_TAKE``.
+    Two round trips, pipelined: BEGIN and the pick (every kind of candidate in one
+    statement, which also reads the clock and the journal's length); then ``_TAKE``
+    and COMMIT (or COMMIT alone when nothing was found).
     A claim that would give a session a second running task fails on the unique index
     and rolls the whole transaction back (``SessionBusy``)."""
     if agents is not None and not agents:
@@ -147,32 +249,36 @@ async def claim(
         only += " AND t.agent = ANY(%(agents)s)"
     if task_id is not None:
         only += " AND t.id = %(task_id)s"
-    row: dict[str, Any] | None = None
-    for condition, order in _CANDIDATES:
-        pick = _PICK.format(condition=condition, only=only, order=order)
-        row = await fetch_one(conn, pick, params)
-        if row is not None:
-            break
-    if row is None:
-        return None
-    reason = leases.claim_reason(row, worker)
-    now = float(row["db_now"])
-    tid: str = row["id"]
-    epoch: int = row["lease_epoch"] + 1
-    expires = now + lease_ttl
-    needs_input = row["input_seq"] is None
-    user = types.Message(role="user", content=row["input"]).to_dict() if needs_input else None
-    take = {
-        "worker": worker, "expires": expires, "epoch": epoch, "runs": row["runs"] + 1,
-        "now": now, "id": tid, "from_step": int(row["steps_done"]), "reason": reason,
-        "sid": row["session_id"], "needs_input": needs_input,
-        "input": rows.dumps(user, f"input message of task {tid}") if needs_input else None,
-        "version": types.PAYLOAD_VERSION,
-    }  # fmt: skip
+    tid = ""
     try:
-        updated = await fetch_one(conn, _TAKE, take)
+        async with connection.pipelined_transaction(conn) as pipe:
+            pick = conn.cursor()
+            await pick.execute(_pick(only), params)
+            await connection.sync(pipe)
+            row = await pick.fetchone()
+            if row is None:
+                return None
+            reason = leases.claim_reason(row, worker)
+            now = float(row["db_now"])
+            tid = row["id"]
+            epoch: int = row["lease_epoch"] + 1
+            expires = now + lease_ttl
+            needs_input = row["input_seq"] is None
+            user = (
+                types.Message(role="user", content=row["input"]).to_dict() if needs_input else None
+            )
+            take = {
+                "worker": worker, "expires": expires, "epoch": epoch, "runs": row["runs"] + 1,
+                "now": now, "id": tid, "from_step": int(row["steps_done"]), "reason": reason,
+                "sid": row["session_id"], "needs_input": needs_input,
+                "input": rows.dumps(user, f"input message of task {tid}") if needs_input else None,
+                "version": types.PAYLOAD_VERSION,
+            }  # fmt: skip
+            taking = conn.cursor()
+            await taking.execute(_TAKE, take)
     except psycopg.errors.UniqueViolation as exc:
         raise SessionBusy(tid) from exc
+    updated = await taking.fetchone()
     assert updated is not None
     lease = types.Lease(task_id=tid, owner=worker, epoch=epoch, expires_at=expires)
     return Claim(task=rows.task(updated), lease=lease, reason=reason)
@@ -183,169 +289,3 @@ class SessionBusy(Exception):
     transaction is rolled back and claiming tries again (the task stays queued)."""
 
 
-async def commit_batch(
-    conn: Connection, commits: Sequence[types.StepCommit]
-) -> list[types.CommitResult | BaseException]:
-    """Group commit inside one transaction: each commit under its own savepoint, so a
-    fenced or rejected commit is rolled back alone and reported in its place."""
-    results: list[types.CommitResult | BaseException] = []
-    now = types.now()
-    for commit in commits:
-        try:
-            async with conn.transaction():
-                results.append(await _commit_one(conn, commit, now))
-        except (errors.TetherError, errors.LeaseLost) as exc:
-            results.append(exc)
-        except psycopg.IntegrityError as exc:
-            results.append(_rejected(commit.step, exc))
-    return results
-
-
-class Rejected(Exception):
-    """A commit's failure in ``commit_all``, raised to roll its transaction back."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-async def commit_all(
-    conn: Connection, commits: Sequence[types.StepCommit]
-) -> list[types.CommitResult]:
-    """Group commit without savepoints (two round trips fewer per commit): the first
-    fenced or rejected commit raises ``Rejected``, carrying the error to report, which
-    rolls the whole transaction back; the caller then runs ``commit_batch``. Losing a
-    lease is rare, so the common batch pays for no savepoints."""
-    now = types.now()
-    done: list[types.CommitResult] = []
-    for commit in commits:
-        try:
-            done.append(await _commit_one(conn, commit, now))
-        except (errors.TetherError, errors.LeaseLost) as exc:
-            raise Rejected(exc) from exc
-        except psycopg.IntegrityError as exc:
-            raise Rejected(_rejected(commit.step, exc)) from exc
-    return done
-
-
-_FENCE_FOR_COMMIT = (
-    "UPDATE tasks SET updated_at = %(now)s WHERE id = %(task)s"
-    " RETURNING status, lease_epoch, session_id"
-)
-"""The fence of a step commit: lock the task row (the update's ``FOR NO KEY UPDATE``
-lock) and read its status and epoch, checked before anything else is written (a stale
-lease's touch is rolled back with its transaction or savepoint)."""
-
-_READ_FOR_COMMIT = (
-    "SELECT s.last_seq,"
-    " (SELECT COALESCE(MAX(e.seq), 0) FROM events e WHERE e.task_id = %(task)s) AS last_event,"
-    " d.fingerprint AS done_fingerprint, d.message_seqs AS done_seqs"
-    " FROM sessions s LEFT JOIN steps d ON d.task_id = %(task)s AND d.idx = %(idx)s"
-    " WHERE s.id = %(sid)s"
-)
-"""What the write needs, read once the task row is locked, in a statement of its own:
-under READ COMMITTED an ``UPDATE … FROM`` that waited for the lock re-checks only the
-locked row, and would see the session's ``last_seq`` and the journal as they were
-before the other commit (a step journaled meanwhile would look absent). A statement
-after the lock sees everything committed before it."""
-
-_WRITE_STEP = sql.SQL(
-    "WITH sess AS ("
-    " UPDATE sessions SET last_seq = %(new_last)s, state = COALESCE(%(state)s, state),"
-    " updated_at = %(now)s WHERE id = %(sid)s AND last_seq = %(last)s AND %(touch)s"
-    " RETURNING id"
-    "), msgs AS ("
-    " INSERT INTO messages (session_id, seq, task_id, payload, payload_version, created_at)"
-    " SELECT %(sid)s, m.seq, %(task)s, m.payload, %(version)s, %(now)s"
-    " FROM unnest(%(mseqs)s::bigint[], %(mpayloads)s::text[]) AS m(seq, payload)"
-    "), ev AS ("
-    " INSERT INTO events (task_id, seq, name, at, step, data, payload_version)"
-    " SELECT %(task)s, %(last_event)s + e.ord, e.name, e.at, e.step, e.data, %(version)s"
-    " FROM unnest(%(enames)s::text[], %(eats)s::double precision[], %(esteps)s::integer[],"
-    " %(edatas)s::text[]) WITH ORDINALITY AS e(name, at, step, data, ord)"
-    "), step AS ("
-    " INSERT INTO steps ({columns}) VALUES ({values})"
-    ") SELECT (SELECT COUNT(*) FROM sess) AS touched"
-).format(
-    columns=sql.SQL(", ").join(sql.Identifier(c) for c in rows.STEP_COLUMNS),
-    values=sql.SQL(", ").join(sql.Placeholder(c) for c in rows.STEP_COLUMNS),
-)
-"""A step's whole write in one statement: the session's counter and state, its
-messages, its events and the step row (the primary key rejects a second step at an
-index). The session is updated only where its ``last_seq`` is still the one the fence
-read: one running task per session means nothing else appends to it meanwhile, and
-were that ever broken the commit fails instead of reusing seqs."""
-
-
-async def _commit_one(conn: Connection, commit: types.StepCommit, now: float) -> types.CommitResult:
-    """One step's commit in three round trips (``_FENCE_FOR_COMMIT``, ``_READ_FOR_COMMIT``,
-    ``_WRITE_STEP``),
-    plus one to consume a signal, and one to compare a retried commit's messages."""
-    step, lease = commit.step, commit.lease
-    leases.same_task(lease, step.task_id)
-    fence = await fetch_one(conn, _FENCE_FOR_COMMIT, {"now": now, "task": step.task_id})
-    if fence is None:
-        raise errors.NotFound("no such task", task=step.task_id)
-    leases.check(lease, fence)
-    session_id: str = fence["session_id"]
-    task = await fetch_one(
-        conn, _READ_FOR_COMMIT, {"task": step.task_id, "idx": step.index, "sid": session_id}
-    )
-    if task is None:
-        raise errors.NotFound("no such session", task=step.task_id)
-    if task["done_fingerprint"] is not None:
-        done = await run(
-            conn,
-            commit_rules.already_committed(
-                commit, session_id, task["done_fingerprint"], task["done_seqs"]
-            ),
-        )
-        if done is not None:
-            return done
-    last = int(task["last_seq"])
-    n = len(commit.messages)
-    seqs = tuple(range(last + 1, last + 1 + n)) if n else step.message_seqs
-    values = dict(
-        zip(rows.STEP_COLUMNS, rows.step_values(step, seqs, commit.messages), strict=True)
-    )
-    state = (
-        None if commit.session_state is None else rows.dumps(commit.session_state, "session state")
-    )
-    payloads = [
-        rows.dumps(m.to_dict(), f"message {q}") for q, m in zip(seqs, commit.messages, strict=False)
-    ]
-    written = await fetch_one(
-        conn,
-        _WRITE_STEP,
-        {
-            **values, "new_last": last + n, "state": state, "now": now, "sid": session_id,
-            "last": last, "touch": bool(n) or state is not None, "task": step.task_id,
-            "version": types.PAYLOAD_VERSION, "mseqs": list(seqs) if n else [],
-            "mpayloads": payloads,
-            "last_event": int(task["last_event"]),
-            "enames": [e.name for e in commit.events], "eats": [e.at for e in commit.events],
-            "esteps": [e.step for e in commit.events],
-            "edatas": [rows.dumps(e.data, f"data of event {e.name}") for e in commit.events],
-        },
-    )  # fmt: skip
-    if (bool(n) or state is not None) and (written is None or written["touched"] != 1):
-        raise errors.StoreUnavailable(
-            f"session {session_id} gained messages while task {step.task_id} committed step "
-            f"{step.index}; the commit was rolled back, retry it",
-            task=step.task_id,
-        )
-    if commit.signal_seq is not None:
-        await consume_signal(conn, step.task_id, step.index, commit.signal_seq, now)
-    return types.CommitResult(message_seqs=seqs)
-
-
-def _rejected(step: types.StepRecord, exc: psycopg.IntegrityError) -> errors.TetherError:
-    duplicate = isinstance(exc, psycopg.errors.UniqueViolation)
-    return commit_rules.step_rejected(step, exc, duplicate=duplicate)
-
-
-# ---- durable waits (rules in ``waits``) ---------------------------------------------
-
-
-async def consume_signal(conn: Connection, task_id: str, step: int, seq: int, now: float) -> None:
-    await run(conn, waits.consume(task_id, step, seq, now))

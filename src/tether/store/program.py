@@ -72,3 +72,18 @@ DB_NOW = ":db_now"
 def postgres_style(sql: str) -> str:
     """``:name`` parameters as psycopg's ``%(name)s`` (``::`` casts are left alone)."""
     return re.sub(r"(?<!:):([a-z_][a-z0-9_]*)", r"%(\1)s", sql)
+
+
+def nothing() -> Program[list[Any]]:
+    """A program that reads nothing and answers []."""
+    return []
+    yield  # a generator that yields no statement
+
+
+def in_turn(programs: Sequence[Program[Any]]) -> Program[list[Any]]:
+    """Read-only programs run one after the other as one program (one snapshot on an
+    engine that gives a read transaction one); their answers, in order."""
+    answers: list[Any] = []
+    for program in programs:
+        answers.append((yield from program))
+    return answers

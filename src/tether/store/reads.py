@@ -73,8 +73,15 @@ def journal(dialect: Dialect, task_id: str) -> Program[list[types.StepRecord]]:
     """The task's whole journal, each step's output as recorded (``NotFound`` for an
     unknown task)."""
     task = yield from task_row(task_id)
+    return (yield from session_journal(dialect, task_id, task["session_id"]))
+
+
+def session_journal(
+    dialect: Dialect, task_id: str, session_id: str
+) -> Program[list[types.StepRecord]]:
+    """``journal`` of a task whose session is known (a claimed task's start)."""
     found = yield Query("SELECT * FROM steps WHERE task_id = :id ORDER BY idx", {"id": task_id})
-    return (yield from steps_with_messages(dialect, task["session_id"], found))
+    return (yield from steps_with_messages(dialect, session_id, found))
 
 
 def steps_with_messages(
