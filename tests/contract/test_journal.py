@@ -9,6 +9,7 @@ from contract_support import StoreCase, claim, commit, step, submit
 
 from tether import errors, types
 from tether.store import Store, rows
+from tether.store.base import Finish
 
 
 def test_commits_assign_session_seqs_and_journal_them(store: StoreCase) -> None:
@@ -159,6 +160,39 @@ def test_finish_task_records_the_outcome(store: StoreCase) -> None:
         assert (done.lease_owner, done.lease_expires_at) == (None, None)
         assert await s.get_task(task.id) == done
         assert await s.claim_task("w9", lease_ttl=5) is None
+
+    store.run(body)
+
+
+def test_commit_batch_commits_steps_and_ends_each_fenced_alone(store: StoreCase) -> None:
+    async def body(s: Store) -> None:
+        a, b, c = await submit(s), await submit(s), await submit(s)
+        got_a, got_b, got_c = await claim(s, "w1"), await claim(s, "w2"), await claim(s, "w3")
+        await s.expire_lease(c.id)
+        await claim(s, "w4", task_id=c.id)  # c's first lease is fenced off now
+        ended = types.NewEvent(name="task.completed", data={"n": 1})
+        steps, ends = await s.commit_batch(
+            [commit(got_a.lease, 0, "x")],
+            [
+                Finish(got_b.lease, "completed", output="ok", events=(ended,)),
+                Finish(got_c.lease, "completed"),
+                Finish(got_a.lease, "running"),
+            ],
+        )
+        assert isinstance(steps[0], types.CommitResult)
+        done, lost, bad = ends
+        assert isinstance(done, types.TaskRecord) and (done.status, done.output) == (
+            "completed",
+            "ok",
+        )
+        assert isinstance(lost, errors.LeaseLost) and isinstance(bad, errors.InvalidInput)
+        assert [e.name for e in await s.list_events(b.id)] == ["task.completed"]
+        assert [t.status for t in [await s.get_task(t.id) for t in (a, b, c)]] == [
+            "running",
+            "completed",
+            "running",
+        ]
+        assert len(await s.load_journal(a.id)) == 1
 
     store.run(body)
 

@@ -21,7 +21,7 @@ from tether.execution.settings import ExecutionSettings
 from tether.execution.threads import SyncThreads
 from tether.observe import events
 from tether.observe import logging as obslog
-from tether.store.base import Claim, Store
+from tether.store.base import Claim, Finish, Store
 
 _log = logging.getLogger("tether.execution.runner")
 
@@ -272,12 +272,15 @@ class TaskRunner:
         )
         taken = emitter.take()
         try:
-            record = await self.store.finish_task(
-                keeper.lease,
-                status=status,
-                output=output,
-                error=errors.error_record(error) if error is not None else None,
-                events=(*taken, event.stored()),
+            # in the committer's next batch, beside other tasks' steps and ends
+            record = await self.committer.finish(
+                Finish(
+                    keeper.lease,
+                    status=status,
+                    output=output,
+                    error=errors.error_record(error) if error is not None else None,
+                    events=(*taken, event.stored()),
+                )
             )
         except errors.LeaseLost:
             keeper.mark_lost()

@@ -39,6 +39,24 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class Finish:
+    """A task's end under its lease (``finish_task``'s arguments), to be committed in a
+    batch beside other tasks' steps and ends (``commit_batch``)."""
+
+    lease: types.Lease
+    status: types.TaskStatus
+    output: Any = None
+    error: dict[str, Any] | None = None
+    events: Sequence[types.NewEvent] = ()
+
+
+BatchResults = tuple[
+    list[types.CommitResult | BaseException], list[types.TaskRecord | BaseException]
+]
+"""``commit_batch``'s answer: one result per step commit, one per task end, in order."""
+
+
+@dataclass(frozen=True, slots=True)
 class TaskStart:
     """What a claimed task reads before its first step (``Store.read_task_start``)."""
 
@@ -338,6 +356,15 @@ class Store(Protocol):
         commit, in order: ``CommitResult`` or the ``LeaseLost`` that fenced it. A commit
         with ``signal_seq`` marks that signal consumed by its step in the same
         transaction; a signal consumed already makes the commit a ``Conflict``."""
+
+    async def commit_batch(
+        self, commits: Sequence[types.StepCommit], finishes: Sequence[Finish]
+    ) -> BatchResults:
+        """Group commit of steps and task ends: ``commit_steps(commits)`` and, for each of
+        ``finishes``, ``finish_task``, with one result per item, in order (an end fenced
+        off or with bad input is its ``LeaseLost`` or ``InvalidInput``, and changes
+        nothing). Everything is committed before this returns; an engine may use one
+        transaction for all of it (SQLite) or one for the steps and one for the ends."""
 
     async def record_attempt(self, lease: types.Lease, attempt: types.StepAttempt) -> None:
         """Journal one failed try of a step before it is retried. Fenced."""

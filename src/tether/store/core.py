@@ -207,6 +207,20 @@ class StoreCore(base.Store):
         rows.final_values(lease.task_id, status, output, error)  # bad input: no transaction
         return await self._apply(transitions.finish(lease, status, output, error, events))
 
+    async def commit_batch(
+        self, commits: Sequence[types.StepCommit], finishes: Sequence[base.Finish]
+    ) -> base.BatchResults:
+        return await self._commit_together(commits, finishes)
+
+    async def _commit_together(
+        self, commits: Sequence[types.StepCommit], finishes: Sequence[base.Finish]
+    ) -> base.BatchResults:
+        """``commit_batch`` in two transactions, the steps' and the ends'; a driver that
+        can put both in one (SQLite's write job) overrides this."""
+        steps = await self.commit_steps(commits) if commits else []
+        ends = await self._apply(transitions.finish_each(finishes)) if finishes else []
+        return steps, ends
+
     async def fail_task(self, task_id: str, *, error: dict[str, Any]) -> types.TaskRecord:
         return await self._apply(transitions.fail(task_id, error))
 

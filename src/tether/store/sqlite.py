@@ -18,11 +18,11 @@ from collections.abc import Callable, Collection, Sequence
 
 from tether import errors, types
 from tether.store import dialect as dialects
-from tether.store import leases
+from tether.store import leases, transitions
 from tether.store import sqlite_connection as connection
 from tether.store import sqlite_queries as queries
 from tether.store import sqlite_schema as schema
-from tether.store.base import Claim
+from tether.store.base import BatchResults, Claim, Finish
 from tether.store.core import StoreCore
 from tether.store.program import Program, T
 
@@ -150,6 +150,19 @@ class SQLiteStore(StoreCore):
         if not commits:
             return []
         return await self._write(lambda conn: queries.commit_batch(conn, commits))
+
+    async def _commit_together(
+        self, commits: Sequence[types.StepCommit], finishes: Sequence[Finish]
+    ) -> BatchResults:
+        """Steps and task ends in one ``BEGIN IMMEDIATE`` transaction: one job on the
+        connection thread and one sync to disk for the whole batch."""
+
+        def job(conn: sqlite3.Connection) -> BatchResults:
+            steps = queries.commit_batch(conn, commits) if commits else []
+            ends = queries.run(conn, transitions.finish_each(finishes)) if finishes else []
+            return steps, ends
+
+        return await self._write(job)
 
     # ---- waiting ---------------------------------------------------------------
 

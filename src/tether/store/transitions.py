@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tether import errors, types
-from tether.store import leases, rows
+from tether.store import base, leases, rows
 from tether.store.program import DB_NOW, Notify, Program, Query, one
 
 _TASK = "SELECT * FROM tasks WHERE id = :id"
@@ -97,8 +97,38 @@ def finish(
     events: Sequence[types.NewEvent],
 ) -> Program[types.TaskRecord]:
     """End the task with a final status; the session's next task may start."""
-    output_json, error_json = rows.final_values(lease.task_id, status, output, error)
+    values = rows.final_values(lease.task_id, status, output, error)
     row = yield from fenced(lease, lease.task_id)
+    return (yield from _finish_fenced(lease, status, values, events, row))
+
+
+def finish_each(
+    finishes: Sequence[base.Finish],
+) -> Program[list[types.TaskRecord | BaseException]]:
+    """``finish`` for each task end of a batch (``Store.commit_batch``), in one
+    transaction: an end fenced off (or with bad input) is answered with its error in
+    its place, before it writes anything, and the others go on."""
+    results: list[types.TaskRecord | BaseException] = []
+    for f in finishes:
+        try:
+            values = rows.final_values(f.lease.task_id, f.status, f.output, f.error)
+            row = yield from fenced(f.lease, f.lease.task_id)
+        except (errors.TetherError, errors.LeaseLost) as exc:
+            results.append(exc)
+            continue
+        results.append((yield from _finish_fenced(f.lease, f.status, values, f.events, row)))
+    return results
+
+
+def _finish_fenced(
+    lease: types.Lease,
+    status: types.TaskStatus,
+    values: tuple[str | None, str | None],
+    events: Sequence[types.NewEvent],
+    row: rows.Row,
+) -> Program[types.TaskRecord]:
+    """The writes of ``finish`` once its lease is checked (``row``: the task's, locked)."""
+    output_json, error_json = values
     found = yield Query(
         "UPDATE tasks SET status = :status, output = :output, error = :error,"
         " lease_owner = NULL, lease_expires_at = NULL, updated_at = :now WHERE id = :id"
