@@ -105,6 +105,37 @@ def test_opens_in_wal_mode_with_the_schema_applied(tmp_path: Path) -> None:
     assert applied == [(m.version, m.name, m.checksum) for m in migrations.load("sqlite")]
 
 
+def test_a_claim_carries_the_task_start_read_in_its_own_transaction(tmp_path: Path) -> None:
+    async def body() -> None:
+        store = SQLiteStore(_url(tmp_path / "t.db"))
+        await store.open()
+        try:
+            new = types.NewTask(tenant="acme", agent="a", input="hi")
+            task = await store.submit_task(new)
+            got = await store.claim_task("w1", lease_ttl=60)
+            assert got is not None and got.start is not None
+            assert [m.message.content for m in got.start.history] == ["hi"]
+            assert got.start == await store.read_task_start(got.task)
+            await store.commit_steps([step_commit(got.lease)])
+            await store.expire_lease(task.id)
+            again = await store.claim_task("w2", lease_ttl=60)  # a recovery: a journal
+            assert again is not None and again.start is not None
+            assert len(again.start.journal) == 1
+            assert again.start == await store.read_task_start(again.task)
+        finally:
+            await store.close()
+
+    _run(body)
+
+
+def step_commit(lease: types.Lease) -> types.StepCommit:
+    step = types.StepRecord(
+        task_id=lease.task_id, index=0, kind="custom", name="s", fingerprint="f",
+        status="completed", output=1, started_at=1.0, finished_at=2.0, worker="w1",
+    )  # fmt: skip
+    return types.StepCommit(lease=lease, step=step, messages=(), session_state=None, events=())
+
+
 def test_relative_url_and_synchronous_option(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -119,7 +119,7 @@ class TaskRunner:
         keeper = LeaseKeeper(
             self.store, lease, self.settings, emitter, cancel_requested=task.cancel_requested
         )
-        start = await self.store.read_task_start(task)  # one call (PostgreSQL: 2 round trips)
+        start = claim.start or await self.store.read_task_start(task)  # read with the claim?
         journal, attempts, session = start.journal, start.attempts, start.session
         history = start.history
         started = types.now()

@@ -36,6 +36,9 @@ class Claim:
     lease: types.Lease
     reason: str
     """``start``, ``recovery``, ``handover`` or ``resume`` (see ``TaskRun.reason``)."""
+    start: TaskStart | None = None
+    """``read_task_start``'s answer when the engine read it in the claim's own
+    transaction (SQLite: no second job and transaction per task); None: read it."""
 
 
 @dataclass(frozen=True, slots=True)

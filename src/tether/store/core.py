@@ -48,7 +48,7 @@ from tether.store import (
 from tether.store import doctor as checks
 from tether.store.base import ApiKey, Finding, MemoryHit, MemoryItem, Signal, TaskStart
 from tether.store.dialect import Dialect
-from tether.store.program import Program, T, in_turn, nothing
+from tether.store.program import Program, T, in_turn
 
 
 class StoreCore(base.Store):
@@ -176,15 +176,9 @@ class StoreCore(base.Store):
         return await self._query(reads.journal(self.dialect, task_id))
 
     async def read_task_start(self, task: types.TaskRecord) -> TaskStart:
-        journal, attempts, session, history = await self._query_together(
-            [
-                reads.session_journal(self.dialect, task.id, task.session_id),
-                reads.attempts(task.id) if task.runs > 1 else nothing(),
-                reads.session(task.session_id, None),
-                reads.messages(task.session_id, None, 0, task.input_seq, None),
-            ]
+        return reads.task_start(
+            await self._query_together(reads.task_start_parts(self.dialect, task))
         )
-        return TaskStart(journal=journal, attempts=attempts, session=session, history=history)
 
     async def record_attempt(self, lease: types.Lease, attempt: types.StepAttempt) -> None:
         await self._apply(appends.attempt(lease, attempt))

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from tether import errors, types
 from tether.store import rows, vectors, waits
-from tether.store.base import MemoryItem, Signal
+from tether.store.base import MemoryItem, Signal, TaskStart
 from tether.store.dialect import Dialect
-from tether.store.program import Program, Query, one
+from tether.store.program import Program, Query, nothing, one
 from tether.store.transitions import task_row
 
 
@@ -182,3 +183,20 @@ def memory(session_id: str) -> Program[list[MemoryItem]]:
         )
         for r in found
     ]
+
+
+def task_start_parts(dialect: Dialect, task: types.TaskRecord) -> list[Program[Any]]:
+    """What a claimed task reads before its first step (``Store.read_task_start``), as
+    read-only programs: its journal, its attempts (on a later run only), its session
+    and the session's messages up to its input. ``task_start`` makes their answers one."""
+    return [
+        session_journal(dialect, task.id, task.session_id),
+        attempts(task.id) if task.runs > 1 else nothing(),
+        session(task.session_id, None),
+        messages(task.session_id, None, 0, task.input_seq, None),
+    ]
+
+
+def task_start(answers: Sequence[Any]) -> TaskStart:
+    journal, attempts_, session_, history = answers
+    return TaskStart(journal=journal, attempts=attempts_, session=session_, history=history)

@@ -13,9 +13,9 @@ from typing import Any
 
 from tether import errors, types
 from tether.store import commits as commit_rules
-from tether.store import leases, rows, waits
+from tether.store import dialect, leases, reads, rows, waits
 from tether.store.base import Claim
-from tether.store.program import DB_NOW, Notify, Program, T
+from tether.store.program import DB_NOW, Notify, Program, T, in_turn
 
 _CANDIDATES: tuple[str, ...] = (
     "t.status = 'running' AND t.lease_owner = :worker",
@@ -168,7 +168,9 @@ def claim(
         (tid, runs, worker, epoch, now, from_step, reason),
     )
     lease = types.Lease(task_id=tid, owner=worker, epoch=epoch, expires_at=expires)
-    return Claim(task=rows.task(task_row(conn, tid)), lease=lease, reason=reason)
+    task = rows.task(task_row(conn, tid))
+    start = reads.task_start(run(conn, in_turn(reads.task_start_parts(dialect.SQLITE, task))))
+    return Claim(task=task, lease=lease, reason=reason, start=start)
 
 
 def commit_batch(
