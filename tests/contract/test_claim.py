@@ -84,6 +84,20 @@ def test_a_live_lease_of_another_worker_is_not_claimable(store: StoreCase) -> No
     store.run(body)
 
 
+def test_claim_tasks_takes_one_per_owner_and_keeps_sessions_apart(store: StoreCase) -> None:
+    async def body(s: Store) -> None:
+        first = await submit(s, input="one")
+        await submit(s, session_id=first.session_id, input="two")
+        other = await submit(s, input="elsewhere")
+        got = await s.claim_tasks(["w1", "w2", "w3"], lease_ttl=30)
+        assert {c.task.id for c in got} == {first.id, other.id}  # "two" waits for "one"
+        assert {c.lease.owner for c in got} <= {"w1", "w2", "w3"} and len(got) == 2
+        assert {c.reason for c in got} == {"start"}
+        assert await s.claim_tasks(["w4", "w5"], lease_ttl=30) == []
+
+    store.run(body)
+
+
 def test_one_running_task_per_session_in_submission_order(store: StoreCase) -> None:
     async def body(s: Store) -> None:
         first = await submit(s, input="one")

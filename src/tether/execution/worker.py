@@ -179,11 +179,9 @@ class Worker:
             free = 0 if self.saturated else self.concurrency - len(self._running)
             if free > 0:
                 asked = min(free, burst)
-                claims = await asyncio.gather(*(self._claim() for _ in range(asked)))
-                for claim in claims:
-                    if claim is not None:
-                        claimed += 1
-                        self._start(claim)
+                for claim in await self._claim_free(asked):
+                    claimed += 1
+                    self._start(claim)
                 # While every claim finds work, claim more at once (a drained peer's
                 # tasks, a burst of submissions); one empty claim goes back to one at a
                 # time, so an idle worker asks the store once per poll.
@@ -271,6 +269,18 @@ class Worker:
             ):
                 return await self._claim_as(task.lease_owner or "", task_id)
         return await self._claim_as(f"{self.instance_id}.{next(self._claims)}", task_id)
+
+    async def _claim_free(self, n: int) -> list[Claim]:
+        """Up to ``n`` tasks for free slots, each under a fresh lease owner, in one call
+        (on SQLite one transaction)."""
+        owners = [f"{self.instance_id}.{next(self._claims)}" for _ in range(n)]
+        try:
+            return await self.store.claim_tasks(
+                owners, lease_ttl=self.settings.lease_ttl, agents=self.agents
+            )
+        except errors.StoreUnavailable as exc:
+            await self._claim_failed(exc)
+            return []
 
     async def _claim_as(self, lease_owner: str, task_id: str | None) -> Claim | None:
         """Claim as ``lease_owner``: a fresh one of this worker's, or an earlier

@@ -347,6 +347,18 @@ class Store(Protocol):
     async def load_journal(self, task_id: str) -> list[types.StepRecord]:
         """The task's steps in index order."""
 
+    async def claim_tasks(
+        self,
+        workers: Sequence[str],
+        *,
+        lease_ttl: float,
+        agents: Collection[str] | None = None,
+    ) -> list[Claim]:
+        """Claim up to one task per lease owner in ``workers``, as ``claim_task`` would
+        one after the other (so two claims never take two tasks of one session), and
+        return the claims made, in order: fewer when the candidates run out. An engine
+        may make them all in one transaction (SQLite). Raises only when none was made."""
+
     async def read_task_start(self, task: types.TaskRecord) -> TaskStart:
         """What the claimed ``task`` reads before its first step, in one call (on
         PostgreSQL one or two round trips): ``load_journal``, ``list_attempts`` (on a

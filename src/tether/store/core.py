@@ -24,7 +24,8 @@ every promise on both drivers.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Collection, Sequence
 from typing import Any, ClassVar
 
 from tether import types
@@ -46,7 +47,7 @@ from tether.store import (
     waits,
 )
 from tether.store import doctor as checks
-from tether.store.base import ApiKey, Finding, MemoryHit, MemoryItem, Signal, TaskStart
+from tether.store.base import ApiKey, Claim, Finding, MemoryHit, MemoryItem, Signal, TaskStart
 from tether.store.dialect import Dialect
 from tether.store.program import Program, T, in_turn
 
@@ -174,6 +175,32 @@ class StoreCore(base.Store):
 
     async def load_journal(self, task_id: str) -> list[types.StepRecord]:
         return await self._query(reads.journal(self.dialect, task_id))
+
+    async def claim_tasks(
+        self,
+        workers: Sequence[str],
+        *,
+        lease_ttl: float,
+        agents: Collection[str] | None = None,
+    ) -> list[Claim]:
+        return await self._claim_each(workers, lease_ttl, agents)
+
+    async def _claim_each(
+        self, workers: Sequence[str], lease_ttl: float, agents: Collection[str] | None
+    ) -> list[Claim]:
+        """``claim_tasks`` as side-by-side ``claim_task`` calls (PostgreSQL pipelines
+        them over its pool); a driver that can make them in one transaction (SQLite)
+        overrides this. A failed claim is dropped when others were made (the next
+        claim tries again), raised when none was."""
+        found = await asyncio.gather(
+            *(self.claim_task(w, lease_ttl=lease_ttl, agents=agents) for w in workers),
+            return_exceptions=True,
+        )
+        claims = [c for c in found if isinstance(c, Claim)]
+        failed = [e for e in found if isinstance(e, BaseException)]
+        if failed and (not claims or not all(isinstance(e, Exception) for e in failed)):
+            raise failed[0]
+        return claims
 
     async def read_task_start(self, task: types.TaskRecord) -> TaskStart:
         return reads.task_start(

@@ -144,6 +144,15 @@ class SQLiteStore(StoreCore):
             lambda conn: queries.claim(conn, worker, lease_ttl, names, task_id)
         )
 
+    async def _claim_each(
+        self, workers: Sequence[str], lease_ttl: float, agents: Collection[str] | None
+    ) -> list[Claim]:
+        """``claim_tasks`` in one ``BEGIN IMMEDIATE`` transaction: one job and one sync
+        for a worker's free slots, each claim seeing the ones before it."""
+        leases.check_ttl(lease_ttl)
+        names = None if agents is None else sorted(set(agents))
+        return await self._write(lambda conn: queries.claim_many(conn, workers, lease_ttl, names))
+
     async def commit_steps(
         self, commits: Sequence[types.StepCommit]
     ) -> list[types.CommitResult | BaseException]:

@@ -173,6 +173,23 @@ def claim(
     return Claim(task=task, lease=lease, reason=reason, start=start)
 
 
+def claim_many(
+    conn: sqlite3.Connection,
+    workers: Sequence[str],
+    lease_ttl: float,
+    agents: Sequence[str] | None,
+) -> list[Claim]:
+    """``claim`` under each lease owner in turn, in the caller's transaction, until
+    one finds nothing."""
+    claims: list[Claim] = []
+    for worker in workers:
+        got = claim(conn, worker, lease_ttl, agents, None)
+        if got is None:
+            break
+        claims.append(got)
+    return claims
+
+
 def commit_batch(
     conn: sqlite3.Connection, commits: Sequence[types.StepCommit]
 ) -> list[types.CommitResult | BaseException]:
