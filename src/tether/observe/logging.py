@@ -86,12 +86,36 @@ class ContextFilter(logging.Filter):
         return True
 
 
+_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
+"""The last whole second a timestamp was made for, and its text: records come many a
+second, and only the microseconds differ."""
+
+
+def timestamp(created: float) -> str:
+    """``created`` as ``2025-01-01T00:00:00.000000Z`` (UTC, microseconds rounded half to
+    even, as ``datetime.fromtimestamp`` rounds them)."""
+    global _second
+    if created < 0:  # before 1970: not worth a fast path
+        return (
+            datetime.datetime.fromtimestamp(created, datetime.UTC)
+            .isoformat(timespec="microseconds")
+            .replace("+00:00", "Z")
+        )
+    whole = int(created)
+    micros = round((created - whole) * 1_000_000)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    second, text = _second
+    if whole != second:
+        text = datetime.datetime.fromtimestamp(whole, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second = (whole, text)
+    return f"{text}.{micros:06d}Z"
+
+
 def event_dict(record: logging.LogRecord) -> dict[str, Any]:
     """A record as the event dict the JSON line is made of."""
     out: dict[str, Any] = {
-        "ts": datetime.datetime.fromtimestamp(record.created, datetime.UTC)
-        .isoformat(timespec="microseconds")
-        .replace("+00:00", "Z"),
+        "ts": timestamp(record.created),
         "level": record.levelname.lower(),
         "event": None,
         "logger": record.name,
@@ -113,11 +137,15 @@ def event_dict(record: logging.LogRecord) -> dict[str, Any]:
     return out
 
 
+_ENCODER = jsonlib.JSONEncoder(default=str, ensure_ascii=False)
+"""``json.dumps(…, default=str, ensure_ascii=False)`` without a new encoder per record."""
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``ts``, ``level``, ``event``, ``logger``, ids, extra fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact.text(jsonlib.dumps(event_dict(record), default=str, ensure_ascii=False))
+        return redact.text(_ENCODER.encode(event_dict(record)))
 
 
 class TextFormatter(logging.Formatter):
@@ -210,15 +238,18 @@ _SAFE_ERROR_KEYS = ("type", "error_class", "retryable")
 _SAFE_USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
+_SCALAR_TYPES = (bool, int, float, str)
+
+
 def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, bool | int | float | str)
+    return value is None or isinstance(value, _SCALAR_TYPES)
 
 
 def safe_data(data: Mapping[str, Any]) -> dict[str, Any]:
     """The part of an event's data that may be logged without ``debug``: no contents."""
     out: dict[str, Any] = {}
     for key, value in data.items():
-        if key in _SAFE_SCALARS and _is_scalar(value):
+        if key in _SAFE_SCALARS and (value is None or isinstance(value, _SCALAR_TYPES)):
             out[key] = value
         elif key == "error" and isinstance(value, Mapping):
             out["error"] = {k: value[k] for k in _SAFE_ERROR_KEYS if k in value}
@@ -279,4 +310,10 @@ class LogObserver:
             # data never overwrites the ids, nor the record's own attributes
             name = f"data_{key}" if key in fields or key in _RECORD_ATTRS else key
             fields[name] = value
-        self.logger.log(level, event.name, extra=fields)
+        # The record made here, not by ``Logger.log``: that would walk the stack for a
+        # caller (file, line) which no formatter of ours prints; the record's fields and
+        # handling (filters, handlers, propagation) are the same.
+        logger = self.logger
+        logger.handle(
+            logger.makeRecord(logger.name, level, "", 0, event.name, (), None, extra=fields)
+        )

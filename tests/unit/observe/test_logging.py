@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import io
 import json
 import logging
@@ -53,6 +54,16 @@ def test_json_lines_carry_bound_ids_and_extra_fields(stream: io.StringIO) -> Non
     assert "step" not in got[2]  # the inner bind ended
     assert not set(ids) & set(got[3])
     assert got[0]["ts"].endswith("Z")
+
+
+@pytest.mark.parametrize(
+    "created",
+    [1_700_000_000.0, 1_700_000_000.1234565, 1_700_000_000.9999996, 1_700_000_001.5, -1.25, 0.0],
+)
+def test_timestamps_read_as_datetime_writes_them(created: float) -> None:
+    """The cached-second timestamp is the text ``datetime`` makes, rounding included."""
+    want = datetime.datetime.fromtimestamp(created, datetime.UTC).isoformat(timespec="microseconds")
+    assert tlog.timestamp(created) == want.replace("+00:00", "Z")
 
 
 def test_unbinding_with_none_and_formatting_args(stream: io.StringIO) -> None:
