@@ -51,15 +51,6 @@ def run(conn: sqlite3.Connection, program: Program[T]) -> T:
         return done.value  # type: ignore[no-any-return]
 
 
-def task_row(conn: sqlite3.Connection, task_id: str, tenant: str | None = None) -> sqlite3.Row:
-    row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM tasks WHERE id = ?", (task_id,)
-    ).fetchone()
-    if row is None or (tenant is not None and row["tenant"] != tenant):
-        raise errors.NotFound("no such task", tenant=tenant, task=task_id)
-    return row
-
-
 def append_messages(
     conn: sqlite3.Connection,
     session_id: str,
@@ -153,22 +144,27 @@ def claim(
     runs: int = row["runs"] + 1
     expires = now + lease_ttl
     input_seq = row["input_seq"]
-    if input_seq is None:
+    from_step = 0
+    if input_seq is None:  # its first start: nothing journaled yet (steps need a claim)
         user = types.Message(role="user", content=row["input"])
         (input_seq,) = append_messages(conn, row["session_id"], tid, [user], now)
-    from_step = conn.execute("SELECT COUNT(*) FROM steps WHERE task_id = ?", (tid,)).fetchone()[0]
-    conn.execute(
+    else:
+        from_step = conn.execute("SELECT COUNT(*) FROM steps WHERE task_id = ?", (tid,)).fetchone()[
+            0
+        ]
+    taken = conn.execute(
         "UPDATE tasks SET status = 'running', lease_owner = ?, lease_expires_at = ?,"
-        " lease_epoch = ?, runs = ?, input_seq = ?, wake_at = NULL, updated_at = ? WHERE id = ?",
+        " lease_epoch = ?, runs = ?, input_seq = ?, wake_at = NULL, updated_at = ? WHERE id = ?"
+        " RETURNING *",
         (worker, expires, epoch, runs, input_seq, now, tid),
-    )
+    ).fetchone()
     conn.execute(
         "INSERT INTO task_runs (task_id, run, worker, epoch, started_at, from_step, reason)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (tid, runs, worker, epoch, now, from_step, reason),
     )
     lease = types.Lease(task_id=tid, owner=worker, epoch=epoch, expires_at=expires)
-    task = rows.task(task_row(conn, tid))
+    task = rows.task(taken)
     start = reads.task_start(run(conn, in_turn(reads.task_start_parts(dialect.SQLITE, task))))
     return Claim(task=task, lease=lease, reason=reason, start=start)
 
