@@ -236,11 +236,23 @@ class StoreCore(base.Store):
     async def _commit_together(
         self, commits: Sequence[types.StepCommit], finishes: Sequence[base.Finish]
     ) -> base.BatchResults:
-        """``commit_batch`` in two transactions, the steps' and the ends'; a driver that
-        can put both in one (SQLite's write job) overrides this."""
-        steps = await self.commit_steps(commits) if commits else []
-        ends = await self._apply(transitions.finish_each(finishes)) if finishes else []
-        return steps, ends
+        """``commit_batch`` in two transactions side by side, the steps' and the ends'
+        (independent: a task's end is queued only once its steps are committed); a
+        driver that can put both in one (SQLite's write job) overrides this. When one
+        fails, the other is awaited too before the failure is raised."""
+
+        async def steps() -> list[types.CommitResult | BaseException]:
+            return await self.commit_steps(commits) if commits else []
+
+        async def ends() -> list[types.TaskRecord | BaseException]:
+            return await self._apply(transitions.finish_each(finishes)) if finishes else []
+
+        got_steps, got_ends = await asyncio.gather(steps(), ends(), return_exceptions=True)
+        if isinstance(got_steps, BaseException):
+            raise got_steps
+        if isinstance(got_ends, BaseException):
+            raise got_ends
+        return got_steps, got_ends
 
     async def fail_task(self, task_id: str, *, error: dict[str, Any]) -> types.TaskRecord:
         return await self._apply(transitions.fail(task_id, error))
