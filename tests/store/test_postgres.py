@@ -23,6 +23,7 @@ from tether.execution.runner import FunctionWorkflow
 from tether.execution.settings import ExecutionSettings
 from tether.execution.worker import Worker
 from tether.store import counts, migrations, open_store
+from tether.store import postgres_connection as connection
 from tether.store.base import Claim, MemoryItem
 from tether.store.postgres import PostgresStore
 
@@ -406,3 +407,23 @@ def test_a_batch_commits_in_one_round_trip_and_a_refused_step_spares_the_others(
         assert len(await s.list_messages(b.task.session_id)) == 2  # input + step 0
 
     run(pg_url, body)
+
+
+def test_array_parameters_written_as_literals_read_back_exactly(pg_url: str) -> None:
+    """The commit sends its lists as array literals (``text_array``, ``number_array``):
+    every string (quotes, backslashes, braces, the word NULL, JSON) and number comes
+    back as given, and None as a null element."""
+    texts = ['a "quoted" \\ back\\slash', "{,}", "NULL", "", None, '{"k": ["v\\"\\\\"]}', "é\n\t"]
+    numbers = [0, -3, 2**40, None]
+    floats = [1796080048.2087839, 0.1, -1e-300, float("inf"), None]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT %s::text[], %s::bigint[], %s::double precision[], %s::text[]",
+            (
+                connection.text_array(texts),
+                connection.number_array(numbers),
+                connection.number_array(floats),
+                connection.text_array([]),
+            ),
+        ).fetchone()
+    assert row == (texts, numbers, floats, [])

@@ -163,7 +163,12 @@ async def _commit_together(
             await conn.execute(_GENERIC_PLANS)
             fence = conn.cursor()
             await fence.execute(
-                _FENCE, {"now": now, "ids": [t for t, _ in held], "epochs": [e for _, e in held]}
+                _FENCE,
+                {
+                    "now": now,
+                    "ids": connection.text_array(t for t, _ in held),
+                    "epochs": connection.number_array(e for _, e in held),
+                },
             )
             for _, params in planned:
                 write = conn.cursor()
@@ -201,11 +206,16 @@ def _write_params(commit: types.StepCommit, now: float) -> dict[str, Any]:
         **values, "epoch": commit.lease.epoch, "signal": commit.signal_seq, "n": n,
         "state": state, "now": now, "touch": bool(n) or state is not None,
         "version": types.PAYLOAD_VERSION,
-        "mpayloads": [rows.dumps(m.to_dict(), f"message {i} of step {step.index}")
-                      for i, m in enumerate(commit.messages)],
-        "enames": [e.name for e in commit.events], "eats": [e.at for e in commit.events],
-        "esteps": [e.step for e in commit.events],
-        "edatas": [rows.dumps(e.data, f"data of event {e.name}") for e in commit.events],
+        "mpayloads": connection.text_array(
+            rows.dumps(m.to_dict(), f"message {i} of step {step.index}")
+            for i, m in enumerate(commit.messages)
+        ),
+        "enames": connection.text_array(e.name for e in commit.events),
+        "eats": connection.number_array(e.at for e in commit.events),
+        "esteps": connection.number_array(e.step for e in commit.events),
+        "edatas": connection.text_array(
+            rows.dumps(e.data, f"data of event {e.name}") for e in commit.events
+        ),
     }  # fmt: skip
 
 

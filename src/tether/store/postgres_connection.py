@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +110,29 @@ async def sync(pipe: psycopg.AsyncPipeline) -> None:
     """Send what the pipeline holds and wait for its results (one round trip)."""
     COUNTS.round_trips += 1
     await pipe.sync()
+
+
+def text_array(values: Iterable[str | None]) -> str:
+    """A ``text[]`` parameter as PostgreSQL's array literal (the SQL casts it,
+    ``%(x)s::text[]``): psycopg adapts a list by looking up a dumper for it and escaping
+    each element with a regular expression, which cost about 0.1 ms of Python per step
+    commit, most of the commit's own. Inside double quotes only ``\\`` and ``"`` need
+    a backslash; ``NULL`` unquoted is a null element."""
+    return (
+        "{"
+        + ",".join(
+            "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for v in values
+        )
+        + "}"
+    )
+
+
+def number_array(values: Iterable[int | float | None]) -> str:
+    """An ``integer[]``, ``bigint[]`` or ``double precision[]`` parameter as an array
+    literal (``text_array``): ``repr`` of an int or a float is exact and PostgreSQL reads
+    it back as written (``inf`` and ``nan`` too)."""
+    return "{" + ",".join("NULL" if v is None else repr(v) for v in values) + "}"
 
 
 NOW = "extract(epoch from clock_timestamp())::double precision"
