@@ -26,9 +26,9 @@ Connection = connection.Connection
 async def commit_steps(
     conn: Connection, commits: Sequence[types.StepCommit]
 ) -> list[types.CommitResult | BaseException]:
-    """Group commit in one round trip (``connection.pipelined_transaction``): BEGIN,
-    ``_GENERIC_PLANS``, one ``_FENCE`` locking every task of the batch whose lease
-    holds, one ``_WRITE_STEP`` per commit, COMMIT.
+    """Group commit in one round trip (``connection.pipelined_batch``: one implicit
+    transaction, committed by the pipeline's Sync): one ``_FENCE`` locking every task of
+    the batch whose lease holds, then one ``_WRITE_STEP`` per commit.
 
     Each write checks its own lease, journal index and signal in SQL and writes nothing
     when one fails, so a fenced or repeated commit is reported in its place (from the
@@ -57,12 +57,21 @@ _FENCE = (
     "UPDATE tasks t SET updated_at = %(now)s"
     " FROM unnest(%(ids)s::text[], %(epochs)s::bigint[]) AS c(id, epoch)"
     " WHERE t.id = c.id AND t.status = 'running' AND t.lease_epoch = c.epoch"
-    " RETURNING t.id, t.status, t.lease_epoch, t.session_id"
+    " RETURNING t.id, t.status, t.lease_epoch, t.session_id,"
+    " set_config('plan_cache_mode', 'force_generic_plan', true) AS plans"
 )
 """The fence of a batch: lock and touch (``updated_at``) the rows of the tasks whose
 lease still holds, in one order (so two batches cannot deadlock on each other); a task
-it leaves out lost its lease (or is gone), and is read afterwards for the report. The
-writes run after it in statements of their own: under READ COMMITTED a statement that
+it leaves out lost its lease (or is gone), and is read afterwards for the report.
+It also sets ``plan_cache_mode`` for the rest of the transaction (``set_config``, local;
+set when a task is held, which is when the writes write): the prepared writes run on
+their generic plans. Left to choose (``auto``), PostgreSQL kept planning ``_WRITE_STEP``
+afresh for its parameters (a ``NULL`` signal, a ``false`` touch fold into
+cheaper-looking custom plans), which cost about 0.4 ms of server CPU a step; the generic
+plan is the same index lookups. (A ``SET LOCAL`` of its own was one statement more a
+batch.)
+
+The writes run after it in statements of their own: under READ COMMITTED a statement that
 waited for a row lock sees other rows as of its first snapshot, so a step or a message
 another commit had just written would look absent; a later statement sees everything
 committed before it began."""
@@ -137,14 +146,6 @@ _WRITE_STEP_TEXT = _WRITE_STEP.as_string(None)
 """Rendered once: psycopg renders a composed query again at every execute."""
 
 
-_GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
-"""For this transaction only: run the prepared fence and writes on their generic plans.
-Left to choose (``auto``), PostgreSQL kept planning ``_WRITE_STEP`` afresh for its
-parameters (a ``NULL`` signal, a ``false`` touch fold into cheaper-looking custom plans),
-which cost about 0.4 ms of server CPU a step; the generic plan is the same index
-lookups."""
-
-
 async def _commit_together(
     conn: Connection, commits: Sequence[types.StepCommit]
 ) -> list[types.CommitResult | BaseException]:
@@ -159,8 +160,7 @@ async def _commit_together(
     if planned:
         held = sorted({(commits[i].step.task_id, commits[i].lease.epoch) for i, _ in planned})
         writes: list[psycopg.AsyncCursor[Any]] = []
-        async with connection.pipelined_transaction(conn):
-            await conn.execute(_GENERIC_PLANS)
+        async with connection.pipelined_batch(conn):
             fence = conn.cursor()
             await fence.execute(
                 _FENCE,

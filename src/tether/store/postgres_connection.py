@@ -106,6 +106,37 @@ async def pipelined_transaction(conn: Connection) -> AsyncIterator[psycopg.Async
         raise
 
 
+@contextlib.asynccontextmanager
+async def pipelined_batch(conn: Connection) -> AsyncIterator[psycopg.AsyncPipeline]:
+    """Statements sent as one pipeline closed by one Sync, without BEGIN and COMMIT:
+    PostgreSQL runs what comes before a Sync as one implicit transaction, committed by
+    the Sync, or rolled back whole when a statement fails (the server skips the rest).
+    Two statements fewer than ``pipelined_transaction`` (each statement costs the worker
+    a send and the server a message), for a block that reads no result before its end:
+    a ``sync`` inside would commit there. Anything raised in the block queues a
+    ``ROLLBACK`` before the pipeline's Sync, so a block cut short is not committed.
+
+    After a failed statement psycopg may believe a statement prepared that the server
+    skipped (its Parse came after the failure), and the next use would fail with
+    "prepared statement does not exist": ``DEALLOCATE ALL`` empties both caches (a
+    rollback does that for ``pipelined_transaction``)."""
+    COUNTS.transactions += 1
+    try:
+        async with conn.pipeline() as pipe:
+            try:
+                yield pipe
+            except BaseException:
+                if not conn.broken:
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.execute("ROLLBACK")
+                raise
+    except psycopg.Error:
+        if not conn.broken:
+            with contextlib.suppress(psycopg.Error):
+                await conn.execute("DEALLOCATE ALL")
+        raise
+
+
 async def sync(pipe: psycopg.AsyncPipeline) -> None:
     """Send what the pipeline holds and wait for its results (one round trip)."""
     COUNTS.round_trips += 1
