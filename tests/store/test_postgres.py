@@ -480,3 +480,78 @@ def test_a_pipelined_batch_cut_short_commits_nothing(pg_url: str) -> None:
         return await s._run(cut_short)
 
     assert run(pg_url, body) == 2
+
+
+def test_a_batch_of_many_tasks_numbers_messages_and_events_per_session_and_task(
+    pg_url: str,
+) -> None:
+    """One statement writes a batch of several tasks' steps (``_WRITE_STEPS``): each
+    session's messages and each task's events are numbered on from their own last, a
+    repeated commit in a batch is answered as already done, and the journal refers to
+    the seqs it got."""
+
+    def commit(claim: Claim, index: int, *texts: str, events: int = 0) -> types.StepCommit:
+        return types.StepCommit(
+            lease=claim.lease,
+            step=types.StepRecord(
+                task_id=claim.task.id, index=index, kind="model", name="m",
+                fingerprint=f"fp{index}", status="completed", output={"i": index},
+                started_at=1.0, finished_at=2.0,
+            ),
+            messages=tuple(types.Message(role="assistant", content=t) for t in texts),
+            events=tuple(types.NewEvent(name=f"e{index}.{k}", step=index) for k in range(events)),
+            session_state={"at": index} if index else None,
+        )  # fmt: skip
+
+    async def body(s: PostgresStore) -> None:
+        claims = []
+        for worker in ("w1", "w2", "w3"):
+            await s.submit_task(new_task())
+            claim = await s.claim_task(worker, lease_ttl=60)
+            assert claim is not None
+            claims.append(claim)
+        a, b, c = claims
+        before = counts.POSTGRES.snapshot()
+        first = await s.commit_steps(
+            [commit(a, 0, "a0", 'a"1\\', events=2), commit(b, 0), commit(c, 0, "c0", events=1)]
+        )
+        assert first == [
+            types.CommitResult(message_seqs=(2, 3)),
+            types.CommitResult(message_seqs=()),
+            types.CommitResult(message_seqs=(2,)),
+        ]
+        assert counts.POSTGRES.statements - before.statements == 2  # the fence, one write
+        second = await s.commit_steps(
+            [commit(c, 1, "c1", events=2), commit(b, 1, "b1", "b2", events=1)]
+        )
+        assert second == [
+            types.CommitResult(message_seqs=(3,)),
+            types.CommitResult(message_seqs=(2, 3)),
+        ]
+        again = await s.commit_steps([commit(a, 0, "a0", 'a"1\\', events=2), commit(c, 2)])
+        assert again == [
+            types.CommitResult(message_seqs=(2, 3)),
+            types.CommitResult(message_seqs=()),
+        ]
+        texts = {
+            x.task.id: [
+                (m.seq, m.message.content) for m in await s.list_messages(x.task.session_id)
+            ]
+            for x in claims
+        }
+        assert texts[a.task.id] == [(1, "hello"), (2, "a0"), (3, 'a"1\\')]
+        assert texts[b.task.id] == [(1, "hello"), (2, "b1"), (3, "b2")]
+        assert texts[c.task.id] == [(1, "hello"), (2, "c0"), (3, "c1")]
+        events = {
+            x.task.id: [(e.seq, e.name) for e in await s.list_events(x.task.id)] for x in claims
+        }
+        assert events[a.task.id] == [(1, "e0.0"), (2, "e0.1")]
+        assert events[b.task.id] == [(1, "e1.0")]
+        assert events[c.task.id] == [(1, "e0.0"), (2, "e1.0"), (3, "e1.1")]
+        assert len(await s.load_journal(c.task.id)) == 3
+        journal = [(st.index, st.message_seqs) for st in await s.load_journal(b.task.id)]
+        assert journal == [(0, ()), (1, (2, 3))]
+        session = await s.get_session(b.task.session_id)
+        assert (session.last_seq, session.state) == (3, {"at": 1})
+
+    run(pg_url, body)

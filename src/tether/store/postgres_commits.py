@@ -28,7 +28,8 @@ async def commit_steps(
 ) -> list[types.CommitResult | BaseException]:
     """Group commit in one round trip (``connection.pipelined_batch``: one implicit
     transaction, committed by the pipeline's Sync): one ``_FENCE`` locking every task of
-    the batch whose lease holds, then one ``_WRITE_STEP`` per commit.
+    the batch whose lease holds, then ``_WRITE_STEPS`` writing every commit (or, for a
+    batch with a signal or two commits of one task, one ``_WRITE_STEP`` per commit).
 
     Each write checks its own lease, journal index and signal in SQL and writes nothing
     when one fails, so a fenced or repeated commit is reported in its place (from the
@@ -154,7 +155,7 @@ async def _commit_together(
     planned: list[tuple[int, dict[str, Any]]] = []
     for i, commit in enumerate(commits):
         try:
-            planned.append((i, _write_params(commit, now)))
+            planned.append((i, _write_values(commit, now)))
         except errors.TetherError as exc:  # a value that is not JSON, a lease of another task
             results[i] = exc
     if planned:
@@ -170,25 +171,30 @@ async def _commit_together(
                     "epochs": connection.number_array(e for _, e in held),
                 },
             )
-            for _, params in planned:
+            if _one_statement([commits[i] for i, _ in planned]):
                 write = conn.cursor()
-                await write.execute(_WRITE_STEP_TEXT, params)
+                await write.execute(_WRITE_STEPS_TEXT, _many_writes([v for _, v in planned], now))
                 writes.append(write)
+            else:
+                for _, values in planned:
+                    write = conn.cursor()
+                    await write.execute(_WRITE_STEP_TEXT, _one_write(values))
+                    writes.append(write)
         fenced = {row["id"]: row for row in await fence.fetchall()}
         if out := sorted({t for t, _ in held} - fenced.keys()):
             fenced.update(
                 {r["id"]: r for r in await queries.fetch_all(conn, _FENCED_OUT, {"ids": out})}
             )
-        for (i, _), write in zip(planned, writes, strict=True):
-            answer = await write.fetchone()
-            assert answer is not None
+        answers = [a for w in writes for a in await w.fetchall()]
+        for (i, _), answer in zip(planned, answers, strict=True):
             results[i] = await _outcome(
                 conn, commits[i], fenced.get(commits[i].step.task_id), answer
             )
     return [r for r in results if r is not None]
 
 
-def _write_params(commit: types.StepCommit, now: float) -> dict[str, Any]:
+def _write_values(commit: types.StepCommit, now: float) -> dict[str, Any]:
+    """One commit's values: ``_one_write`` or ``_many_writes`` makes them parameters."""
     step = commit.step
     leases.same_task(commit.lease, step.task_id)
     n = len(commit.messages)
@@ -206,17 +212,141 @@ def _write_params(commit: types.StepCommit, now: float) -> dict[str, Any]:
         **values, "epoch": commit.lease.epoch, "signal": commit.signal_seq, "n": n,
         "state": state, "now": now, "touch": bool(n) or state is not None,
         "version": types.PAYLOAD_VERSION,
-        "mpayloads": connection.text_array(
-            rows.dumps(m.to_dict(), f"message {i} of step {step.index}")
-            for i, m in enumerate(commit.messages)
-        ),
-        "enames": connection.text_array(e.name for e in commit.events),
-        "eats": connection.number_array(e.at for e in commit.events),
-        "esteps": connection.number_array(e.step for e in commit.events),
-        "edatas": connection.text_array(
-            rows.dumps(e.data, f"data of event {e.name}") for e in commit.events
-        ),
+        "mpayloads": [rows.dumps(m.to_dict(), f"message {i} of step {step.index}")
+                      for i, m in enumerate(commit.messages)],
+        "enames": [e.name for e in commit.events], "eats": [e.at for e in commit.events],
+        "esteps": [e.step for e in commit.events],
+        "edatas": [rows.dumps(e.data, f"data of event {e.name}") for e in commit.events],
     }  # fmt: skip
+
+
+def _one_write(values: dict[str, Any]) -> dict[str, Any]:
+    """``_WRITE_STEP``'s parameters: the lists as array literals."""
+    return {
+        **values,
+        "mpayloads": connection.text_array(values["mpayloads"]),
+        "enames": connection.text_array(values["enames"]),
+        "eats": connection.number_array(values["eats"]),
+        "esteps": connection.number_array(values["esteps"]),
+        "edatas": connection.text_array(values["edatas"]),
+    }
+
+
+_BATCH_COLUMNS = (*zip(rows.STEP_COLUMNS, _STEP_TYPES, strict=True),
+                  ("epoch", "bigint"), ("n", "integer"), ("state", "text"))  # fmt: skip
+"""The columns of ``_WRITE_STEPS``' commits (``c``), one array each."""
+
+_WRITE_STEPS = sql.SQL(
+    "WITH c AS ("
+    " SELECT * FROM unnest({arrays}) WITH ORDINALITY AS c({names}, ord)"
+    "), held AS ("
+    " SELECT c.ord, h.session_id FROM c CROSS JOIN LATERAL (SELECT t.session_id, t.status,"
+    "  t.lease_epoch FROM tasks t WHERE t.id = c.task_id LIMIT 1) h"
+    " WHERE h.status = 'running' AND h.lease_epoch = c.epoch"
+    "), done AS ("
+    " SELECT c.ord, d.fingerprint, d.message_seqs FROM c CROSS JOIN LATERAL (SELECT"
+    "  s.fingerprint, s.message_seqs FROM steps s"
+    "  WHERE s.task_id = c.task_id AND s.idx = c.idx LIMIT 1) d"
+    "), go AS ("
+    " SELECT held.ord, held.session_id FROM held"
+    " WHERE NOT EXISTS (SELECT 1 FROM done WHERE done.ord = held.ord)"
+    "), sess AS ("
+    " UPDATE sessions s SET last_seq = s.last_seq + c.n,"
+    " state = COALESCE(c.state, s.state), updated_at = %(now)s::double precision"
+    " FROM go JOIN c ON c.ord = go.ord"
+    " WHERE s.id = go.session_id AND (c.n > 0 OR c.state IS NOT NULL)"
+    " RETURNING go.ord, s.last_seq - c.n AS base"
+    "), msgs AS ("
+    " INSERT INTO messages (session_id, seq, task_id, payload, payload_version, created_at)"
+    " SELECT go.session_id, sess.base + m.pos, c.task_id, m.payload, %(version)s::integer,"
+    " %(now)s::double precision"
+    " FROM unnest(%(m_ord)s::bigint[], %(m_pos)s::integer[], %(m_payload)s::text[])"
+    " AS m(ord, pos, payload)"
+    " JOIN go ON go.ord = m.ord JOIN sess ON sess.ord = m.ord JOIN c ON c.ord = m.ord"
+    "), ev AS ("
+    " INSERT INTO events (task_id, seq, name, at, step, data, payload_version)"
+    " SELECT c.task_id,"
+    " COALESCE((SELECT MAX(x.seq) FROM events x WHERE x.task_id = c.task_id), 0) + e.pos,"
+    " e.name, e.at, e.step, e.data, %(version)s::integer"
+    " FROM unnest(%(e_ord)s::bigint[], %(e_pos)s::integer[], %(e_name)s::text[],"
+    " %(e_at)s::double precision[], %(e_step)s::integer[], %(e_data)s::text[])"
+    " AS e(ord, pos, name, at, step, data)"
+    " JOIN go ON go.ord = e.ord JOIN c ON c.ord = e.ord"
+    "), step AS ("
+    " INSERT INTO steps ({columns}) SELECT {values} FROM go JOIN c ON c.ord = go.ord"
+    " RETURNING task_id"
+    ") SELECT c.ord, EXISTS (SELECT 1 FROM step WHERE step.task_id = c.task_id) AS wrote,"
+    " (SELECT base FROM sess WHERE sess.ord = c.ord) AS base,"
+    " done.fingerprint AS done_fingerprint, done.message_seqs AS done_seqs"
+    " FROM c LEFT JOIN done ON done.ord = c.ord ORDER BY c.ord"
+).format(
+    arrays=sql.SQL(", ").join(
+        sql.SQL("{}::{}[]").format(sql.Placeholder(f"c_{name}"), sql.SQL(t))
+        for name, t in _BATCH_COLUMNS
+    ),
+    names=sql.SQL(", ").join(sql.Identifier(name) for name, _ in _BATCH_COLUMNS),
+    columns=sql.SQL(", ").join(sql.Identifier(c) for c in rows.STEP_COLUMNS),
+    values=sql.SQL(", ").join(
+        sql.SQL(
+            "CASE WHEN c.n > 0 THEN (SELECT array_to_json(ARRAY("
+            "SELECT sess.base + g FROM generate_series(1, c.n) AS g ORDER BY g"
+            "))::text FROM sess WHERE sess.ord = c.ord) ELSE c.message_seqs END"
+        )
+        if col == "message_seqs"
+        else sql.SQL("c.{}").format(sql.Identifier(col))
+        for col in rows.STEP_COLUMNS
+    ),
+)
+"""Every commit of a batch in one statement (``_WRITE_STEP``'s rules, a row of ``c``
+per commit; a task and its step are looked up by primary key for each, ``LATERAL …
+LIMIT 1`` with the other conditions outside, so that the plan, generic and made once on
+whatever statistics there are, cannot become a scan of every running task or journaled
+step): written where the lease holds and no step is journaled at that index yet;
+then each session's counter (one row per session: one running task per session and one
+commit per task here), its messages, the task's events (numbered after its last), the
+step rows. One statement instead of one a commit: a send for the worker and a message,
+a plan and an executor start for the server, each. A batch with a signal or with two
+commits of one task (a turn's concurrent tool calls) keeps ``_WRITE_STEP``, one a commit
+(``_one_statement``)."""
+_WRITE_STEPS_TEXT = _WRITE_STEPS.as_string(None)
+
+
+def _one_statement(commits: Sequence[types.StepCommit]) -> bool:
+    """Whether the batch's writes fit ``_WRITE_STEPS``: no signal, one commit a task."""
+    tasks = {c.step.task_id for c in commits}
+    return len(tasks) == len(commits) and all(c.signal_seq is None for c in commits)
+
+
+def _many_writes(all_values: Sequence[dict[str, Any]], now: float) -> dict[str, Any]:
+    """``_WRITE_STEPS``' parameters: a column of arrays, one element a commit; the messages
+    and events flattened, each with its commit's ``ord`` (from 1) and its place in it."""
+    params: dict[str, Any] = {"now": now, "version": types.PAYLOAD_VERSION}
+    for name, t in _BATCH_COLUMNS:
+        column = [v[name] for v in all_values]
+        params[f"c_{name}"] = (
+            connection.text_array(column) if t == "text" else connection.number_array(column)
+        )
+    m_ord: list[int] = []
+    m_pos: list[int] = []
+    e_ord: list[int] = []
+    e_pos: list[int] = []
+    for k, v in enumerate(all_values, 1):
+        m_ord.extend([k] * len(v["mpayloads"]))
+        m_pos.extend(range(1, len(v["mpayloads"]) + 1))
+        e_ord.extend([k] * len(v["enames"]))
+        e_pos.extend(range(1, len(v["enames"]) + 1))
+    params |= {
+        "m_ord": connection.number_array(m_ord),
+        "m_pos": connection.number_array(m_pos),
+        "m_payload": connection.text_array(p for v in all_values for p in v["mpayloads"]),
+        "e_ord": connection.number_array(e_ord),
+        "e_pos": connection.number_array(e_pos),
+        "e_name": connection.text_array(x for v in all_values for x in v["enames"]),
+        "e_at": connection.number_array(x for v in all_values for x in v["eats"]),
+        "e_step": connection.number_array(x for v in all_values for x in v["esteps"]),
+        "e_data": connection.text_array(x for v in all_values for x in v["edatas"]),
+    }
+    return params
 
 
 async def _outcome(
