@@ -90,8 +90,8 @@ when the commit may go on), whose parameters take no type from the columns."""
 
 _WRITE_STEP = sql.SQL(
     "WITH held AS ("
-    " SELECT session_id FROM tasks"
-    " WHERE id = %(task_id)s AND status = 'running' AND lease_epoch = %(epoch)s"
+    " SELECT session_id FROM (SELECT session_id, status, lease_epoch FROM tasks"
+    "  WHERE id = %(task_id)s LIMIT 1) t WHERE status = 'running' AND lease_epoch = %(epoch)s"
     "), done AS ("
     " SELECT fingerprint, message_seqs FROM steps WHERE task_id = %(task_id)s AND idx = %(idx)s"
     "), go AS ("
@@ -137,7 +137,8 @@ _WRITE_STEP = sql.SQL(
     ),
 )
 """A step's whole write in one statement, written only where the commit may go on
-(``go``): the lease still holds the task (the fence locked it), no step
+(``go``): the lease still holds the task (the fence locked it; the task is read by
+primary key, as in ``_WRITE_STEPS``), no step
 is journaled at that index yet, and the signal it consumes (if any) is still there.
 Then the session's counter and state (the counter's ``UPDATE`` hands out the message
 seqs under the session row's lock), its messages, its events, the signal and the step
