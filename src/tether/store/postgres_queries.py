@@ -64,6 +64,7 @@ _PICK = (
 )
 
 
+@functools.lru_cache(maxsize=16)
 def _pick(only: str) -> str:
     """One statement for every kind of candidate, in ``_CANDIDATES``' order: the kinds are
     branches of a ``UNION ALL`` under ``LIMIT 1``, and PostgreSQL runs a branch only when
@@ -243,10 +244,12 @@ async def claim(
     and rolls the whole transaction back (``SessionBusy``)."""
     if agents is not None and not agents:
         return None
-    params: dict[str, Any] = {"worker": worker, "task_id": task_id, "agents": list(agents or [])}
+    params: dict[str, Any] = {
+        "worker": worker, "task_id": task_id, "agents": connection.text_array(agents or ()),
+    }  # fmt: skip
     only = ""
     if agents is not None:
-        only += " AND t.agent = ANY(%(agents)s)"
+        only += " AND t.agent = ANY(%(agents)s::text[])"
     if task_id is not None:
         only += " AND t.id = %(task_id)s"
     tid = ""
@@ -287,5 +290,3 @@ async def claim(
 class SessionBusy(Exception):
     """A concurrent claimer started another task of this session first: the claim's
     transaction is rolled back and claiming tries again (the task stays queued)."""
-
-
