@@ -124,24 +124,18 @@ async def run(conn: Connection, program: Program[T]) -> T:
     """Run a store program (``program``) on this connection, inside its caller's
     transaction; a ``lock`` query locks its rows (``FOR NO KEY UPDATE``), ``Notify``
     becomes ``pg_notify`` (delivered at commit)."""
-    try:
-        step = next(program)
-        while True:
-            found: list[Any] = []
-            if isinstance(step, Notify):
-                await notify_work(conn, step.agent)
-            else:
-                text = _text(step)
-                if step.many:
-                    async with conn.cursor() as many:
-                        await many.executemany(text, step.many)
-                else:
-                    cur = await conn.execute(text, step.params)
-                    if cur.description is not None:
-                        found = await cur.fetchall()
-            step = program.send(found)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+    return await _drive(conn, program, None)
+
+
+async def apply(conn: Connection, program: Program[T]) -> T:
+    """Run a store program in one write transaction of its own, pipelined: BEGIN goes out
+    with the first statement, a statement that returns no rows (and ``Notify``) is sent
+    without waiting for its answer, and COMMIT goes out with whatever is still queued;
+    only a statement whose rows the program reads waits (one round trip each). An error
+    in a statement sent without waiting is raised at the next wait or at COMMIT: the
+    transaction is rolled back either way, as with ``run``."""
+    async with connection.pipelined_transaction(conn) as pipe:
+        return await _drive(conn, program, pipe)
 
 
 _BLIND = ("INSERT", "UPDATE", "DELETE", "SAVEPOINT", "RELEASE")
@@ -154,37 +148,34 @@ def _blind(text: str) -> bool:
     return head in _BLIND and "RETURNING" not in text.upper()
 
 
-async def apply(conn: Connection, program: Program[T]) -> T:
-    """Run a store program in one write transaction of its own, pipelined: BEGIN goes out
-    with the first statement, a statement that returns no rows (and ``Notify``) is sent
-    without waiting for its answer, and COMMIT goes out with whatever is still queued;
-    only a statement whose rows the program reads waits (one round trip each). An error
-    in a statement sent without waiting is raised at the next wait or at COMMIT: the
-    transaction is rolled back either way, as with ``run``."""
-    async with connection.pipelined_transaction(conn) as pipe:
-        try:
-            step = next(program)
-            while True:
-                found: list[Any] = []
-                if isinstance(step, Notify):
-                    await notify_work(conn, step.agent)
+async def _drive(conn: Connection, program: Program[T], pipe: psycopg.AsyncPipeline | None) -> T:
+    """Feed ``program`` its statements' rows; in a pipeline (``pipe``) a statement whose
+    rows nobody reads is sent without waiting, and one whose rows are read waits for a
+    sync."""
+    try:
+        step = next(program)
+        while True:
+            found: list[Any] = []
+            if isinstance(step, Notify):
+                await notify_work(conn, step.agent)
+            else:
+                text = _text(step)
+                if step.many:
+                    async with conn.cursor() as many:
+                        await many.executemany(text, step.many)
+                elif pipe is not None and _blind(text):
+                    await conn.cursor().execute(text, step.params)
                 else:
-                    text = _text(step)
-                    if step.many:
-                        async with conn.cursor() as many:
-                            await many.executemany(text, step.many)
-                    elif _blind(text):
-                        await conn.cursor().execute(text, step.params)
-                    else:
-                        cur = conn.cursor()
-                        await cur.execute(text, step.params)
+                    cur = conn.cursor()
+                    await cur.execute(text, step.params)
+                    if pipe is not None:
                         await connection.sync(pipe)
-                        if cur.description is not None:
-                            found = await cur.fetchall()
-                step = program.send(found)
-        except StopIteration as done:
-            result: T = done.value
-    return result
+                    if cur.description is not None:
+                        found = await cur.fetchall()
+            step = program.send(found)
+    except StopIteration as done:
+        result: T = done.value
+        return result
 
 
 async def run_together(conn: Connection, programs: Sequence[Program[Any]]) -> list[Any]:
