@@ -536,6 +536,8 @@ def test_the_oldest_running_step_and_a_step_that_never_beat(m: metrics.Metrics) 
     assert value(s, "tether_oldest_running_step_seconds") == 125.0  # t2's step now
     o.on_event(ev(events.STEP_RETRYING, "t2", session="s2", step=0, error=err("tool", "X")))
     assert value(scrape(m), "tether_oldest_running_step_seconds") == 0
+
+
 def test_a_task_that_waits_and_wakes(m: metrics.Metrics) -> None:
     o = metrics.MetricsObserver(m)
     o.on_event(ev(events.TASK_STARTED, reason="start", run=1, from_step=0, session_age=0.5))
