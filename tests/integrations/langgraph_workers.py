@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from store_view import call_with_store
 from tether import types
 from tether.integrations.langgraph import TetherSaver
 from tether.store import Store
+from tether.store.sqlite_connection import parse_url
 
 T = TypeVar("T")
 
@@ -51,6 +53,30 @@ class Worker:
     def signal(self, signum: int) -> None:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signum)
+
+    def stop_between_writes(self, url: str, tries: int = 50) -> None:
+        """SIGSTOP the worker outside a SQLite write transaction. An idle slot's claim
+        poll is a ``BEGIN IMMEDIATE`` write: stopped inside one, the worker would hold
+        the file's write lock for as long as it stays stopped, and nobody else could
+        write. So check that the lock is free, and if not let it run on a moment and
+        stop it again. (On PostgreSQL a stopped transaction locks only its rows.)"""
+        if not url.startswith("sqlite:"):
+            self.signal(signal.SIGSTOP)
+            return
+        path, _ = parse_url(url)
+        for _ in range(tries):
+            self.signal(signal.SIGSTOP)
+            probe = sqlite3.connect(path, timeout=0.5, isolation_level=None)
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+                probe.execute("ROLLBACK")
+                return
+            except sqlite3.OperationalError:
+                self.signal(signal.SIGCONT)
+                time.sleep(0.02)
+            finally:
+                probe.close()
+        raise AssertionError(f"worker {self.worker_id} held the store's write lock {tries} times")
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

@@ -139,7 +139,6 @@ def test_a_worker_stopped_past_its_lease_has_its_checkpoint_write_refused(
     stale = workers.start("stale", lease_ttl=600.0, heartbeat=290.0)
     task = submit(url, "fanout", "go")
     wait_until(lambda: (tmp_path / "entered-stale").exists(), "node slow to start")
-    # stop it between transactions (one in flight would hold its locks while stopped):
     # ``fast``'s writes and the journal rows of prepare and fast are committed
     wait_until(
         lambda: (
@@ -148,7 +147,7 @@ def test_a_worker_stopped_past_its_lease_has_its_checkpoint_write_refused(
         ),
         "fast's writes and journal row",
     )
-    stale.signal(signal.SIGSTOP)
+    stale.stop_between_writes(url)  # one write in flight would hold its lock
     first_epoch = call(url, lambda s: s.get_task(task.id)).lease_epoch
     call(url, lambda s: s.expire_lease(task.id))  # as if it had stayed stopped past its lease
 
