@@ -57,7 +57,10 @@ class Prometheus:
     def query(self, expr: str, at: float | None = None, keep: tuple[str, ...] = ()) -> Result:
         """An instant query: each series' labels (only ``keep``, if given) → value."""
         params = {"query": expr, **({"time": f"{at:.3f}"} if at is not None else {})}
-        body = self.http.get("/api/v1/query", params=params).json()
+        response = self.http.get("/api/v1/query", params=params)
+        if response.status_code == 503:  # still starting (its answer is text, not JSON)
+            response.raise_for_status()
+        body = response.json()
         assert body["status"] == "success", (expr, body)
         out: Result = {}
         for item in body["data"]["result"]:
