@@ -25,6 +25,13 @@ class BodyTooSlow(HTTPException):
         )
 
 
+_DRAIN_MAX = 1 << 20
+"""A declared body over the limit but not over this is read and dropped before the 413,
+and the connection stays open: a server that closes its socket with the body still
+unread makes the kernel reset the connection, and the client may then see "connection
+reset" instead of the 413 (seen under CPU load). A larger one is refused at once."""
+
+
 class BodyLimit:
     """ASGI middleware: a declared ``Content-Length`` over the limit is refused at once;
     a chunked body is counted as it arrives and refused when it crosses the limit. Each
@@ -41,7 +48,8 @@ class BodyLimit:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            await _refuse(send, self.max_bytes)
+            drained = declared <= _DRAIN_MAX and await self._drained(receive)
+            await _refuse(send, self.max_bytes, close=not drained)
             return
         seen = 0
         complete = False
@@ -65,6 +73,19 @@ class BodyLimit:
 
         await self.app(scope, counted, send)
 
+    async def _drained(self, receive: Receive) -> bool:
+        """Read and drop the request's body; False when it stopped arriving (each piece
+        within ``body_timeout``, as any body) or the client went away."""
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout)
+            except TimeoutError:
+                return False
+            if message["type"] != "http.request":
+                return False
+            if not message.get("more_body", False):
+                return True
+
 
 def _content_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", ()):
@@ -76,7 +97,7 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _refuse(send: Send, limit: int) -> None:
+async def _refuse(send: Send, limit: int, *, close: bool) -> None:
     payload = json.dumps(
         http_errors.body("ContentTooLarge", f"the request body is larger than {limit} bytes")
     ).encode()
@@ -87,7 +108,7 @@ async def _refuse(send: Send, limit: int) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
-                (b"connection", b"close"),
+                *([(b"connection", b"close")] if close else []),
             ],
         }
     )
