@@ -26,7 +26,7 @@ class BodyTooSlow(HTTPException):
 
 
 _DRAIN_MAX = 1 << 20
-"""A declared body over the limit but not over this is read and dropped before the 413,
+"""A declared body over the limit by no more than this is read and dropped before the 413,
 and the connection stays open: a server that closes its socket with the body still
 unread makes the kernel reset the connection, and the client may then see "connection
 reset" instead of the 413 (seen under CPU load). A larger one is refused at once."""
@@ -48,7 +48,7 @@ class BodyLimit:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            drained = declared <= _DRAIN_MAX and await self._drained(receive)
+            drained = declared - self.max_bytes <= _DRAIN_MAX and await self._drained(receive)
             await _refuse(send, self.max_bytes, close=not drained)
             return
         seen = 0
